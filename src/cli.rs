@@ -1,0 +1,238 @@
+//! The whole command line, in one place: it also generates the man page and shell completions.
+
+use crate::format::LineFormat;
+use crate::otlp::OtlpSettings;
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+
+const EXAMPLES: &str = "\
+Examples:
+  srun -n 4 otel-run -- ./sim                     one span file per rank (traces_*.jsonlines)
+  otel-run --jsonlines-path 'run_{job}_{rank}.jsonl' -- ./sim --steps 10
+  mpirun -n 8 otel-run --service-name cfd -- ./solver input.nml
+  otel-run --traces-exporter jsonlines,otlp --exporter-otlp-endpoint http://collector:4318 -- ./sim
+  otel-run -- replay                              run a program named `replay`
+
+The exporter defaults to `otlp` when an OTLP endpoint is configured (--exporter-otlp-endpoint or
+OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT), otherwise to `jsonlines`: compute nodes rarely reach a
+collector, so spans go to a file first and `otel-run replay` sends them later.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "otel-run",
+    version,
+    about = "Run a program (an MPI rank, a Slurm task, anything) and record it as OpenTelemetry spans",
+    long_about = "Run a program (an MPI rank, a Slurm task, anything) and record it as OpenTelemetry spans.\n\n\
+        otel-run detects the rank and job from the launcher's environment (never by calling MPI), \
+        gives the program TRACEPARENT and OTEL_* variables, and writes one span file per rank; the \
+        files of one job form one trace.",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub subcommand: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Where otel-run's spans go: comma list of jsonlines, otlp, console, none
+    /// [default: otlp if an OTLP endpoint is set, else jsonlines]
+    #[arg(
+        long = "traces-exporter",
+        alias = "traces_exporter",
+        env = "OTEL_TRACES_EXPORTER",
+        value_name = "LIST"
+    )]
+    pub traces_exporter: Option<String>,
+
+    /// service.name of the spans [default: the program's file name]
+    #[arg(
+        long = "service-name",
+        alias = "service_name",
+        env = "OTEL_SERVICE_NAME",
+        value_name = "NAME"
+    )]
+    pub service_name: Option<String>,
+
+    /// Extra resource attributes, `key=value,...` (percent-encoded values); merged with
+    /// OTEL_RESOURCE_ATTRIBUTES, these win
+    #[arg(
+        long = "resource-attributes",
+        alias = "resource_attributes",
+        value_name = "LIST"
+    )]
+    pub resource_attributes: Option<String>,
+
+    /// Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid}
+    /// [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]
+    #[arg(
+        long = "jsonlines-path",
+        alias = "jsonlines_path",
+        value_name = "TEMPLATE"
+    )]
+    pub jsonlines_path: Option<String>,
+
+    /// Line format of the span file
+    #[arg(long = "jsonlines-format", alias = "jsonlines_format", env = "OTEL_RUN_JSONLINES_FORMAT", value_enum, value_name = "FORMAT", default_value_t = LineFormat::Python)]
+    pub jsonlines_format: LineFormat,
+
+    #[command(flatten, next_help_heading = "OTLP exporter")]
+    pub otlp: OtlpSettings,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+
+    /// The program to run and its arguments (everything from here on is the program's)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Verbosity {
+    /// More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an
+    /// EnvFilter expression instead
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors from otel-run
+    #[arg(short = 'q', long = "quiet", global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// The clap command, for the man page and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Parses the process arguments; errors and --help/--version exit the process as clap does.
+pub fn parse() -> Cli {
+    <Cli as Parser>::parse()
+}
+
+/// For tests: parse from a list.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    <Cli as Parser>::try_parse_from(args)
+}
+
+/// The exporters named by --traces-exporter / OTEL_TRACES_EXPORTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Exporters {
+    pub jsonlines: bool,
+    pub otlp: bool,
+    pub console: bool,
+}
+
+impl Exporters {
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut e = Exporters::default();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "jsonlines" => e.jsonlines = true,
+                "otlp" => e.otlp = true,
+                "console" => e.console = true,
+                "none" => {}
+                other => {
+                    return Err(format!(
+                        "unknown exporter {other:?} (known: jsonlines, otlp, console, none)"
+                    ))
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    pub fn any(&self) -> bool {
+        self.jsonlines || self.otlp || self.console
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_arguments_are_untouched() {
+        let cli = try_parse_from([
+            "otel-run",
+            "--service-name",
+            "x",
+            "./sim",
+            "-v",
+            "--service-name",
+            "y",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.command, ["./sim", "-v", "--service-name", "y"]);
+        assert_eq!(cli.run.service_name.as_deref(), Some("x"));
+        assert_eq!(cli.run.verbosity.verbose, 0);
+    }
+
+    #[test]
+    fn double_dash_makes_subcommand_names_programs() {
+        let cli = try_parse_from(["otel-run", "--", "completions", "bash"]).unwrap();
+        assert!(cli.subcommand.is_none());
+        assert_eq!(cli.run.command, ["completions", "bash"]);
+        let cli = try_parse_from(["otel-run", "completions", "bash"]).unwrap();
+        assert!(matches!(cli.subcommand, Some(Command::Completions { .. })));
+    }
+
+    #[test]
+    fn underscore_aliases_work() {
+        let cli = try_parse_from([
+            "otel-run",
+            "--traces_exporter",
+            "console",
+            "--service_name",
+            "s",
+            "--exporter_otlp_endpoint",
+            "http://x:1",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.traces_exporter.as_deref(), Some("console"));
+        assert_eq!(cli.run.otlp.endpoint.as_deref(), Some("http://x:1"));
+    }
+
+    #[test]
+    fn exporter_lists() {
+        assert_eq!(
+            Exporters::parse("jsonlines, otlp").unwrap(),
+            Exporters {
+                jsonlines: true,
+                otlp: true,
+                console: false
+            }
+        );
+        assert!(!Exporters::parse("none").unwrap().any());
+        assert!(Exporters::parse("jsonl")
+            .unwrap_err()
+            .contains("unknown exporter \"jsonl\""));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+}

@@ -1,0 +1,217 @@
+//! The environment contract (DESIGN.md §6): what the child finds in its environment. The child is
+//! configured only through variables every OpenTelemetry SDK already reads — no LD_PRELOAD, no
+//! sitecustomize — and everything else of the user's environment passes through untouched.
+
+use crate::ids::TraceParent;
+use std::path::PathBuf;
+
+/// Where the child's SDK should export (the loopback sink), when one runs.
+#[derive(Debug, Clone)]
+pub struct SinkEndpoint {
+    /// `http://127.0.0.1:PORT` — one port serves gRPC and HTTP.
+    pub endpoint: String,
+    /// `grpc` or `http/protobuf`: what we tell the child to use.
+    pub protocol: &'static str,
+    /// Per-launch secret; requests without it are refused.
+    pub token: String,
+}
+
+/// Header that carries the sink's token (gRPC metadata keys are lowercase HTTP headers).
+pub const SINK_TOKEN_HEADER: &str = "x-otel-run-token";
+
+/// Everything the child's environment gets from otel-run.
+#[derive(Debug, Clone)]
+pub struct Contract {
+    /// Points at the rank's process span.
+    pub traceparent: TraceParent,
+    /// The incoming `TRACESTATE`, kept only when the incoming TRACEPARENT was valid.
+    pub tracestate: Option<String>,
+    pub service_name: String,
+    /// Merged resource attributes as strings (an environment variable carries no types).
+    pub resource_attributes: Vec<(String, String)>,
+    /// Resolved per-rank span file, for children with a native `jsonlines` exporter.
+    pub jsonlines_path: Option<PathBuf>,
+    pub sink: Option<SinkEndpoint>,
+}
+
+impl Contract {
+    /// Variables to set in the child's environment (all others are inherited unchanged), and the
+    /// ones to remove.
+    pub fn child_env(&self) -> (Vec<(String, String)>, Vec<&'static str>) {
+        let mut set = vec![
+            ("TRACEPARENT".to_string(), self.traceparent.to_string()),
+            ("OTEL_SERVICE_NAME".to_string(), self.service_name.clone()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES".to_string(),
+                encode_resource_attributes(&self.resource_attributes),
+            ),
+        ];
+        let mut remove = Vec::new();
+        match &self.tracestate {
+            Some(ts) => set.push(("TRACESTATE".into(), ts.clone())),
+            // A TRACESTATE that came with an invalid TRACEPARENT describes nothing we continue.
+            None => remove.push("TRACESTATE"),
+        }
+        if let Some(path) = &self.jsonlines_path {
+            set.push((
+                "OTEL_EXPORTER_JSONLINES_PATH".into(),
+                path.display().to_string(),
+            ));
+        }
+        if let Some(sink) = &self.sink {
+            // Traces-specific names: they beat the generic OTEL_EXPORTER_OTLP_* in every SDK, so
+            // the user's metrics/logs settings stay as they are.
+            set.push(("OTEL_TRACES_EXPORTER".into(), "otlp".into()));
+            let endpoint = match sink.protocol {
+                "grpc" => sink.endpoint.clone(),
+                _ => format!("{}/v1/traces", sink.endpoint),
+            };
+            set.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(), endpoint));
+            set.push((
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL".into(),
+                sink.protocol.into(),
+            ));
+            set.push((
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS".into(),
+                format!("{SINK_TOKEN_HEADER}={}", sink.token),
+            ));
+            // TLS settings for a remote collector would break the plaintext loopback connection.
+            set.push(("OTEL_EXPORTER_OTLP_TRACES_INSECURE".into(), "true".into()));
+            remove.extend([
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            ]);
+        }
+        (set, remove)
+    }
+}
+
+/// Parses `key1=value1,key2=value2` (W3C Baggage-style percent-encoding) as OTEL_RESOURCE_ATTRIBUTES
+/// is specified. Empty members are ignored; a member without `=` or with an empty key is an error.
+pub fn parse_resource_attributes(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for member in s.split(',') {
+        let member = member.trim();
+        if member.is_empty() {
+            continue;
+        }
+        let (k, v) = member
+            .split_once('=')
+            .ok_or_else(|| format!("{member:?} is not key=value"))?;
+        let key = percent_decode(k.trim()).map_err(|e| format!("key {k:?}: {e}"))?;
+        if key.is_empty() {
+            return Err(format!("{member:?} has an empty key"));
+        }
+        let value = percent_decode(v.trim()).map_err(|e| format!("value of {key:?}: {e}"))?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Encodes pairs so that any SDK's OTEL_RESOURCE_ATTRIBUTES parser gets them back exactly: every
+/// byte outside the W3C baggage-octet set (and `%`, `,`, `=` in keys) is percent-encoded.
+pub fn encode_resource_attributes(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k, true), percent_encode(v, false)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn percent_encode(s: &str, is_key: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        let plain = matches!(b, 0x21 | 0x23..=0x24 | 0x26..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+            && !(is_key && b == b'=');
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "%-escapes do not form UTF-8".to_string())
+}
+
+/// Merges attribute lists; a later list wins for a key, and first-seen key order is kept.
+pub fn merge_attributes(layers: &[&[(String, String)]]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for layer in layers {
+        for (k, v) in layer.iter() {
+            match out.iter_mut().find(|(ek, _)| ek == k) {
+                Some(e) => e.1 = v.clone(),
+                None => out.push((k.clone(), v.clone())),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_attributes_round_trip_with_awkward_characters() {
+        let pairs = vec![
+            ("service.name".to_string(), "my sim, v2".to_string()),
+            ("k=ey".to_string(), "a=b;c%d\"é\\".to_string()),
+            ("empty".to_string(), String::new()),
+        ];
+        let encoded = encode_resource_attributes(&pairs);
+        assert_eq!(
+            encoded,
+            "service.name=my%20sim%2C%20v2,k%3Dey=a=b%3Bc%25d%22%C3%A9%5C,empty="
+        );
+        assert_eq!(parse_resource_attributes(&encoded).unwrap(), pairs);
+    }
+
+    #[test]
+    fn parses_spec_examples_and_rejects_bad_members() {
+        assert_eq!(
+            parse_resource_attributes(" a = 1 ,, b=x%20y ").unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), "x y".into())]
+        );
+        assert!(parse_resource_attributes("novalue")
+            .unwrap_err()
+            .contains("not key=value"));
+        assert!(parse_resource_attributes("=v")
+            .unwrap_err()
+            .contains("empty key"));
+        assert!(parse_resource_attributes("a=%zz")
+            .unwrap_err()
+            .contains("bad %-escape"));
+        assert!(parse_resource_attributes("a=%4")
+            .unwrap_err()
+            .contains("truncated"));
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let a = vec![
+            ("x".to_string(), "1".to_string()),
+            ("y".to_string(), "1".to_string()),
+        ];
+        let b = vec![("y".to_string(), "2".to_string())];
+        assert_eq!(
+            merge_attributes(&[&a, &b]),
+            vec![("x".into(), "1".into()), ("y".into(), "2".into())]
+        );
+    }
+}

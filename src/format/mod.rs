@@ -1,0 +1,364 @@
+//! Span files (DESIGN.md §4): two JSON Lines formats, readable everywhere and autodetected per
+//! line, written with one `write(2)` per batch of whole lines on an `O_APPEND` file so a crash
+//! leaves at most one torn last line.
+
+pub mod otlp_json;
+pub mod path;
+pub mod python;
+pub mod time;
+
+use anyhow::Context;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The line format otel-run writes; both are always accepted on input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LineFormat {
+    /// OpenTelemetry Python's `ReadableSpan.to_json()`, one span per line (bsb-otel compatible).
+    #[default]
+    Python,
+    /// OTLP/JSON `TracesData` per line (OpenTelemetry Collector file exporter format).
+    Otlp,
+}
+
+/// Renders spans in `format` as whole lines appended to `out`.
+pub fn render(out: &mut Vec<u8>, format: LineFormat, resource_spans: &[ResourceSpans]) {
+    match format {
+        LineFormat::Otlp => {
+            if resource_spans
+                .iter()
+                .any(|rs| rs.scope_spans.iter().any(|ss| !ss.spans.is_empty()))
+            {
+                otlp_json::write_line(out, resource_spans)
+            }
+        }
+        LineFormat::Python => {
+            let empty_resource = Resource::default();
+            let empty_scope = InstrumentationScope::default();
+            for rs in resource_spans {
+                let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
+                for ss in &rs.scope_spans {
+                    let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
+                    for span in &ss.spans {
+                        python::write_span(out, resource, &rs.schema_url, scope, span);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts spans in a batch.
+pub fn span_count(resource_spans: &[ResourceSpans]) -> usize {
+    resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// One rank's span file, opened for appending. Shared by otel-run's own spans and (via the sink)
+/// the child's, so both land in the same file in the same format.
+pub struct SpanFile {
+    file: File,
+    path: PathBuf,
+    format: LineFormat,
+}
+
+impl SpanFile {
+    /// Creates (mode 0600) or appends to `path`.
+    pub fn open(path: &Path, format: LineFormat) -> anyhow::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot open span file {}", path.display()))?;
+        Ok(SpanFile {
+            file,
+            path: path.to_path_buf(),
+            format,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn format(&self) -> LineFormat {
+        self.format
+    }
+
+    /// Appends the spans as whole lines in one write, so concurrent writers (the child's own
+    /// `jsonlines` exporter appends to the same file) never interleave inside a line.
+    pub fn append(&mut self, resource_spans: &[ResourceSpans]) -> anyhow::Result<()> {
+        let mut buf = Vec::with_capacity(1024);
+        render(&mut buf, self.format, resource_spans);
+        self.append_rendered(&buf)
+    }
+
+    pub fn append_rendered(&mut self, buf: &[u8]) -> anyhow::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(buf)
+            .with_context(|| format!("cannot write span file {}", self.path.display()))
+    }
+
+    /// Forces the file to stable storage (called at the end of a run and after a signal).
+    pub fn sync(&self) -> anyhow::Result<()> {
+        self.file
+            .sync_data()
+            .with_context(|| format!("cannot fsync span file {}", self.path.display()))
+    }
+}
+
+/// A line that could not be read, with where it is (`file:line: reason`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct LineError {
+    pub file: String,
+    pub line: u64,
+    pub reason: String,
+    /// The file's last line, without a trailing newline: what a crash mid-write leaves. Readers
+    /// skip it with a warning instead of failing.
+    pub torn: bool,
+}
+
+/// Parses one line of either format (detected from its first key: `resourceSpans` is otlp).
+pub fn parse_line(line: &[u8]) -> Result<TracesData, String> {
+    if first_key(line) == Some(&b"resourceSpans"[..]) {
+        otlp_json::parse_line(line)
+    } else {
+        python::parse_line(line).map(|rs| TracesData {
+            resource_spans: vec![rs],
+        })
+    }
+}
+
+fn first_key(line: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < line.len() && line[*i].is_ascii_whitespace() {
+            *i += 1
+        }
+    };
+    skip_ws(&mut i);
+    if line.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    skip_ws(&mut i);
+    if line.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let end = start + line[start..].iter().position(|b| *b == b'"')?;
+    Some(&line[start..end])
+}
+
+/// Streams the lines of one span file as parsed `TracesData`, numbering lines from 1.
+pub struct Reader<R> {
+    name: String,
+    input: R,
+    line_no: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Reader<R> {
+    pub fn new(name: impl Into<String>, input: R) -> Self {
+        Reader {
+            name: name.into(),
+            input,
+            line_no: 0,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next non-blank line: `Ok(None)` at end of input.
+    pub fn next_data(&mut self) -> Result<Option<(u64, TracesData)>, LineError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| LineError {
+                    file: self.name.clone(),
+                    line: self.line_no + 1,
+                    reason: format!("read error: {e}"),
+                    torn: false,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let complete = self.buf.last() == Some(&b'\n');
+            let line = trim_ascii(&self.buf);
+            if line.is_empty() {
+                continue;
+            }
+            return match parse_line(line) {
+                Ok(data) => Ok(Some((self.line_no, data))),
+                Err(reason) => Err(LineError {
+                    file: self.name.clone(),
+                    line: self.line_no,
+                    // A line without its newline is the last one; if it does not parse, it is
+                    // what a crash in the middle of a write leaves behind.
+                    torn: !complete,
+                    reason: if complete {
+                        reason
+                    } else {
+                        format!("torn last line (no newline): {reason}")
+                    },
+                }),
+            };
+        }
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value::Value, AnyValue, ArrayValue, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{span, ScopeSpans, Span, Status};
+
+    pub(crate) fn sample() -> ResourceSpans {
+        let nested = Value::KvlistValue(KeyValueList {
+            values: vec![attr::int("inner", 1)],
+        });
+        let array = Value::ArrayValue(ArrayValue {
+            values: vec![
+                AnyValue {
+                    value: Some(Value::IntValue(1)),
+                },
+                AnyValue {
+                    value: Some(Value::IntValue(2)),
+                },
+            ],
+        });
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    attr::string("service.name", "sim"),
+                    attr::int("mpi.rank", 3),
+                ],
+                ..Default::default()
+            }),
+            schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    version: "1.2".into(),
+                    ..Default::default()
+                }),
+                schema_url: String::new(),
+                spans: vec![Span {
+                    trace_id: vec![0xab; 16],
+                    span_id: vec![0x01; 8],
+                    parent_span_id: vec![0x02; 8],
+                    trace_state: "vendor=value".into(),
+                    name: "step \"1\"".into(),
+                    kind: span::SpanKind::Client as i32,
+                    start_time_unix_nano: 1_700_000_000_123_456_789,
+                    end_time_unix_nano: 1_700_000_001_000_000_001,
+                    attributes: vec![
+                        attr::string("s", "x"),
+                        attr::boolean("b", true),
+                        attr::int("i", -7),
+                        attr::double("d", 1.0),
+                        attr::kv("a", array),
+                        attr::kv("m", nested),
+                    ],
+                    events: vec![span::Event {
+                        time_unix_nano: 1_700_000_000_500_000_000,
+                        name: "ev".into(),
+                        attributes: vec![attr::int("n", 1)],
+                        dropped_attributes_count: 0,
+                    }],
+                    links: vec![span::Link {
+                        trace_id: vec![0xcd; 16],
+                        span_id: vec![0x03; 8],
+                        trace_state: String::new(),
+                        attributes: vec![attr::string("why", "x")],
+                        dropped_attributes_count: 0,
+                        flags: 0,
+                    }],
+                    status: Some(Status {
+                        code: 2,
+                        message: "boom".into(),
+                    }),
+                    ..Default::default()
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn both_formats_round_trip_losslessly() {
+        for format in [LineFormat::Python, LineFormat::Otlp] {
+            let mut buf = Vec::new();
+            render(&mut buf, format, &[sample()]);
+            assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
+            let back = parse_line(trim_ascii(&buf)).unwrap();
+            assert_eq!(
+                back.resource_spans,
+                vec![sample()],
+                "{format:?}: {}",
+                String::from_utf8_lossy(&buf)
+            );
+        }
+    }
+
+    #[test]
+    fn reader_numbers_lines_and_flags_torn_last_line() {
+        let mut good = Vec::new();
+        render(&mut good, LineFormat::Python, &[sample()]);
+        let mut input = good.clone();
+        input.extend_from_slice(b"\n");
+        input.extend_from_slice(&good);
+        input.extend_from_slice(&good[..good.len() / 2]);
+        let mut r = Reader::new("f.jsonl", &input[..]);
+        assert_eq!(r.next_data().unwrap().unwrap().0, 1);
+        assert_eq!(r.next_data().unwrap().unwrap().0, 3);
+        let err = r.next_data().unwrap_err();
+        assert!(err.torn && err.line == 4, "{err}");
+        assert!(
+            err.to_string().starts_with("f.jsonl:4: torn last line"),
+            "{err}"
+        );
+        assert_eq!(r.next_data().unwrap(), None);
+    }
+
+    #[test]
+    fn bad_complete_line_is_not_torn() {
+        let mut r = Reader::new("f", &b"{not json}\n"[..]);
+        let err = r.next_data().unwrap_err();
+        assert!(!err.torn);
+        assert!(err.to_string().starts_with("f:1: "), "{err}");
+    }
+}

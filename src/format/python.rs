@@ -1,0 +1,625 @@
+//! The `python` line format: one span per line, exactly as OpenTelemetry Python's
+//! `ReadableSpan.to_json(indent=None)` writes it (bsb-otel's `jsonlines` exporter and replay),
+//! plus `instrumentation_scope` and nanosecond times (DESIGN.md §4).
+
+use super::time::{format_iso, parse_iso};
+use crate::ids::{decode_hex_any, hex};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::{Event, Link, SpanKind},
+    status::StatusCode,
+    ResourceSpans, ScopeSpans, Span, Status,
+};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+// ---------------------------------------------------------------- writing
+
+/// Appends one python-format line (with trailing newline) for `span` to `out`.
+pub fn write_span(
+    out: &mut Vec<u8>,
+    resource: &Resource,
+    resource_schema: &str,
+    scope: &InstrumentationScope,
+    span: &Span,
+) {
+    let line = PySpanOut {
+        name: &span.name,
+        context: ContextOut {
+            trace_id: &span.trace_id,
+            span_id: &span.span_id,
+            trace_state: &span.trace_state,
+        },
+        kind: kind_name(span.kind),
+        parent_id: (!span.parent_span_id.is_empty())
+            .then(|| format!("0x{}", hex(&span.parent_span_id))),
+        start_time: format_iso(span.start_time_unix_nano),
+        end_time: format_iso(span.end_time_unix_nano),
+        status: StatusOut::from(span.status.as_ref()),
+        attributes: AttrsOut(&span.attributes),
+        events: span
+            .events
+            .iter()
+            .map(|e| EventOut {
+                name: &e.name,
+                timestamp: format_iso(e.time_unix_nano),
+                attributes: AttrsOut(&e.attributes),
+            })
+            .collect(),
+        links: span
+            .links
+            .iter()
+            .map(|l| LinkOut {
+                context: ContextOut {
+                    trace_id: &l.trace_id,
+                    span_id: &l.span_id,
+                    trace_state: &l.trace_state,
+                },
+                attributes: AttrsOut(&l.attributes),
+            })
+            .collect(),
+        resource: ResourceOut {
+            attributes: AttrsOut(&resource.attributes),
+            schema_url: resource_schema,
+        },
+        instrumentation_scope: ScopeOut {
+            name: &scope.name,
+            version: &scope.version,
+            attributes: (!scope.attributes.is_empty()).then_some(AttrsOut(&scope.attributes)),
+        },
+    };
+    // Serialising plain structs and strings into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, &line).expect("serialising a span to memory");
+    out.push(b'\n');
+}
+
+#[derive(Serialize)]
+struct PySpanOut<'a> {
+    name: &'a str,
+    context: ContextOut<'a>,
+    kind: &'static str,
+    parent_id: Option<String>,
+    start_time: String,
+    end_time: String,
+    status: StatusOut<'a>,
+    attributes: AttrsOut<'a>,
+    events: Vec<EventOut<'a>>,
+    links: Vec<LinkOut<'a>>,
+    resource: ResourceOut<'a>,
+    instrumentation_scope: ScopeOut<'a>,
+}
+
+struct ContextOut<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    trace_state: &'a str,
+}
+
+impl Serialize for ContextOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("trace_id", &format!("0x{}", hex(self.trace_id)))?;
+        m.serialize_entry("span_id", &format!("0x{}", hex(self.span_id)))?;
+        m.serialize_entry("trace_state", &trace_state_to_python(self.trace_state))?;
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    status_code: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    description: &'a str,
+}
+
+impl<'a> From<Option<&'a Status>> for StatusOut<'a> {
+    fn from(status: Option<&'a Status>) -> Self {
+        let (code, description) = status
+            .map(|s| (s.code, s.message.as_str()))
+            .unwrap_or((0, ""));
+        let status_code = match StatusCode::try_from(code) {
+            Ok(StatusCode::Ok) => "OK",
+            Ok(StatusCode::Error) => "ERROR",
+            _ => "UNSET",
+        };
+        StatusOut {
+            status_code,
+            description,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventOut<'a> {
+    name: &'a str,
+    timestamp: String,
+    attributes: AttrsOut<'a>,
+}
+
+#[derive(Serialize)]
+struct LinkOut<'a> {
+    context: ContextOut<'a>,
+    attributes: AttrsOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ResourceOut<'a> {
+    attributes: AttrsOut<'a>,
+    schema_url: &'a str,
+}
+
+#[derive(Serialize)]
+struct ScopeOut<'a> {
+    name: &'a str,
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<AttrsOut<'a>>,
+}
+
+struct AttrsOut<'a>(&'a [KeyValue]);
+
+impl Serialize for AttrsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for kv in self.0 {
+            m.serialize_entry(
+                &kv.key,
+                &AnyOut(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+            )?;
+        }
+        m.end()
+    }
+}
+
+/// OTLP values as native JSON, as Python writes attribute values. Bytes (which Python attributes
+/// cannot hold) become base64 strings, and non-finite doubles strings; use the otlp format when
+/// those must survive exactly.
+struct AnyOut<'a>(Option<&'a Value>);
+
+impl Serialize for AnyOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_none(),
+            Some(Value::StringValue(v)) => s.serialize_str(v),
+            Some(Value::BoolValue(v)) => s.serialize_bool(*v),
+            Some(Value::IntValue(v)) => s.serialize_i64(*v),
+            Some(Value::DoubleValue(v)) if v.is_finite() => s.serialize_f64(*v),
+            Some(Value::DoubleValue(v)) => s.serialize_str(if v.is_nan() {
+                "NaN"
+            } else if *v > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            }),
+            Some(Value::BytesValue(v)) => s.serialize_str(&base64_encode(v)),
+            Some(Value::ArrayValue(a)) => {
+                let mut seq = s.serialize_seq(Some(a.values.len()))?;
+                for v in &a.values {
+                    seq.serialize_element(&AnyOut(v.value.as_ref()))?;
+                }
+                seq.end()
+            }
+            Some(Value::KvlistValue(l)) => AttrsOut(&l.values).serialize(s),
+            // Dictionary references only exist inside profiles; there is no table to resolve them.
+            Some(Value::StringValueStrindex(_)) => s.serialize_none(),
+        }
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match SpanKind::try_from(kind) {
+        Ok(SpanKind::Server) => "SpanKind.SERVER",
+        Ok(SpanKind::Client) => "SpanKind.CLIENT",
+        Ok(SpanKind::Producer) => "SpanKind.PRODUCER",
+        Ok(SpanKind::Consumer) => "SpanKind.CONSUMER",
+        // Python has no UNSPECIFIED kind; INTERNAL is its default.
+        _ => "SpanKind.INTERNAL",
+    }
+}
+
+fn kind_from_name(name: &str) -> Result<i32, String> {
+    let bare = name.strip_prefix("SpanKind.").unwrap_or(name);
+    Ok(match bare {
+        "INTERNAL" => SpanKind::Internal,
+        "SERVER" => SpanKind::Server,
+        "CLIENT" => SpanKind::Client,
+        "PRODUCER" => SpanKind::Producer,
+        "CONSUMER" => SpanKind::Consumer,
+        "UNSPECIFIED" => SpanKind::Unspecified,
+        _ => return Err(format!("unknown span kind {name:?}")),
+    } as i32)
+}
+
+/// W3C `k1=v1,k2=v2` → Python's `repr(TraceState)`: `['{key=k1, value=v1}', ...]`.
+fn trace_state_to_python(w3c: &str) -> String {
+    let items: Vec<String> = w3c
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| format!("'{{key={k}, value={v}}}'"))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Python's `repr(TraceState)` (or a plain W3C string) → W3C `k1=v1,k2=v2`.
+fn trace_state_from_python(repr: &str) -> String {
+    let repr = repr.trim();
+    let Some(inner) = repr.strip_prefix('[').and_then(|r| r.strip_suffix(']')) else {
+        return repr.to_string();
+    };
+    let mut pairs = Vec::new();
+    let mut rest = inner;
+    while let Some(start) = rest.find("{key=") {
+        let after = &rest[start + 5..];
+        let Some(mid) = after.find(", value=") else {
+            break;
+        };
+        let key = &after[..mid];
+        let value_part = &after[mid + 8..];
+        let Some(end) = value_part.find('}') else {
+            break;
+        };
+        pairs.push(format!("{key}={}", &value_part[..end]));
+        rest = &value_part[end..];
+    }
+    pairs.join(",")
+}
+
+// ---------------------------------------------------------------- reading
+
+#[derive(Deserialize)]
+struct PySpanIn {
+    name: String,
+    context: ContextIn,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    parent_id: Option<String>,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    #[serde(default)]
+    status: Option<StatusIn>,
+    #[serde(default)]
+    attributes: Option<AttrsIn>,
+    #[serde(default)]
+    events: Option<Vec<EventIn>>,
+    #[serde(default)]
+    links: Option<Vec<LinkIn>>,
+    #[serde(default)]
+    resource: Option<ResourceIn>,
+    #[serde(default)]
+    instrumentation_scope: Option<ScopeIn>,
+}
+
+#[derive(Deserialize)]
+struct ContextIn {
+    trace_id: String,
+    span_id: String,
+    #[serde(default)]
+    trace_state: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatusIn {
+    status_code: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    name: String,
+    timestamp: String,
+    #[serde(default)]
+    attributes: Option<AttrsIn>,
+}
+
+#[derive(Deserialize)]
+struct LinkIn {
+    context: ContextIn,
+    #[serde(default)]
+    attributes: Option<AttrsIn>,
+}
+
+#[derive(Deserialize)]
+struct ResourceIn {
+    #[serde(default)]
+    attributes: Option<AttrsIn>,
+    #[serde(default)]
+    schema_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ScopeIn {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    schema_url: Option<String>,
+    #[serde(default)]
+    attributes: Option<AttrsIn>,
+}
+
+/// A JSON object of attributes, kept in file order, converted straight into OTLP key-values.
+struct AttrsIn(Vec<KeyValue>);
+
+impl<'de> Deserialize<'de> for AttrsIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AttrsIn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrsIn, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(key) = map.next_key::<String>()? {
+                    let AnyIn(value) = map.next_value()?;
+                    out.push(KeyValue {
+                        key,
+                        value: Some(value),
+                        ..Default::default()
+                    });
+                }
+                Ok(AttrsIn(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct AnyIn(AnyValue);
+
+impl<'de> Deserialize<'de> for AnyIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn some(v: Value) -> AnyIn {
+            AnyIn(AnyValue { value: Some(v) })
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyIn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AnyIn, E> {
+                Ok(some(Value::BoolValue(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AnyIn, E> {
+                Ok(some(Value::IntValue(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AnyIn, E> {
+                match i64::try_from(v) {
+                    Ok(i) => Ok(some(Value::IntValue(i))),
+                    Err(_) => Err(E::custom(format!(
+                        "integer {v} does not fit a 64-bit signed attribute"
+                    ))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<AnyIn, E> {
+                Ok(some(Value::DoubleValue(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AnyIn, E> {
+                Ok(some(Value::StringValue(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<AnyIn, E> {
+                Ok(some(Value::StringValue(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<AnyIn, E> {
+                Ok(AnyIn(AnyValue { value: None }))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<AnyIn, E> {
+                Ok(AnyIn(AnyValue { value: None }))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyIn, A::Error> {
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(AnyIn(v)) = seq.next_element()? {
+                    values.push(v);
+                }
+                Ok(some(Value::ArrayValue(ArrayValue { values })))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AnyIn, A::Error> {
+                let AttrsIn(values) =
+                    AttrsIn::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(some(Value::KvlistValue(KeyValueList { values })))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn id<const N: usize>(field: &str, s: &str) -> Result<[u8; N], String> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    decode_hex_any::<N>(digits)
+        .filter(|id| id.iter().any(|b| *b != 0))
+        .ok_or_else(|| format!("{field} {s:?} is not a non-zero {}-digit hex id", 2 * N))
+}
+
+fn attrs(a: Option<AttrsIn>) -> Vec<KeyValue> {
+    a.map(|a| a.0).unwrap_or_default()
+}
+
+fn time(field: &str, s: Option<&str>) -> Result<u64, String> {
+    let s = s.ok_or_else(|| format!("{field} is missing or null"))?;
+    parse_iso(s).map_err(|e| format!("{field}: {e}"))
+}
+
+/// Parses one python-format line into a `ResourceSpans` holding exactly that span.
+pub fn parse_line(line: &[u8]) -> Result<ResourceSpans, String> {
+    let py: PySpanIn = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let trace_id = id::<16>("context.trace_id", &py.context.trace_id)?;
+    let span_id = id::<8>("context.span_id", &py.context.span_id)?;
+    let parent = match py.parent_id.as_deref() {
+        None => Vec::new(),
+        Some(p) => id::<8>("parent_id", p)?.to_vec(),
+    };
+    let kind = match py.kind.as_deref() {
+        None => SpanKind::Internal as i32,
+        Some(k) => kind_from_name(k)?,
+    };
+    let status = match py.status {
+        None => None,
+        Some(s) => {
+            let code = match s
+                .status_code
+                .strip_prefix("StatusCode.")
+                .unwrap_or(&s.status_code)
+            {
+                "UNSET" => StatusCode::Unset,
+                "OK" => StatusCode::Ok,
+                "ERROR" => StatusCode::Error,
+                other => return Err(format!("unknown status_code {other:?}")),
+            };
+            Some(Status {
+                code: code as i32,
+                message: s.description.unwrap_or_default(),
+            })
+        }
+    };
+    let mut events = Vec::new();
+    for e in py.events.unwrap_or_default() {
+        events.push(Event {
+            time_unix_nano: time("events[].timestamp", Some(&e.timestamp))?,
+            name: e.name,
+            attributes: attrs(e.attributes),
+            dropped_attributes_count: 0,
+        });
+    }
+    let mut links = Vec::new();
+    for l in py.links.unwrap_or_default() {
+        links.push(Link {
+            trace_id: id::<16>("links[].context.trace_id", &l.context.trace_id)?.to_vec(),
+            span_id: id::<8>("links[].context.span_id", &l.context.span_id)?.to_vec(),
+            trace_state: trace_state_from_python(l.context.trace_state.as_deref().unwrap_or("")),
+            attributes: attrs(l.attributes),
+            dropped_attributes_count: 0,
+            flags: 0,
+        });
+    }
+    let span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        trace_state: trace_state_from_python(py.context.trace_state.as_deref().unwrap_or("")),
+        parent_span_id: parent,
+        flags: 0,
+        name: py.name,
+        kind,
+        start_time_unix_nano: time("start_time", py.start_time.as_deref())?,
+        end_time_unix_nano: time("end_time", py.end_time.as_deref())?,
+        attributes: attrs(py.attributes),
+        dropped_attributes_count: 0,
+        events,
+        dropped_events_count: 0,
+        links,
+        dropped_links_count: 0,
+        status,
+    };
+    let (resource, resource_schema) = match py.resource {
+        None => (Resource::default(), String::new()),
+        Some(r) => (
+            Resource {
+                attributes: attrs(r.attributes),
+                ..Default::default()
+            },
+            r.schema_url.unwrap_or_default(),
+        ),
+    };
+    let (scope, scope_schema) = match py.instrumentation_scope {
+        None => (InstrumentationScope::default(), String::new()),
+        Some(s) => (
+            InstrumentationScope {
+                name: s.name.unwrap_or_default(),
+                version: s.version.unwrap_or_default(),
+                attributes: attrs(s.attributes),
+                dropped_attributes_count: 0,
+            },
+            s.schema_url.unwrap_or_default(),
+        ),
+    };
+    Ok(ResourceSpans {
+        resource: Some(resource),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(scope),
+            spans: vec![span],
+            schema_url: scope_schema,
+        }],
+        schema_url: resource_schema,
+    })
+}
+
+/// Standard base64 with padding (what Python's `base64.b64encode` writes).
+fn base64_encode(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_state_round_trips_through_python_repr() {
+        assert_eq!(trace_state_to_python(""), "[]");
+        assert_eq!(
+            trace_state_to_python("a=1,b=x y"),
+            "['{key=a, value=1}', '{key=b, value=x y}']"
+        );
+        assert_eq!(
+            trace_state_from_python("['{key=a, value=1}', '{key=b, value=x y}']"),
+            "a=1,b=x y"
+        );
+        assert_eq!(trace_state_from_python("[]"), "");
+        assert_eq!(trace_state_from_python("a=1"), "a=1");
+    }
+
+    #[test]
+    fn base64_matches_python() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn reports_what_is_wrong() {
+        let cases = [
+            (r#"{"name":"x"}"#, "missing field `context`"),
+            (
+                r#"{"name":"x","context":{"trace_id":"0xzz","span_id":"0x0000000000000001"},"start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:00Z"}"#,
+                "context.trace_id",
+            ),
+            (
+                r#"{"name":"x","context":{"trace_id":"0x00000000000000000000000000000001","span_id":"0x0000000000000001"},"start_time":null,"end_time":"2024-01-01T00:00:00Z"}"#,
+                "start_time is missing",
+            ),
+            (
+                r#"{"name":"x","context":{"trace_id":"0x00000000000000000000000000000001","span_id":"0x0000000000000001"},"kind":"SpanKind.WEIRD","start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:00Z"}"#,
+                "unknown span kind",
+            ),
+            (r#"{"name":5}"#, "invalid type"),
+        ];
+        for (line, want) in cases {
+            let err = parse_line(line.as_bytes()).unwrap_err();
+            assert!(err.contains(want), "{line}: got {err}");
+        }
+    }
+}

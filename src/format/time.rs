@@ -1,0 +1,167 @@
+//! ISO 8601 UTC timestamps with nanoseconds, without a date library: the python line format
+//! stores times as strings, and converting through floats (as Python does) loses nanoseconds.
+
+/// Formats Unix nanoseconds as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub fn format_iso(nanos: u64) -> String {
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into Unix nanoseconds. Accepts 0–9 fraction
+/// digits (Python writes 6, otel-run 9) and a space instead of `T`.
+pub fn parse_iso(s: &str) -> Result<u64, String> {
+    let err =
+        || format!("invalid timestamp {s:?} (want ISO 8601 like 2024-05-01T12:00:00.000000Z)");
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(err());
+    }
+    let num = |range: std::ops::Range<usize>| -> Result<u64, String> {
+        let part = &s[range];
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().map_err(|_| err())
+        } else {
+            Err(err())
+        }
+    };
+    let (year, month, day) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(err());
+    }
+    let mut i = 19;
+    let mut frac: u64 = 0;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                frac = frac * 10 + (b[i] - b'0') as u64;
+            }
+            i += 1;
+        }
+        let digits = (i - start).min(9);
+        if i == start {
+            return Err(err());
+        }
+        frac *= 10u64.pow(9 - digits as u32);
+    }
+    let offset_secs: i64 = match &s[i..] {
+        "Z" | "z" | "" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let h: i64 = tz[1..3].parse().map_err(|_| err())?;
+            let m: i64 = tz[4..6].parse().map_err(|_| err())?;
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return Err(err()),
+    };
+    let days = days_from_civil(year, month as u32, day as u32);
+    let secs = days * 86_400 + (hour * 3600 + minute * 60 + second) as i64 - offset_secs;
+    if secs < 0 {
+        return Err(format!("timestamp {s:?} is before 1970"));
+    }
+    Ok(secs as u64 * 1_000_000_000 + frac)
+}
+
+// Howard Hinnant's algorithms (public domain): exact proleptic Gregorian conversions.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Current time as Unix nanoseconds.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_nanoseconds() {
+        for n in [
+            0u64,
+            1,
+            999_999_999,
+            1_700_000_000_123_456_789,
+            951_782_400_000_000_001,
+            4_102_444_800_000_000_000,
+        ] {
+            assert_eq!(parse_iso(&format_iso(n)).unwrap(), n, "{}", format_iso(n));
+        }
+    }
+
+    #[test]
+    fn reads_python_microseconds_and_offsets() {
+        assert_eq!(
+            parse_iso("2024-02-29T12:34:56.123456Z").unwrap(),
+            1_709_210_096_123_456_000
+        );
+        assert_eq!(
+            parse_iso("2024-02-29T13:34:56.123456+01:00").unwrap(),
+            1_709_210_096_123_456_000
+        );
+        assert_eq!(parse_iso("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(
+            format_iso(1_709_210_096_123_456_000),
+            "2024-02-29T12:34:56.123456000Z"
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "2024-02-29",
+            "2024-13-01T00:00:00Z",
+            "2024-02-29T12:34:56.Z",
+            "2024-02-29T12:34:56Q",
+            "abcd-ef-ghT00:00:00Z",
+        ] {
+            assert!(parse_iso(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+use otel_run::cli::{self, Command};
+
+fn main() {
+    let cli = cli::parse();
+    otel_run::logging::init(cli.run.verbosity.verbose, cli.run.verbosity.quiet);
+    let code = match cli.subcommand {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut cli::command(),
+                "otel-run",
+                &mut std::io::stdout(),
+            );
+            0
+        }
+        None => otel_run::run::main(cli.run),
+    };
+    std::process::exit(code);
+}

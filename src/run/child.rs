@@ -1,0 +1,153 @@
+//! Starting the program and collecting how it ended, with its resource usage from `wait4`.
+//!
+//! The child inherits otel-run's stdin/stdout/stderr, process group and every inherited file
+//! descriptor (MPICH passes PMI_FD); otel-run's own files are close-on-exec.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use tokio::signal::unix::Signal;
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    Exited(i32),
+    Signaled { signal: i32, core_dumped: bool },
+}
+
+impl Termination {
+    /// The status a shell would report: the code, or 128+N for signal N.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Termination::Exited(code) => code,
+            Termination::Signaled { signal, .. } => 128 + signal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    pub max_rss_bytes: i64,
+}
+
+/// The program could not be started: exit status and message follow the shell's conventions.
+#[derive(Debug)]
+pub struct SpawnFailure {
+    /// 127 not found, 126 found but not executable.
+    pub exit_code: i32,
+    pub message: String,
+    /// Short, low-cardinality reason for `error.type`.
+    pub error_type: &'static str,
+}
+
+pub fn spawn(
+    argv: &[OsString],
+    set: &[(String, String)],
+    remove: &[&str],
+) -> Result<u32, SpawnFailure> {
+    let program = &argv[0];
+    let mut cmd = Command::new(program);
+    cmd.args(&argv[1..]);
+    for key in remove {
+        cmd.env_remove(key);
+    }
+    for (k, v) in set {
+        cmd.env(k, v);
+    }
+    // argv[0] exactly as given, as a shell does.
+    cmd.arg0(program);
+    match cmd.spawn() {
+        // We reap the child ourselves with wait4 (for its rusage); std's handle is not needed.
+        Ok(child) => Ok(child.id()),
+        Err(e) => Err(spawn_failure(&program.to_string_lossy(), &e)),
+    }
+}
+
+fn spawn_failure(program: &str, e: &io::Error) -> SpawnFailure {
+    let has_slash = program.contains('/');
+    match (e.kind(), e.raw_os_error()) {
+        (io::ErrorKind::NotFound, _) if !has_slash => SpawnFailure {
+            exit_code: 127,
+            message: format!("{program}: command not found"),
+            error_type: "command_not_found",
+        },
+        (io::ErrorKind::NotFound, _) => SpawnFailure {
+            exit_code: 127,
+            message: format!("{program}: No such file or directory"),
+            error_type: "command_not_found",
+        },
+        (_, Some(libc::EACCES)) | (_, Some(libc::EISDIR)) => SpawnFailure {
+            exit_code: 126,
+            message: format!("{program}: Permission denied"),
+            error_type: "command_not_executable",
+        },
+        (_, Some(libc::ENOEXEC)) => SpawnFailure {
+            exit_code: 126,
+            message: format!("{program}: cannot execute: Exec format error"),
+            error_type: "command_not_executable",
+        },
+        _ => SpawnFailure {
+            exit_code: 126,
+            message: format!("{program}: {e}"),
+            error_type: "spawn_failed",
+        },
+    }
+}
+
+/// Reaps `pid` without blocking; `None` while it still runs.
+pub fn try_reap(pid: u32) -> io::Result<Option<(Termination, Usage)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for the reaped child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; WNOHANG never blocks.
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut ru) };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        let termination = if libc::WIFSIGNALED(status) {
+            Termination::Signaled {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            }
+        } else {
+            Termination::Exited(libc::WEXITSTATUS(status))
+        };
+        let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        let usage = Usage {
+            user_seconds: secs(ru.ru_utime),
+            system_seconds: secs(ru.ru_stime),
+            // Linux reports ru_maxrss in KiB.
+            max_rss_bytes: ru.ru_maxrss * 1024,
+        };
+        return Ok(Some((termination, usage)));
+    }
+}
+
+/// Waits for `pid` to end, woken by SIGCHLD (registered before the child was spawned, so no
+/// notification can be missed).
+pub async fn wait(pid: u32, sigchld: &mut Signal) -> io::Result<(Termination, Usage)> {
+    loop {
+        if let Some(done) = try_reap(pid)? {
+            return Ok(done);
+        }
+        sigchld.recv().await;
+    }
+}
+
+/// `SIGTERM`, `SIGSEGV`, … for a signal number.
+pub fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("SIG{signal}"))
+}

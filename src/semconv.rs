@@ -1,0 +1,43 @@
+//! Every attribute name otel-run writes, in one place, so they can follow the OpenTelemetry
+//! semantic conventions when conventions for batch jobs land (DESIGN.md §5).
+
+// Resource
+pub const SERVICE_NAME: &str = "service.name";
+pub const HOST_NAME: &str = "host.name";
+/// bsb-otel's names, kept so its tools read our files.
+pub const MPI_RANK: &str = "mpi.rank";
+pub const MPI_SIZE: &str = "mpi.size";
+pub const MPI_LOCAL_RANK: &str = "mpi.local_rank";
+pub const SLURM_JOB_ID: &str = "slurm.job.id";
+pub const SLURM_STEP_ID: &str = "slurm.step.id";
+pub const SLURM_CLUSTER_NAME: &str = "slurm.cluster.name";
+/// Which launcher job detection recognised (`slurm`, `openmpi`, `pmix`, `mpich-hydra`, …).
+pub const LAUNCHER: &str = "otel_run.launcher";
+
+// Process span (semantic conventions for processes where they exist)
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+pub const PROCESS_COMMAND_ARGS: &str = "process.command_args";
+pub const PROCESS_PID: &str = "process.pid";
+pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+/// Signal number that terminated the child (no convention exists yet).
+pub const PROCESS_EXIT_SIGNAL: &str = "process.exit.signal";
+pub const PROCESS_EXIT_SIGNAL_NAME: &str = "process.exit.signal_name";
+pub const PROCESS_CPU_USER: &str = "process.cpu.time.user";
+pub const PROCESS_CPU_SYSTEM: &str = "process.cpu.time.system";
+/// Peak resident set size of the child in bytes (wait4's ru_maxrss, converted from KiB).
+pub const PROCESS_MAX_RSS: &str = "process.memory.max_rss";
+pub const ERROR_TYPE: &str = "error.type";
+
+// otel-run's own bookkeeping
+/// `process` or `step`: lets merge/summary find otel-run's spans among the child's.
+pub const SPAN_ROLE: &str = "otel_run.span";
+pub const ROLE_PROCESS: &str = "process";
+pub const ROLE_STEP: &str = "step";
+pub const JOB_KEY: &str = "otel_run.job.key";
+/// Set on child spans the sink re-homed into the job's trace: the trace id they arrived with.
+pub const ORIGINAL_TRACE_ID: &str = "otel_run.original_trace_id";
+
+/// Instrumentation scope of otel-run's own spans.
+pub const SCOPE_NAME: &str = "otel-run";
