@@ -13,7 +13,7 @@
 #   tests      cargo nextest run --no-fail-fast, or cargo test --no-fail-fast without nextest
 # Exit status: the first failing phase's, else the tests'.
 #
-# The Rust tests find the real parts through these variables (and skip, saying why, without them):
+# The Rust tests find the real parts through these variables (and fail, saying how to get them, without them):
 #   OTEL_RUN_TEST_PYTHON        venv python with the OpenTelemetry SDK + OTLP exporters
 #   OTEL_RUN_TEST_ROTEL         rotel-agent binary (OTLP collector)
 #   OTEL_RUN_TEST_MPI_OPENMPI   MPI hello built with OpenMPI  (srun --mpi=pmix, mpirun.openmpi)

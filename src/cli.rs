@@ -117,14 +117,17 @@ pub struct Verbosity {
     pub quiet: bool,
 }
 
-/// The clap command, for the man page and completions.
+/// The clap command, for parsing, the man page and completions. Environment values are never
+/// shown in --help: OTEL_EXPORTER_OTLP_HEADERS often holds a secret, and the generated files
+/// must not depend on the environment they were generated in.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command()
+    <Cli as clap::CommandFactory>::command().mut_args(|a| a.hide_env_values(true))
 }
 
 /// Parses the process arguments; errors and --help/--version exit the process as clap does.
 pub fn parse() -> Cli {
-    <Cli as Parser>::parse()
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// For tests: parse from a list.
@@ -133,7 +136,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    <Cli as Parser>::try_parse_from(args)
+    let matches = command().try_get_matches_from(args)?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
 }
 
 /// The exporters named by --traces-exporter / OTEL_TRACES_EXPORTER.

@@ -126,14 +126,16 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>, host: &str, parent_pid: u32)
         let size = num("PMI_SIZE").unwrap_or(rank + 1);
         if let Some(local) = num("MPI_LOCALRANKID") {
             // Hydra exports no job id. All ranks on a node share one hydra_pmi_proxy parent, so
-            // (host, parent pid) names the launch on this node only.
+            // (host, parent pid) names the launch on this node only — which is the whole launch
+            // when every rank is local.
+            let all_local = num("MPI_LOCALNRANKS") == Some(size);
             return Job {
                 launcher: "mpich-hydra",
                 rank,
                 size,
                 local_rank: local,
                 key: Some(format!("hydra:{host}:{parent_pid}")),
-                key_is_node_local: true,
+                key_is_node_local: !all_local,
                 ..base
             };
         }

@@ -200,7 +200,13 @@ impl Plan {
                 },
             )
             .map_err(|e| anyhow!("--jsonlines-path / OTEL_EXPORTER_JSONLINES_PATH: {e}"))?;
-            Some(PathBuf::from(expanded))
+            // Absolute, so a child that changes directory still appends to the same file.
+            let path = PathBuf::from(expanded);
+            Some(
+                std::env::current_dir()
+                    .map(|cwd| cwd.join(&path))
+                    .unwrap_or(path),
+            )
         } else {
             None
         };

@@ -1,0 +1,65 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'otel-run'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'otel-run' {
+            [CompletionResult]::new('--traces-exporter', '--traces-exporter', [CompletionResultType]::ParameterName, 'Where otel-run''s spans go: comma list of jsonlines, otlp, console, none [default: otlp if an OTLP endpoint is set, else jsonlines]')
+            [CompletionResult]::new('--service-name', '--service-name', [CompletionResultType]::ParameterName, 'service.name of the spans [default: the program''s file name]')
+            [CompletionResult]::new('--resource-attributes', '--resource-attributes', [CompletionResultType]::ParameterName, 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win')
+            [CompletionResult]::new('--jsonlines-path', '--jsonlines-path', [CompletionResultType]::ParameterName, 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]')
+            [CompletionResult]::new('--jsonlines-format', '--jsonlines-format', [CompletionResultType]::ParameterName, 'Line format of the span file')
+            [CompletionResult]::new('--exporter-otlp-endpoint', '--exporter-otlp-endpoint', [CompletionResultType]::ParameterName, 'Collector endpoint; for http/protobuf `/v1/traces` is appended [default: grpc http://localhost:4317, http/protobuf http://localhost:4318]')
+            [CompletionResult]::new('--exporter-otlp-traces-endpoint', '--exporter-otlp-traces-endpoint', [CompletionResultType]::ParameterName, 'Traces endpoint, used as is (beats --exporter-otlp-endpoint)')
+            [CompletionResult]::new('--exporter-otlp-protocol', '--exporter-otlp-protocol', [CompletionResultType]::ParameterName, 'Transport [default: http/protobuf]')
+            [CompletionResult]::new('--exporter-otlp-traces-protocol', '--exporter-otlp-traces-protocol', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-protocol')
+            [CompletionResult]::new('--exporter-otlp-headers', '--exporter-otlp-headers', [CompletionResultType]::ParameterName, 'Extra request headers, `key=value,...` (values percent-decoded)')
+            [CompletionResult]::new('--exporter-otlp-traces-headers', '--exporter-otlp-traces-headers', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-headers')
+            [CompletionResult]::new('--exporter-otlp-timeout', '--exporter-otlp-timeout', [CompletionResultType]::ParameterName, 'Time limit for one export including retries, in milliseconds [default: 10000]')
+            [CompletionResult]::new('--exporter-otlp-traces-timeout', '--exporter-otlp-traces-timeout', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-timeout')
+            [CompletionResult]::new('--exporter-otlp-compression', '--exporter-otlp-compression', [CompletionResultType]::ParameterName, '`gzip` or `none` [default: none]')
+            [CompletionResult]::new('--exporter-otlp-traces-compression', '--exporter-otlp-traces-compression', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-compression')
+            [CompletionResult]::new('--exporter-otlp-certificate', '--exporter-otlp-certificate', [CompletionResultType]::ParameterName, 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]')
+            [CompletionResult]::new('--exporter-otlp-traces-certificate', '--exporter-otlp-traces-certificate', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-certificate')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, elvish, powershell)')
+            break
+        }
+        'otel-run;completions' {
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,131 @@
+_otel__run() {
+    local i cur prev opts cmd
+    COMPREPLY=()
+    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+        cur="$2"
+    else
+        cur="${COMP_WORDS[COMP_CWORD]}"
+    fi
+    prev="$3"
+    cmd=""
+    opts=""
+
+    for i in "${COMP_WORDS[@]:0:COMP_CWORD}"
+    do
+        case "${cmd},${i}" in
+            ",$1")
+                cmd="otel__run"
+                ;;
+            otel__run,completions)
+                cmd="otel__run__subcmd__completions"
+                ;;
+            *)
+                ;;
+        esac
+    done
+
+    case "${cmd}" in
+        otel__run)
+            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --verbose --quiet --help --version completions"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --traces-exporter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resource-attributes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jsonlines-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jsonlines-format)
+                    COMPREPLY=($(compgen -W "python otlp" -- "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-traces-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-protocol)
+                    COMPREPLY=($(compgen -W "grpc http/protobuf" -- "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-traces-protocol)
+                    COMPREPLY=($(compgen -W "grpc http/protobuf" -- "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-headers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-traces-headers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-traces-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-compression)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-traces-compression)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-certificate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exporter-otlp-traces-certificate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otel__subcmd__run__subcmd__completions)
+            opts="-v -q -h --verbose --quiet --help bash elvish fish powershell zsh"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+    esac
+}
+
+if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+    complete -F _otel__run -o nosort -o bashdefault -o default otel-run
+else
+    complete -F _otel__run -o bashdefault -o default otel-run
+fi

@@ -1,0 +1,58 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[otel-run] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'otel-run'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'otel-run'= {
+            cand --traces-exporter 'Where otel-run''s spans go: comma list of jsonlines, otlp, console, none [default: otlp if an OTLP endpoint is set, else jsonlines]'
+            cand --service-name 'service.name of the spans [default: the program''s file name]'
+            cand --resource-attributes 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win'
+            cand --jsonlines-path 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]'
+            cand --jsonlines-format 'Line format of the span file'
+            cand --exporter-otlp-endpoint 'Collector endpoint; for http/protobuf `/v1/traces` is appended [default: grpc http://localhost:4317, http/protobuf http://localhost:4318]'
+            cand --exporter-otlp-traces-endpoint 'Traces endpoint, used as is (beats --exporter-otlp-endpoint)'
+            cand --exporter-otlp-protocol 'Transport [default: http/protobuf]'
+            cand --exporter-otlp-traces-protocol 'exporter-otlp-traces-protocol'
+            cand --exporter-otlp-headers 'Extra request headers, `key=value,...` (values percent-decoded)'
+            cand --exporter-otlp-traces-headers 'exporter-otlp-traces-headers'
+            cand --exporter-otlp-timeout 'Time limit for one export including retries, in milliseconds [default: 10000]'
+            cand --exporter-otlp-traces-timeout 'exporter-otlp-traces-timeout'
+            cand --exporter-otlp-compression '`gzip` or `none` [default: none]'
+            cand --exporter-otlp-traces-compression 'exporter-otlp-traces-compression'
+            cand --exporter-otlp-certificate 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]'
+            cand --exporter-otlp-traces-certificate 'exporter-otlp-traces-certificate'
+            cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+            cand --verbose 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+            cand -q 'Only errors from otel-run'
+            cand --quiet 'Only errors from otel-run'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+        }
+        &'otel-run;completions'= {
+            cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+            cand --verbose 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+            cand -q 'Only errors from otel-run'
+            cand --quiet 'Only errors from otel-run'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+    ]
+    $completions[$command]
+}

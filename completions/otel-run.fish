@@ -1,0 +1,54 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_otel_run_global_optspecs
+    string join \n traces-exporter= service-name= resource-attributes= jsonlines-path= jsonlines-format= exporter-otlp-endpoint= exporter-otlp-traces-endpoint= exporter-otlp-protocol= exporter-otlp-traces-protocol= exporter-otlp-headers= exporter-otlp-traces-headers= exporter-otlp-timeout= exporter-otlp-traces-timeout= exporter-otlp-compression= exporter-otlp-traces-compression= exporter-otlp-certificate= exporter-otlp-traces-certificate= v/verbose q/quiet h/help V/version
+end
+
+function __fish_otel_run_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_otel_run_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_otel_run_using_subcommand
+    set -l cmd (__fish_otel_run_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c otel-run -n "__fish_otel_run_needs_command" -l traces-exporter -d 'Where otel-run\'s spans go: comma list of jsonlines, otlp, console, none [default: otlp if an OTLP endpoint is set, else jsonlines]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l service-name -d 'service.name of the spans [default: the program\'s file name]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l resource-attributes -d 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l jsonlines-path -d 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l jsonlines-format -d 'Line format of the span file' -r -f -a "python\t'OpenTelemetry Python\'s `ReadableSpan.to_json()`, one span per line (bsb-otel compatible)'
+otlp\t'OTLP/JSON `TracesData` per line (OpenTelemetry Collector file exporter format)'"
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-endpoint -d 'Collector endpoint; for http/protobuf `/v1/traces` is appended [default: grpc http://localhost:4317, http/protobuf http://localhost:4318]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-endpoint -d 'Traces endpoint, used as is (beats --exporter-otlp-endpoint)' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-protocol -d 'Transport [default: http/protobuf]' -r -f -a "grpc\t''
+http/protobuf\t''"
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-protocol -r -f -a "grpc\t''
+http/protobuf\t''"
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-headers -d 'Extra request headers, `key=value,...` (values percent-decoded)' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-headers -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-timeout -d 'Time limit for one export including retries, in milliseconds [default: 10000]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-timeout -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-compression -d '`gzip` or `none` [default: none]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-compression -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-certificate -d 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]' -r -F
+complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-certificate -r -F
+complete -c otel-run -n "__fish_otel_run_needs_command" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+complete -c otel-run -n "__fish_otel_run_needs_command" -s q -l quiet -d 'Only errors from otel-run'
+complete -c otel-run -n "__fish_otel_run_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otel-run -n "__fish_otel_run_needs_command" -s V -l version -d 'Print version'
+complete -c otel-run -n "__fish_otel_run_needs_command" -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s q -l quiet -d 'Only errors from otel-run'
+complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s h -l help -d 'Print help'

@@ -1,0 +1,314 @@
+//! Shared helpers for the functional tests: they run the built `otel-run` binary against real
+//! components (Slurm, OpenMPI, MPICH, the Python SDK, rotel). A missing component fails the test
+//! with instructions — nothing skips silently.
+#![allow(dead_code)]
+
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_otel-run")
+}
+
+/// A component the harness provides; panics with how to get it when absent.
+pub fn require(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{var} is not set: this test needs a real component. Run the suite with scripts/test.sh, \
+             which installs Slurm, OpenMPI, MPICH, the Python SDK and rotel and sets {var}."
+        ),
+    }
+}
+
+pub fn python() -> String {
+    require("OTEL_RUN_TEST_PYTHON")
+}
+
+pub fn rotel() -> String {
+    require("OTEL_RUN_TEST_ROTEL")
+}
+
+pub fn slurm() {
+    require("OTEL_RUN_TEST_SLURM");
+    require("SLURM_CONF");
+}
+
+pub fn support(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(name)
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("otel-run-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// `otel-run` with a clean OpenTelemetry environment, so the caller's shell cannot change results.
+pub fn otel_run(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    scrub(&mut cmd);
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// Removes inherited variables that would change what otel-run or a child does.
+pub fn scrub(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") && !k.starts_with("OTEL_RUN_TEST_")
+            || k == "TRACEPARENT"
+            || k == "TRACESTATE"
+            || k == "BAGGAGE"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
+    out
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every span file matching `*.jsonl*` in `dir`.
+pub fn span_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.to_string_lossy().starts_with("jsonl"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A span with the resource it came with.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub file: PathBuf,
+    pub resource: Vec<KeyValue>,
+    pub scope: String,
+    pub span: Span,
+}
+
+/// Reads a span file with otel-run's own reader, failing on any bad line.
+pub fn read_spans(path: &Path) -> Vec<Found> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader =
+        otel_run::format::Reader::new(path.display().to_string(), BufReader::new(file));
+    let mut out = Vec::new();
+    while let Some((_, data)) = reader.next_data().unwrap_or_else(|e| panic!("{e}")) {
+        push_all(&mut out, path, data.resource_spans);
+    }
+    out
+}
+
+fn push_all(out: &mut Vec<Found>, path: &Path, rss: Vec<ResourceSpans>) {
+    for rs in rss {
+        let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        for ss in rs.scope_spans {
+            let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+            for span in ss.spans {
+                out.push(Found {
+                    file: path.to_path_buf(),
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    span,
+                });
+            }
+        }
+    }
+}
+
+pub fn read_dir_spans(dir: &Path) -> Vec<Found> {
+    span_files(dir).iter().flat_map(|f| read_spans(f)).collect()
+}
+
+pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    otel_run::attr::get(attrs, key)
+}
+
+pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    otel_run::attr::get_int(attrs, key)
+}
+
+pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    otel_run::attr::get_str(attrs, key)
+}
+
+pub fn role(f: &Found) -> Option<&str> {
+    attr_str(&f.span.attributes, "otel_run.span")
+}
+
+pub fn hex(b: &[u8]) -> String {
+    otel_run::ids::hex(b)
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks the files of one launch: one trace, one step root from rank 0 (when `step` is
+/// expected), exactly `n` process spans with ranks 0..n, each under the step root.
+pub fn assert_one_job_trace(dir: &Path, n: i64, step: bool) -> Vec<Found> {
+    let spans = read_dir_spans(dir);
+    let traces: std::collections::BTreeSet<String> =
+        spans.iter().map(|f| hex(&f.span.trace_id)).collect();
+    assert_eq!(traces.len(), 1, "one trace expected, got {traces:?}");
+    let steps: Vec<&Found> = spans.iter().filter(|f| role(f) == Some("step")).collect();
+    let procs: Vec<&Found> = spans
+        .iter()
+        .filter(|f| role(f) == Some("process"))
+        .collect();
+    let mut ranks: Vec<i64> = procs
+        .iter()
+        .map(|f| attr_int(&f.resource, "mpi.rank").unwrap())
+        .collect();
+    ranks.sort();
+    assert_eq!(ranks, (0..n).collect::<Vec<_>>(), "process spans by rank");
+    if step {
+        assert_eq!(steps.len(), 1, "exactly one step root");
+        assert_eq!(
+            attr_int(&steps[0].resource, "mpi.rank"),
+            Some(0),
+            "step root comes from rank 0"
+        );
+        for p in &procs {
+            assert_eq!(
+                p.span.parent_span_id, steps[0].span.span_id,
+                "process span parent is the step root"
+            );
+            assert_eq!(attr_int(&p.resource, "mpi.size"), Some(n));
+        }
+    } else {
+        assert!(steps.is_empty());
+    }
+    spans
+}
+
+/// A real OTLP collector (rotel from PyPI) on 127.0.0.1, printing every span it receives.
+/// Stopped by pid when dropped.
+pub struct Rotel {
+    pub child: std::process::Child,
+    pub grpc: u16,
+    pub http: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Rotel {
+    pub fn start() -> Rotel {
+        let dir = tempdir();
+        let (grpc, http) = (free_port(), free_port());
+        let log = dir.path().join("rotel.out");
+        let child = Command::new(rotel())
+            .args([
+                "start",
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .arg("--otlp-grpc-endpoint")
+            .arg(format!("127.0.0.1:{grpc}"))
+            .arg("--otlp-http-endpoint")
+            .arg(format!("127.0.0.1:{http}"))
+            .arg("--pid-file")
+            .arg(dir.path().join("rotel.pid"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start rotel-agent");
+        let r = Rotel {
+            child,
+            grpc,
+            http,
+            log,
+            _dir: dir,
+        };
+        for port in [grpc, http] {
+            wait_for(Duration::from_secs(20), "rotel to listen", || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        r
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Trace ids of the spans received so far, one per span.
+    pub fn trace_ids(&self) -> Vec<String> {
+        self.output()
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("Trace ID")
+                    .map(|r| r.trim_start_matches([' ', ':']).trim().to_string())
+            })
+            .collect()
+    }
+
+    pub fn span_ids(&self) -> Vec<String> {
+        self.output()
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("ID             :")
+                    .map(|r| r.trim().to_string())
+            })
+            .collect()
+    }
+
+    /// Waits until `n` spans have been printed.
+    pub fn wait_spans(&self, n: usize) {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{n} spans at rotel"),
+            || self.trace_ids().len() >= n,
+        );
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
