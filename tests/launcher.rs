@@ -229,7 +229,8 @@ fn path_template_and_formats() {
 #[test]
 fn bad_input_is_reported_clearly() {
     // (args, env, exit status, stderr must contain, program must have run)
-    let cases: &[(&[&str], &[(&str, &str)], i32, &str, bool)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str, bool);
+    let cases: &[Case] = &[
         (
             &["--traces-exporter", "jsonl", "--", "true"],
             &[],
