@@ -46,7 +46,66 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send span files to an OTLP collector (Jaeger, Tempo, any OpenTelemetry Collector)')
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)')
+            [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Per span name and per rank timing table: which rank was slow, where, by how much')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, elvish, powershell)')
+            break
+        }
+        'otel-run;replay' {
+            [CompletionResult]::new('--service-name', '--service-name', [CompletionResultType]::ParameterName, 'Override service.name of every replayed resource (e.g. to group replays in Jaeger)')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Spans per export request')
+            [CompletionResult]::new('--exporter-otlp-endpoint', '--exporter-otlp-endpoint', [CompletionResultType]::ParameterName, 'Collector endpoint; for http/protobuf `/v1/traces` is appended [default: grpc http://localhost:4317, http/protobuf http://localhost:4318]')
+            [CompletionResult]::new('--exporter-otlp-traces-endpoint', '--exporter-otlp-traces-endpoint', [CompletionResultType]::ParameterName, 'Traces endpoint, used as is (beats --exporter-otlp-endpoint)')
+            [CompletionResult]::new('--exporter-otlp-protocol', '--exporter-otlp-protocol', [CompletionResultType]::ParameterName, 'Transport [default: http/protobuf]')
+            [CompletionResult]::new('--exporter-otlp-traces-protocol', '--exporter-otlp-traces-protocol', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-protocol')
+            [CompletionResult]::new('--exporter-otlp-headers', '--exporter-otlp-headers', [CompletionResultType]::ParameterName, 'Extra request headers, `key=value,...` (values percent-decoded)')
+            [CompletionResult]::new('--exporter-otlp-traces-headers', '--exporter-otlp-traces-headers', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-headers')
+            [CompletionResult]::new('--exporter-otlp-timeout', '--exporter-otlp-timeout', [CompletionResultType]::ParameterName, 'Time limit for one export including retries, in milliseconds [default: 10000]')
+            [CompletionResult]::new('--exporter-otlp-traces-timeout', '--exporter-otlp-traces-timeout', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-timeout')
+            [CompletionResult]::new('--exporter-otlp-compression', '--exporter-otlp-compression', [CompletionResultType]::ParameterName, '`gzip` or `none` [default: none]')
+            [CompletionResult]::new('--exporter-otlp-traces-compression', '--exporter-otlp-traces-compression', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-compression')
+            [CompletionResult]::new('--exporter-otlp-certificate', '--exporter-otlp-certificate', [CompletionResultType]::ParameterName, 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]')
+            [CompletionResult]::new('--exporter-otlp-traces-certificate', '--exporter-otlp-traces-certificate', [CompletionResultType]::ParameterName, 'exporter-otlp-traces-certificate')
+            [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
+            [CompletionResult]::new('--keep-timestamps', '--keep-timestamps', [CompletionResultType]::ParameterName, 'Keep the recorded timestamps (default: shift all so the latest end time is now)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Parse, validate and count without sending')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'otel-run;merge' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output file [default: stdout]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output file [default: stdout]')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--sort', '--sort', [CompletionResultType]::ParameterName, 'sort')
+            [CompletionResult]::new('--trace', '--trace', [CompletionResultType]::ParameterName, 'Keep only this trace (32 hex digits)')
+            [CompletionResult]::new('--rank', '--rank', [CompletionResultType]::ParameterName, 'Keep only these ranks (mpi.rank), e.g. `0,3-5`')
+            [CompletionResult]::new('--buffer-size', '--buffer-size', [CompletionResultType]::ParameterName, 'Memory for sorting before spilling sorted runs to temporary files')
+            [CompletionResult]::new('--temp-dir', '--temp-dir', [CompletionResultType]::ParameterName, 'Directory for temporary sort runs [default: $TMPDIR or /tmp]')
+            [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
+            [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'otel-run;summary' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'otel-run;completions' {

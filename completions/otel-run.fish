@@ -48,7 +48,55 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -s v -l verbose -d 'More
 complete -c otel-run -n "__fish_otel_run_needs_command" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s V -l version -d 'Print version'
+complete -c otel-run -n "__fish_otel_run_needs_command" -a "replay" -d 'Send span files to an OTLP collector (Jaeger, Tempo, any OpenTelemetry Collector)'
+complete -c otel-run -n "__fish_otel_run_needs_command" -a "merge" -d 'Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)'
+complete -c otel-run -n "__fish_otel_run_needs_command" -a "summary" -d 'Per span name and per rank timing table: which rank was slow, where, by how much'
 complete -c otel-run -n "__fish_otel_run_needs_command" -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l service-name -d 'Override service.name of every replayed resource (e.g. to group replays in Jaeger)' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l batch-size -d 'Spans per export request' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-endpoint -d 'Collector endpoint; for http/protobuf `/v1/traces` is appended [default: grpc http://localhost:4317, http/protobuf http://localhost:4318]' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-traces-endpoint -d 'Traces endpoint, used as is (beats --exporter-otlp-endpoint)' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-protocol -d 'Transport [default: http/protobuf]' -r -f -a "grpc\t''
+http/protobuf\t''"
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-traces-protocol -r -f -a "grpc\t''
+http/protobuf\t''"
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-headers -d 'Extra request headers, `key=value,...` (values percent-decoded)' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-traces-headers -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-timeout -d 'Time limit for one export including retries, in milliseconds [default: 10000]' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-traces-timeout -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-compression -d '`gzip` or `none` [default: none]' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-traces-compression -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-certificate -d 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]' -r -F
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-otlp-traces-certificate -r -F
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l keep-timestamps -d 'Keep the recorded timestamps (default: shift all so the latest end time is now)'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l dry-run -d 'Parse, validate and count without sending'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s q -l quiet -d 'Only errors from otel-run'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s h -l help -d 'Print help'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s o -l output -d 'Output file [default: stdout]' -r -F
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l format -r -f -a "python\t'OpenTelemetry Python\'s to_json lines (bsb-otel compatible)'
+otlp\t'OTLP/JSON TracesData lines'
+chrome\t'Chrome/Perfetto trace-event JSON (one process per host, one thread per rank)'"
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l sort -r -f -a "start\t'By start time (external sort: memory bounded by --buffer-size)'
+end\t'By end time (streaming k-way merge of the rank files, which are written in end order)'
+none\t'Input order'"
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l trace -d 'Keep only this trace (32 hex digits)' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l rank -d 'Keep only these ranks (mpi.rank), e.g. `0,3-5`' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l buffer-size -d 'Memory for sorting before spilling sorted runs to temporary files' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l temp-dir -d 'Directory for temporary sort runs [default: $TMPDIR or /tmp]' -r -F
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l repair -d 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s q -l quiet -d 'Only errors from otel-run'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -l format -r -f -a "table\t''
+csv\t''
+json\t''"
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s q -l quiet -d 'Only errors from otel-run'
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s h -l help -d 'Print help'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s h -l help -d 'Print help'

@@ -41,11 +41,133 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Send span files to an OTLP collector (Jaeger, Tempo, any OpenTelemetry Collector)
+    #[command(after_help = REPLAY_EXAMPLES)]
+    Replay(ReplayArgs),
+    /// Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)
+    #[command(after_help = MERGE_EXAMPLES)]
+    Merge(MergeArgs),
+    /// Per span name and per rank timing table: which rank was slow, where, by how much
+    #[command(after_help = SUMMARY_EXAMPLES)]
+    Summary(SummaryArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  otel-run replay 'traces_*.jsonlines'                         into http://localhost:4318
+  otel-run replay --exporter-otlp-protocol grpc --exporter-otlp-endpoint http://jaeger:4317 run/*.jsonl.gz
+  otel-run replay --keep-timestamps --dry-run job.jsonl        validate and count only";
+
+const MERGE_EXAMPLES: &str = "\
+Examples:
+  otel-run merge 'traces_*.jsonlines' -o job.jsonl
+  otel-run merge 'traces_*.jsonlines' --format chrome -o job.json     open in ui.perfetto.dev
+  otel-run merge --repair --sort end 'run/*.jsonlines' | gzip > job.jsonl.gz";
+
+const SUMMARY_EXAMPLES: &str = "\
+Examples:
+  otel-run summary 'traces_*.jsonlines'
+  otel-run summary --format csv 'traces_*.jsonlines' > times.csv";
+
+/// Span file inputs shared by replay, merge and summary.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// Span files: paths, glob patterns (quoted: otel-run expands them), `-` for stdin; `.gz`
+    /// is detected by content; python and otlp lines are both read
+    #[arg(value_name = "FILE|GLOB|-", required = true)]
+    pub inputs: Vec<String>,
+    /// Skip and count lines that are not valid spans instead of stopping at the first one
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Keep the recorded timestamps (default: shift all so the latest end time is now)
+    #[arg(long)]
+    pub keep_timestamps: bool,
+    /// Parse, validate and count without sending
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Override service.name of every replayed resource (e.g. to group replays in Jaeger)
+    #[arg(long = "service-name", value_name = "NAME")]
+    pub service_name: Option<String>,
+    /// Spans per export request
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub batch_size: u32,
+    #[command(flatten, next_help_heading = "OTLP exporter")]
+    pub otlp: OtlpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MergeFormat {
+    /// OpenTelemetry Python's to_json lines (bsb-otel compatible)
+    Python,
+    /// OTLP/JSON TracesData lines
+    Otlp,
+    /// Chrome/Perfetto trace-event JSON (one process per host, one thread per rank)
+    Chrome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortOrder {
+    /// By start time (external sort: memory bounded by --buffer-size)
+    Start,
+    /// By end time (streaming k-way merge of the rank files, which are written in end order)
+    End,
+    /// Input order
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output file [default: stdout]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = MergeFormat::Python)]
+    pub format: MergeFormat,
+    #[arg(long, value_enum, default_value_t = SortOrder::Start)]
+    pub sort: SortOrder,
+    /// Give spans whose parent is missing a synthesized placeholder parent, and stretch the step
+    /// root over all ranks, so a killed job opens as one tree
+    #[arg(long)]
+    pub repair: bool,
+    /// Keep only this trace (32 hex digits)
+    #[arg(long, value_name = "ID")]
+    pub trace: Option<String>,
+    /// Keep only these ranks (mpi.rank), e.g. `0,3-5`
+    #[arg(long, value_name = "LIST")]
+    pub rank: Option<String>,
+    /// Memory for sorting before spilling sorted runs to temporary files
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub buffer_size: u64,
+    /// Directory for temporary sort runs [default: $TMPDIR or /tmp]
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
 }
 
 #[derive(Debug, Clone, Args)]

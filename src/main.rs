@@ -13,6 +13,9 @@ fn main() {
             );
             0
         }
+        Some(Command::Replay(args)) => otel_run::replay::main(args),
+        Some(Command::Merge(args)) => otel_run::merge::main(args),
+        Some(Command::Summary(args)) => otel_run::summary::main(args),
         None => otel_run::run::main(cli.run),
     };
     std::process::exit(code);

@@ -1,0 +1,150 @@
+//! Span file inputs for `replay`, `merge` and `summary`: paths, glob patterns expanded by otel-run
+//! (4096 rank files must not hit the shell's argument limit), `-` for stdin, gzip by content.
+//! Lines of both formats are read in a stream; what goes wrong is counted and reported exactly.
+
+use crate::format::{LineError, Reader};
+use anyhow::{anyhow, bail, Context};
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    pub fn name(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".into(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// Expands the command line's FILE|GLOB|- arguments, in order, each glob sorted. A pattern that
+/// matches nothing and a path that does not exist are errors naming them.
+pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
+    if patterns.is_empty() {
+        bail!("no input files (give paths, glob patterns such as 'traces_*.jsonlines', or - for stdin)");
+    }
+    let mut out = Vec::new();
+    for pattern in patterns {
+        if pattern == "-" {
+            out.push(Input::Stdin);
+        } else if pattern.contains(['*', '?', '[']) {
+            let before = out.len();
+            for entry in
+                glob::glob(pattern).map_err(|e| anyhow!("bad glob pattern {pattern:?}: {e}"))?
+            {
+                let path = entry.map_err(|e| anyhow!("{pattern}: {e}"))?;
+                if path.is_file() {
+                    out.push(Input::File(path));
+                }
+            }
+            if out.len() == before {
+                bail!("{pattern}: pattern matches no file");
+            }
+        } else {
+            let path = PathBuf::from(pattern);
+            if !path.is_file() {
+                bail!("{pattern}: no such file");
+            }
+            out.push(Input::File(path));
+        }
+    }
+    Ok(out)
+}
+
+/// Opens an input for line reading, decompressing gzip (detected by its magic bytes, so a
+/// renamed file still works).
+pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
+    let raw: Box<dyn Read> = match input {
+        Input::Stdin => Box::new(std::io::stdin().lock()),
+        Input::File(p) => {
+            Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
+        }
+    };
+    let mut buffered = BufReader::with_capacity(256 * 1024, raw);
+    let is_gzip = buffered
+        .fill_buf()
+        .map(|b| b.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    let reader: Box<dyn BufRead> = if is_gzip {
+        Box::new(BufReader::with_capacity(
+            256 * 1024,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        ))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(Reader::new(input.name(), reader))
+}
+
+/// Exact counts over everything read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub files: u64,
+    pub lines: u64,
+    pub spans: u64,
+    /// Bad lines skipped because of --skip-invalid.
+    pub invalid: u64,
+    /// Torn last lines (a crash in the middle of a write), always skipped with a warning.
+    pub torn: u64,
+}
+
+/// Reads every input in order, calling `each` for every line's data. A torn last line is skipped
+/// with a warning; any other bad line ends the read with `file:line: reason` unless
+/// `skip_invalid`, in which case it is reported on stderr and counted.
+pub fn read_all(
+    inputs: &[Input],
+    skip_invalid: bool,
+    counts: &mut Counts,
+    mut each: impl FnMut(&str, u64, TracesData) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for input in inputs {
+        let mut reader = open(input)?;
+        counts.files += 1;
+        read_one(&mut reader, skip_invalid, counts, &mut each)?;
+    }
+    Ok(())
+}
+
+/// Reads one opened input (see [`read_all`]).
+pub fn read_one<R: BufRead>(
+    reader: &mut Reader<R>,
+    skip_invalid: bool,
+    counts: &mut Counts,
+    each: &mut impl FnMut(&str, u64, TracesData) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    loop {
+        match reader.next_data() {
+            Ok(None) => return Ok(()),
+            Ok(Some((line, data))) => {
+                counts.lines += 1;
+                counts.spans += crate::format::span_count(&data.resource_spans) as u64;
+                each(reader.name(), line, data)?;
+            }
+            Err(e) => handle_bad_line(e, skip_invalid, counts)?,
+        }
+    }
+}
+
+fn handle_bad_line(e: LineError, skip_invalid: bool, counts: &mut Counts) -> anyhow::Result<()> {
+    counts.lines += 1;
+    if e.torn {
+        counts.torn += 1;
+        tracing::warn!("{e} (skipped: a crash mid-write leaves this)");
+        Ok(())
+    } else if skip_invalid {
+        counts.invalid += 1;
+        tracing::warn!("{e} (skipped)");
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{e}\n(use --skip-invalid to skip and count bad lines)"
+        ))
+    }
+}
