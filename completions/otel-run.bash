@@ -35,7 +35,7 @@ _otel__run() {
 
     case "${cmd}" in
         otel__run)
-            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --verbose --quiet --help --version replay merge summary completions"
+            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --sink --sink-protocol --no-adopt --sink-body-limit --forward-signals --grace-period --verbose --quiet --help --version replay merge summary completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -106,6 +106,26 @@ _otel__run() {
                     return 0
                     ;;
                 --exporter-otlp-traces-certificate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sink)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
+                    return 0
+                    ;;
+                --sink-protocol)
+                    COMPREPLY=($(compgen -W "grpc http/protobuf" -- "${cur}"))
+                    return 0
+                    ;;
+                --sink-body-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-signals)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --grace-period)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_otel_run_global_optspecs
-    string join \n traces-exporter= service-name= resource-attributes= jsonlines-path= jsonlines-format= exporter-otlp-endpoint= exporter-otlp-traces-endpoint= exporter-otlp-protocol= exporter-otlp-traces-protocol= exporter-otlp-headers= exporter-otlp-traces-headers= exporter-otlp-timeout= exporter-otlp-traces-timeout= exporter-otlp-compression= exporter-otlp-traces-compression= exporter-otlp-certificate= exporter-otlp-traces-certificate= v/verbose q/quiet h/help V/version
+    string join \n traces-exporter= service-name= resource-attributes= jsonlines-path= jsonlines-format= exporter-otlp-endpoint= exporter-otlp-traces-endpoint= exporter-otlp-protocol= exporter-otlp-traces-protocol= exporter-otlp-headers= exporter-otlp-traces-headers= exporter-otlp-timeout= exporter-otlp-traces-timeout= exporter-otlp-compression= exporter-otlp-traces-compression= exporter-otlp-certificate= exporter-otlp-traces-certificate= sink= sink-protocol= no-adopt sink-body-limit= forward-signals= grace-period= v/verbose q/quiet h/help V/version
 end
 
 function __fish_otel_run_needs_command
@@ -44,6 +44,17 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-compres
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-compression -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-certificate -d 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]' -r -F
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-certificate -r -F
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans land in the rank\'s file [default auto: on when the jsonlines exporter is]' -r -f -a "auto\t'On when the jsonlines exporter is on'
+on\t''
+off\t'Pass-through: the program exports on its own (e.g. bsb-otel\'s native jsonlines exporter, which finds the rank\'s file in OTEL_EXPORTER_JSONLINES_PATH)'"
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-protocol -d 'OTLP protocol the program is told to use (the sink serves both on one port)' -r -f -a "grpc\t''
+http/protobuf\t''"
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-body-limit -d 'Largest request the sink accepts, after decompression' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l forward-signals -d 'Pass TERM/INT/HUP/QUIT/USR1/USR2 on to the program: `auto` forwards a signal unless it came from the terminal or from a launcher that signals every task itself (slurmstepd, mpirun, Hydra, timeout), so the program sees each signal exactly once' -r -f -a "auto\t'Forward unless the sender already signalled the program (see --help)'
+always\t''
+never\t''"
+complete -c otel-run -n "__fish_otel_run_needs_command" -l grace-period -d 'After TERM/INT/HUP/QUIT, how long the program may take to exit before otel-run kills it (keep it under Slurm\'s KillWait); a second INT ends it at once' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l no-adopt -d 'Write the program\'s spans unchanged instead of re-homing spans of other traces into the job\'s trace (for programs that join other distributed traces)'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -1,7 +1,8 @@
 //! The whole command line, in one place: it also generates the man page and shell completions.
 
 use crate::format::LineFormat;
-use crate::otlp::OtlpSettings;
+use crate::otlp::{OtlpSettings, Protocol};
+use crate::run::signals::ForwardPolicy;
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 
@@ -216,6 +217,47 @@ pub struct RunArgs {
     #[command(flatten, next_help_heading = "OTLP exporter")]
     pub otlp: OtlpSettings,
 
+    /// Loopback OTLP receiver for the program's own SDK: its spans land in the rank's file
+    /// [default auto: on when the jsonlines exporter is]
+    #[arg(long, env = "OTEL_RUN_SINK", value_enum, default_value_t = SinkMode::Auto, help_heading = "Program's spans")]
+    pub sink: SinkMode,
+
+    /// OTLP protocol the program is told to use (the sink serves both on one port)
+    #[arg(long, env = "OTEL_RUN_SINK_PROTOCOL", value_enum, default_value_t = Protocol::HttpProtobuf, value_name = "PROTOCOL", help_heading = "Program's spans")]
+    pub sink_protocol: Protocol,
+
+    /// Write the program's spans unchanged instead of re-homing spans of other traces into the
+    /// job's trace (for programs that join other distributed traces)
+    #[arg(long, env = "OTEL_RUN_NO_ADOPT", help_heading = "Program's spans")]
+    pub no_adopt: bool,
+
+    /// Largest request the sink accepts, after decompression
+    #[arg(
+        long,
+        env = "OTEL_RUN_SINK_BODY_LIMIT",
+        value_name = "MIB",
+        default_value_t = 16,
+        help_heading = "Program's spans"
+    )]
+    pub sink_body_limit: u32,
+
+    /// Pass TERM/INT/HUP/QUIT/USR1/USR2 on to the program: `auto` forwards a signal unless it came
+    /// from the terminal or from a launcher that signals every task itself (slurmstepd, mpirun,
+    /// Hydra, timeout), so the program sees each signal exactly once
+    #[arg(long, env = "OTEL_RUN_FORWARD_SIGNALS", value_enum, default_value_t = ForwardPolicy::Auto, value_name = "POLICY", help_heading = "Signals")]
+    pub forward_signals: ForwardPolicy,
+
+    /// After TERM/INT/HUP/QUIT, how long the program may take to exit before otel-run kills it
+    /// (keep it under Slurm's KillWait); a second INT ends it at once
+    #[arg(
+        long,
+        env = "OTEL_RUN_GRACE_PERIOD",
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        help_heading = "Signals"
+    )]
+    pub grace_period: f64,
+
     #[command(flatten)]
     pub verbosity: Verbosity,
 
@@ -260,6 +302,16 @@ where
 {
     let matches = command().try_get_matches_from(args)?;
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkMode {
+    /// On when the jsonlines exporter is on
+    Auto,
+    On,
+    /// Pass-through: the program exports on its own (e.g. bsb-otel's native jsonlines exporter,
+    /// which finds the rank's file in OTEL_EXPORTER_JSONLINES_PATH)
+    Off,
 }
 
 /// The exporters named by --traces-exporter / OTEL_TRACES_EXPORTER.

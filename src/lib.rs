@@ -14,4 +14,5 @@ pub mod otlp;
 pub mod replay;
 pub mod run;
 pub mod semconv;
+pub mod sink;
 pub mod summary;

@@ -35,6 +35,16 @@ pub const ERROR_TYPE: &str = "error.type";
 pub const SPAN_ROLE: &str = "otel_run.span";
 pub const ROLE_PROCESS: &str = "process";
 pub const ROLE_STEP: &str = "step";
+/// The program's real exit, recorded after a provisional process span (see run/spans.rs).
+pub const ROLE_EXIT: &str = "exit";
+/// True when otel-run SIGKILLed the program at the end of the grace period.
+pub const KILLED_AFTER_GRACE: &str = "otel_run.killed_after_grace";
+/// Signal events on the process span.
+pub const SIGNAL_NUMBER: &str = "signal.number";
+pub const SIGNAL_NAME: &str = "signal.name";
+pub const SIGNAL_SENDER_PID: &str = "signal.sender.pid";
+pub const SIGNAL_SENDER: &str = "signal.sender";
+pub const SIGNAL_FORWARDED: &str = "otel_run.signal.forwarded";
 pub const JOB_KEY: &str = "otel_run.job.key";
 /// Set on child spans the sink re-homed into the job's trace: the trace id they arrived with.
 pub const ORIGINAL_TRACE_ID: &str = "otel_run.original_trace_id";

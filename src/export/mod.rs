@@ -7,19 +7,27 @@ use crate::format::SpanFile;
 use crate::otlp::OtlpClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The rank's span file, shared by otel-run's own spans and the sink (the program's spans).
+pub type SharedFile = Arc<Mutex<Option<SpanFile>>>;
 
 #[derive(Default)]
 pub struct Outputs {
-    pub file: Option<SpanFile>,
+    pub file: SharedFile,
+    /// Where the file is, even if it could not be opened (for messages).
+    pub path: Option<PathBuf>,
     pub console: bool,
-    pub otlp: Option<OtlpClient>,
+    pub otlp: Option<Arc<OtlpClient>>,
 }
 
 impl Outputs {
     /// Appends to the span file and fsyncs it, and prints to the console. A file that cannot be
     /// written costs a warning, never the job.
-    pub fn write_local(&mut self, batch: &[ResourceSpans]) {
-        if let Some(file) = &mut self.file {
+    pub fn write_local(&self, batch: &[ResourceSpans]) {
+        if let Some(file) = self.file.lock().unwrap().as_mut() {
             if let Err(e) = file.append(batch).and_then(|_| file.sync()) {
                 tracing::warn!("{e:#}");
             }
@@ -29,38 +37,41 @@ impl Outputs {
         }
     }
 
-    /// Sends to the collector within the configured timeout; failures are reported with where the
-    /// spans can still be found.
-    pub async fn send_otlp(&self, batch: Vec<ResourceSpans>) {
+    /// Sends to the collector within `bound` (and the configured timeout); failures are reported
+    /// with where the spans can still be found.
+    pub async fn send_otlp(&self, batch: Vec<ResourceSpans>, bound: Duration) {
         let Some(client) = &self.otlp else { return };
         let count = crate::format::span_count(&batch);
         let request = ExportTraceServiceRequest {
             resource_spans: batch,
         };
-        match client.export(&request).await {
-            Ok(outcome) if outcome.rejected_spans > 0 => tracing::warn!(
-                "collector {} rejected {} of {count} spans: {}{}",
-                client.config().endpoint,
+        let endpoint = &client.config().endpoint;
+        match tokio::time::timeout(bound, client.export(&request)).await {
+            Ok(Ok(outcome)) if outcome.rejected_spans > 0 => tracing::warn!(
+                "collector {endpoint} rejected {} of {count} spans: {}{}",
                 outcome.rejected_spans,
                 outcome.message,
                 self.replay_hint()
             ),
-            Ok(_) => tracing::debug!("sent {count} spans to {}", client.config().endpoint),
-            Err(e) => tracing::warn!(
-                "could not send {count} spans to {}: {e}{}",
-                client.config().endpoint,
+            Ok(Ok(_)) => tracing::debug!("sent {count} spans to {endpoint}"),
+            Ok(Err(e)) => tracing::warn!(
+                "could not send {count} spans to {endpoint}: {e}{}",
+                self.replay_hint()
+            ),
+            Err(_) => tracing::warn!(
+                "could not send {count} spans to {endpoint} within {bound:?}{}",
                 self.replay_hint()
             ),
         }
     }
 
-    fn replay_hint(&self) -> String {
-        match &self.file {
-            Some(f) => format!(
+    pub fn replay_hint(&self) -> String {
+        match (&self.path, self.file.lock().unwrap().is_some()) {
+            (Some(p), true) => format!(
                 "; they are in {0} (send them later with: otel-run replay {0})",
-                f.path().display()
+                p.display()
             ),
-            None => String::new(),
+            _ => String::new(),
         }
     }
 }

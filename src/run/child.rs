@@ -7,7 +7,6 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use tokio::signal::unix::Signal;
 
 /// How the child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +25,7 @@ impl Termination {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     pub user_seconds: f64,
     pub system_seconds: f64,
@@ -59,6 +58,21 @@ pub fn spawn(
     }
     // argv[0] exactly as given, as a shell does.
     cmd.arg0(program);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Never an orphan: if otel-run is SIGKILLed (e.g. by Slurm after KillWait), the
+            // program goes with it instead of running on unsupervised.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != parent
+            {
+                return Err(io::Error::other(
+                    "otel-run exited while starting the program",
+                ));
+            }
+            Ok(())
+        });
+    }
     match cmd.spawn() {
         // We reap the child ourselves with wait4 (for its rusage); std's handle is not needed.
         Ok(child) => Ok(child.id()),
@@ -131,17 +145,6 @@ pub fn try_reap(pid: u32) -> io::Result<Option<(Termination, Usage)>> {
             max_rss_bytes: ru.ru_maxrss * 1024,
         };
         return Ok(Some((termination, usage)));
-    }
-}
-
-/// Waits for `pid` to end, woken by SIGCHLD (registered before the child was spawned, so no
-/// notification can be missed).
-pub async fn wait(pid: u32, sigchld: &mut Signal) -> io::Result<(Termination, Usage)> {
-    loop {
-        if let Some(done) = try_reap(pid)? {
-            return Ok(done);
-        }
-        sigchld.recv().await;
     }
 }
 

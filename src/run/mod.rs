@@ -2,23 +2,31 @@
 //! starts the program with the environment contract, waits for it, and records the rank's spans.
 
 pub mod child;
+pub mod signals;
 pub mod spans;
 
-use crate::cli::{Exporters, RunArgs};
+use crate::cli::{Exporters, RunArgs, SinkMode};
+use crate::contract::SinkEndpoint;
 use crate::contract::{self, Contract};
 use crate::export::Outputs;
+use crate::format::time::now_nanos;
 use crate::format::{path, SpanFile};
 use crate::ids::{self, TraceParent};
 use crate::job::{self, Job};
 use crate::otlp::OtlpClient;
+use crate::sink::{Sink, SinkConfig, SinkStats};
 use crate::{attr, semconv};
 use anyhow::{anyhow, bail};
-use child::{SpawnFailure, Termination};
+use child::Termination;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Status};
 use spans::{Identity, Outcome, ProcessInfo};
 use std::path::PathBuf;
-use tokio::signal::unix::{signal, SignalKind};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Set in the child's environment so a nested otel-run (e.g. `srun otel-run` inside a script
 /// run by `otel-run`) expands the same template for its own rank instead of appending to the
@@ -39,6 +47,13 @@ pub struct Plan {
     pub otlp: Option<crate::otlp::OtlpConfig>,
     /// The span path template, passed on to nested runs.
     pub template: String,
+    /// Run the loopback sink for the program's SDK.
+    pub sink: bool,
+    pub sink_protocol: crate::otlp::Protocol,
+    pub adopt: bool,
+    pub sink_body_limit: usize,
+    pub forward_policy: signals::ForwardPolicy,
+    pub grace: Duration,
 }
 
 pub fn hostname() -> String {
@@ -211,12 +226,24 @@ impl Plan {
             None
         };
 
+        let sink = match args.sink {
+            SinkMode::On => true,
+            SinkMode::Off => false,
+            SinkMode::Auto => exporters.jsonlines,
+        };
+        if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
+            bail!(
+                "--grace-period / OTEL_RUN_GRACE_PERIOD: {} is not a number of seconds",
+                args.grace_period
+            );
+        }
         let contract = Contract {
             traceparent,
             tracestate,
             service_name,
             resource_attributes: contract_attrs,
-            jsonlines_path: span_path.clone(),
+            // Pass-through only: with the sink, the program's spans arrive over OTLP instead.
+            jsonlines_path: if sink { None } else { span_path.clone() },
             sink: None,
         };
         Ok(Plan {
@@ -231,6 +258,12 @@ impl Plan {
             format: args.jsonlines_format,
             otlp,
             template,
+            sink,
+            sink_protocol: args.sink_protocol,
+            adopt: !args.no_adopt,
+            sink_body_limit: args.sink_body_limit as usize * 1024 * 1024,
+            forward_policy: args.forward_signals,
+            grace: Duration::from_secs_f64(args.grace_period),
         })
     }
 }
@@ -268,14 +301,30 @@ pub fn main(args: RunArgs) -> i32 {
     runtime.block_on(launch(plan))
 }
 
-async fn launch(plan: Plan) -> i32 {
+/// How long the sink waits for the program's connections to finish after the program exited.
+const SINK_DRAIN: Duration = Duration::from_secs(2);
+/// Batches of the program's spans waiting for the collector; beyond that they are only in the file.
+const FORWARD_QUEUE: usize = 256;
+/// Collector bound at shutdown after a signal: Slurm's SIGKILL may be seconds away.
+const SIGNALLED_EXPORT_BOUND: Duration = Duration::from_secs(2);
+
+async fn launch(mut plan: Plan) -> i32 {
+    // Installed before anything else, so no signal between here and the spawn is lost.
+    let mut signals = match signals::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return 2;
+        }
+    };
     let mut outputs = Outputs {
         console: plan.exporters.console,
+        path: plan.span_path.clone(),
         ..Default::default()
     };
     if let Some(path) = &plan.span_path {
         match SpanFile::open(path, plan.format) {
-            Ok(f) => outputs.file = Some(f),
+            Ok(f) => *outputs.file.lock().unwrap() = Some(f),
             Err(e) => tracing::warn!(
                 "{e:#}; this rank's spans will not be written (the program runs anyway)"
             ),
@@ -283,84 +332,369 @@ async fn launch(plan: Plan) -> i32 {
     }
     if let Some(cfg) = &plan.otlp {
         match OtlpClient::new(cfg.clone()) {
-            Ok(c) => outputs.otlp = Some(c),
+            Ok(c) => outputs.otlp = Some(Arc::new(c)),
             Err(e) => tracing::warn!("OTLP exporter disabled: {e:#}"),
+        }
+    }
+
+    let mut forwarder = None;
+    let mut sink = None;
+    if plan.sink {
+        let forward = outputs.otlp.clone().map(|client| {
+            let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+            forwarder = Some(tokio::spawn(forward_batches(client, rx)));
+            tx
+        });
+        let token = crate::sink::new_token();
+        let config = SinkConfig {
+            token: token.clone(),
+            trace_id: plan.identity.trace_id,
+            process_span_id: plan.identity.process_span_id,
+            adopt: plan.adopt,
+            body_limit: plan.sink_body_limit,
+            file: outputs.file.clone(),
+            forward,
+        };
+        match Sink::start(config).await {
+            Ok(s) => {
+                plan.contract.sink = Some(SinkEndpoint { endpoint: s.endpoint().to_string(), protocol: plan.sink_protocol.as_str(), token });
+                sink = Some(s);
+            }
+            Err(e) => tracing::warn!("cannot start the loopback sink ({e}); the program's own spans will not be collected"),
         }
     }
 
     let (mut set, remove) = plan.contract.child_env();
     set.push((TEMPLATE_VAR.into(), plan.template.clone()));
-
-    // Registered before the spawn so the child's exit cannot slip by unnoticed.
-    let mut sigchld = match signal(SignalKind::child()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch for the program's exit: {e}");
-            return 2;
-        }
+    let exe = plan.argv[0]
+        .rsplit('/')
+        .next()
+        .unwrap_or(&plan.argv[0])
+        .to_string();
+    let start = now_nanos();
+    let launch = Launch {
+        plan: &plan,
+        outputs: &outputs,
+        start,
+        exe: &exe,
+        written: Default::default(),
     };
-    let start = crate::format::time::now_nanos();
-    let spawned = child::spawn(&plan.argv_os, &set, &remove);
-    let (outcome_owned, pid): (
-        Result<(Termination, child::Usage), SpawnFailure>,
-        Option<u32>,
-    ) = match spawned {
-        Ok(pid) => match child::wait(pid, &mut sigchld).await {
-            Ok(done) => (Ok(done), Some(pid)),
-            Err(e) => {
-                tracing::error!("lost track of the program (pid {pid}): {e}");
-                return 2;
-            }
-        },
+
+    let (exit_code, signalled) = match child::spawn(&plan.argv_os, &set, &remove) {
         Err(failure) => {
             eprintln!("otel-run: {}", failure.message);
-            (Err(failure), None)
+            launch.write(launch.own_spans(
+                &Outcome::NotStarted(&failure),
+                None,
+                now_nanos(),
+                Vec::new(),
+            ));
+            (failure.exit_code, false)
+        }
+        Ok(pid) => {
+            let s = match supervise(&launch, pid, &mut signals).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("lost track of the program (pid {pid}): {e}");
+                    return 2;
+                }
+            };
+            let end = now_nanos();
+            let (termination, usage) = s.ended;
+            // The program's last export is answered before otel-run's own spans are final.
+            if let Some(sink) = sink.take() {
+                report_sink(sink.shutdown(SINK_DRAIN).await);
+            }
+            match s.provisional_end {
+                None => {
+                    launch.write(launch.own_spans(
+                        &Outcome::Ended(termination, usage),
+                        Some(pid),
+                        end,
+                        s.events,
+                    ));
+                }
+                Some(provisional_end) => {
+                    let exit = spans::exit_span(
+                        &plan.identity,
+                        &exe,
+                        termination,
+                        usage,
+                        s.killed_after_grace,
+                        (provisional_end, end),
+                    );
+                    launch.write(vec![spans::batch(&plan.resource, vec![exit])]);
+                }
+            }
+            (termination.exit_code(), s.first_stop.is_some())
         }
     };
-    let end = crate::format::time::now_nanos();
-
-    let outcome = match &outcome_owned {
-        Ok((t, u)) => Outcome::Ended(*t, *u),
-        Err(f) => Outcome::NotStarted(f),
-    };
-    let exit_code = match &outcome_owned {
-        Ok((t, _)) => t.exit_code(),
-        Err(f) => f.exit_code,
-    };
-    let info = ProcessInfo {
-        argv: &plan.argv,
-        executable_path: None,
-        child_pid: pid,
-        start,
-        end,
-    };
-    let process = spans::process_span(&plan.identity, &info, &outcome, Vec::new(), Vec::new());
-    let mut own = vec![process];
-    if let (Some(step_id), Some(key), 0) = (
-        plan.identity.step_span_id,
-        plan.job.key.as_deref(),
-        plan.job.rank,
-    ) {
-        let exe = plan.argv[0].rsplit('/').next().unwrap_or(&plan.argv[0]);
-        let status = (exit_code != 0).then(|| Status {
-            code: StatusCode::Error as i32,
-            message: format!("rank 0 exited with status {exit_code}"),
-        });
-        own.push(spans::step_span(
-            &plan.identity,
-            step_id,
-            key,
-            exe,
-            plan.job.size,
-            (start, end),
-            status,
-        ));
+    if let Some(sink) = sink.take() {
+        report_sink(sink.shutdown(SINK_DRAIN).await);
     }
-    let batch = vec![spans::batch(&plan.resource, own)];
-    outputs.write_local(&batch);
-    if let Some(file) = &outputs.file {
-        tracing::info!("spans written to {}", file.path().display());
+    let bound = if signalled {
+        SIGNALLED_EXPORT_BOUND
+    } else {
+        Duration::MAX
+    };
+    if let Some(forwarder) = forwarder {
+        match tokio::time::timeout(bound.min(Duration::from_secs(60)), forwarder).await {
+            Ok(Ok(unsent)) if unsent > 0 => {
+                tracing::warn!(
+                    "{unsent} of the program's spans were not forwarded to the collector{}",
+                    outputs.replay_hint()
+                )
+            }
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                "forwarding the program's spans did not finish in time{}",
+                outputs.replay_hint()
+            ),
+        }
     }
-    outputs.send_otlp(batch).await;
+    if outputs.otlp.is_some() {
+        let own = std::mem::take(&mut *launch.written.lock().unwrap());
+        outputs.send_otlp(own, bound).await;
+    }
+    if let Some(path) = &outputs.path {
+        tracing::info!("spans written to {}", path.display());
+    }
     exit_code
+}
+
+/// Reports what the sink received, and anything it could not do.
+fn report_sink(stats: SinkStats) {
+    tracing::info!(
+        "sink: {} requests, {} spans received, {} written, {} adopted into the job trace, {} refused requests",
+        stats.requests,
+        stats.spans_received,
+        stats.spans_written,
+        stats.spans_adopted,
+        stats.requests_refused
+    );
+    if stats.spans_rejected > 0 {
+        tracing::warn!(
+            "sink: rejected {} of the program's spans with invalid ids",
+            stats.spans_rejected
+        );
+    }
+    if stats.spans_written + stats.spans_rejected < stats.spans_received {
+        tracing::warn!(
+            "sink: {} of the program's spans could not be written to the span file",
+            stats.spans_received - stats.spans_written - stats.spans_rejected
+        );
+    }
+    if stats.forward_dropped > 0 {
+        tracing::warn!(
+            "sink: {} of the program's spans were not queued for the collector (queue full)",
+            stats.forward_dropped
+        );
+    }
+}
+
+/// Forwards the program's spans to the collector; returns how many could not be sent.
+async fn forward_batches(
+    client: Arc<OtlpClient>,
+    mut rx: mpsc::Receiver<Vec<ResourceSpans>>,
+) -> u64 {
+    let mut unsent = 0;
+    while let Some(batch) = rx.recv().await {
+        let count = crate::format::span_count(&batch) as u64;
+        let request = ExportTraceServiceRequest {
+            resource_spans: batch,
+        };
+        match client.export(&request).await {
+            Ok(outcome) => unsent += outcome.rejected_spans.max(0) as u64,
+            Err(e) => {
+                tracing::debug!("forwarding {count} spans failed: {e}");
+                unsent += count;
+            }
+        }
+    }
+    unsent
+}
+
+/// What the launch needs to build and record its own spans.
+struct Launch<'a> {
+    plan: &'a Plan,
+    outputs: &'a Outputs,
+    start: u64,
+    exe: &'a str,
+    /// Everything written to the file, sent to the collector at the end.
+    written: Mutex<Vec<ResourceSpans>>,
+}
+
+impl Launch<'_> {
+    /// The process span, and on rank 0 the step root, as one batch.
+    fn own_spans(
+        &self,
+        outcome: &Outcome,
+        pid: Option<u32>,
+        end: u64,
+        events: Vec<Event>,
+    ) -> Vec<ResourceSpans> {
+        let plan = self.plan;
+        let info = ProcessInfo {
+            argv: &plan.argv,
+            executable_path: None,
+            child_pid: pid,
+            start: self.start,
+            end,
+        };
+        let process = spans::process_span(&plan.identity, &info, outcome, Vec::new(), events);
+        let failed = process
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32);
+        let mut own = vec![process];
+        if let (Some(step_id), Some(key), 0) = (
+            plan.identity.step_span_id,
+            plan.job.key.as_deref(),
+            plan.job.rank,
+        ) {
+            let status = failed.then(|| Status {
+                code: StatusCode::Error as i32,
+                message: format!("rank 0: {}", own[0].status.as_ref().unwrap().message),
+            });
+            own.push(spans::step_span(
+                &plan.identity,
+                step_id,
+                key,
+                self.exe,
+                plan.job.size,
+                (self.start, end),
+                status,
+            ));
+        }
+        vec![spans::batch(&plan.resource, own)]
+    }
+
+    /// Appends to the file (one write, then fsync) and keeps a copy for the collector.
+    fn write(&self, batch: Vec<ResourceSpans>) {
+        self.outputs.write_local(&batch);
+        self.written.lock().unwrap().extend(batch);
+    }
+}
+
+/// What happened while the program ran.
+struct Supervised {
+    ended: (Termination, child::Usage),
+    events: Vec<Event>,
+    /// The first terminating signal and when it came.
+    first_stop: Option<(i32, Instant)>,
+    /// Set when otel-run's spans were made durable before the program exited.
+    provisional_end: Option<u64>,
+    killed_after_grace: bool,
+}
+
+/// After a terminating signal, how long the program may take to exit before otel-run makes its
+/// own spans durable with status "terminated by SIG…" — DESIGN.md §7 promises them on disk within
+/// 1 s, and mpirun's SIGKILL follows its SIGTERM after about 1 s.
+const TERMINATION_WINDOW: Duration = Duration::from_millis(500);
+
+/// Waits for the program, handling signals: records each as an event, forwards it per policy,
+/// makes otel-run's spans durable within the termination window, SIGKILLs the program after the
+/// grace period. Never escalates on a repeated SIGTERM (Slurm's time limit sends two); a second
+/// SIGINT (Ctrl-C twice) ends the program at once.
+async fn supervise(
+    launch: &Launch<'_>,
+    pid: u32,
+    signals: &mut signals::Signals,
+) -> std::io::Result<Supervised> {
+    let plan = launch.plan;
+    let mut s = Supervised {
+        ended: (Termination::Exited(0), child::Usage::default()),
+        events: Vec::new(),
+        first_stop: None,
+        provisional_end: None,
+        killed_after_grace: false,
+    };
+    let mut kill_sent = false;
+    loop {
+        let window = s
+            .first_stop
+            .filter(|_| s.provisional_end.is_none())
+            .map(|(_, t)| t + TERMINATION_WINDOW);
+        let grace = s
+            .first_stop
+            .filter(|_| !kill_sent)
+            .map(|(_, t)| t + plan.grace);
+        tokio::select! {
+            rec = signals.next() => {
+                let rec = rec?;
+                if rec.signal == libc::SIGCHLD {
+                    if let Some(ended) = child::try_reap(pid)? {
+                        s.ended = ended;
+                        return Ok(s);
+                    }
+                    continue;
+                }
+                let sender = signals::sender_name(rec.sender_pid);
+                let (forward, why) = signals::should_forward(plan.forward_policy, &rec, sender.as_deref(), pid);
+                if forward {
+                    // SAFETY: kill(2) on our own, not yet reaped child.
+                    unsafe { libc::kill(pid as libc::pid_t, rec.signal) };
+                }
+                let name = child::signal_name(rec.signal);
+                tracing::info!("received {name} from pid {} ({}): {}", rec.sender_pid, sender.as_deref().unwrap_or("?"), if forward { "forwarded" } else { why });
+                s.events.push(signal_event(&rec, &name, sender.as_deref(), forward));
+                if signals::is_terminating(rec.signal) {
+                    match s.first_stop {
+                        None => s.first_stop = Some((rec.signal, Instant::now())),
+                        Some((libc::SIGINT, _)) if rec.signal == libc::SIGINT && !kill_sent => {
+                            tracing::info!("second SIGINT: killing the program");
+                            // SAFETY: as above.
+                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                            kill_sent = true;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            _ = sleep_until(window), if window.is_some() => {
+                let (signal, _) = s.first_stop.expect("window implies a stop");
+                let end = now_nanos();
+                launch.write(launch.own_spans(&Outcome::Terminating { signal }, Some(pid), end, s.events.clone()));
+                s.provisional_end = Some(end);
+                tracing::info!("program still running {TERMINATION_WINDOW:?} after {}: spans made durable", child::signal_name(signal));
+            }
+            _ = sleep_until(grace), if grace.is_some() => {
+                tracing::warn!("program did not exit within the {:?} grace period: killing it", plan.grace);
+                // SAFETY: as above.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                kill_sent = true;
+                s.killed_after_grace = true;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal_event(
+    rec: &signals::Received,
+    name: &str,
+    sender: Option<&str>,
+    forwarded: bool,
+) -> Event {
+    let mut attributes = vec![
+        attr::int(semconv::SIGNAL_NUMBER, rec.signal as i64),
+        attr::string(semconv::SIGNAL_NAME, name),
+        attr::int(semconv::SIGNAL_SENDER_PID, rec.sender_pid as i64),
+        attr::boolean(semconv::SIGNAL_FORWARDED, forwarded),
+    ];
+    if let Some(sender) = sender {
+        attributes.push(attr::string(semconv::SIGNAL_SENDER, sender));
+    }
+    Event {
+        time_unix_nano: now_nanos(),
+        name: name.to_string(),
+        attributes,
+        dropped_attributes_count: 0,
+    }
 }

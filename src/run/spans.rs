@@ -13,6 +13,11 @@ use opentelemetry_proto::tonic::trace::v1::{
 pub enum Outcome<'a> {
     Ended(Termination, Usage),
     NotStarted(&'a SpawnFailure),
+    /// A terminating signal arrived and the program has not exited yet: the span is made durable
+    /// now (Slurm's SIGKILL may follow at any moment); an exit span records the real end later.
+    Terminating {
+        signal: i32,
+    },
 }
 
 pub struct Identity {
@@ -114,6 +119,14 @@ pub fn process_span(
                 }
             }
         }
+        Outcome::Terminating { signal } => {
+            let name = signal_name(*signal);
+            attributes.push(attr::string(semconv::ERROR_TYPE, name.clone()));
+            Status {
+                code: StatusCode::Error as i32,
+                message: format!("terminated by {name}"),
+            }
+        }
         Outcome::NotStarted(failure) => {
             attributes.push(attr::int(
                 semconv::PROCESS_EXIT_CODE,
@@ -139,6 +152,64 @@ pub fn process_span(
         attributes,
         events,
         status: Some(status),
+        ..Default::default()
+    }
+}
+
+/// How the program really ended after a provisional process span was written: a short span under
+/// the process span from the provisional end to the exit (span ids stay unique in the file).
+pub fn exit_span(
+    id: &Identity,
+    exe_name: &str,
+    termination: Termination,
+    usage: Usage,
+    killed_after_grace: bool,
+    (start, end): (u64, u64),
+) -> Span {
+    let mut attributes = vec![
+        attr::string(semconv::SPAN_ROLE, semconv::ROLE_EXIT),
+        attr::int(semconv::PROCESS_EXIT_CODE, termination.exit_code() as i64),
+        attr::double(semconv::PROCESS_CPU_USER, usage.user_seconds),
+        attr::double(semconv::PROCESS_CPU_SYSTEM, usage.system_seconds),
+        attr::int(semconv::PROCESS_MAX_RSS, usage.max_rss_bytes),
+    ];
+    let message = match termination {
+        Termination::Exited(0) => String::new(),
+        Termination::Exited(code) => format!("exited with code {code}"),
+        Termination::Signaled { signal, .. } => {
+            attributes.push(attr::int(semconv::PROCESS_EXIT_SIGNAL, signal as i64));
+            attributes.push(attr::string(
+                semconv::PROCESS_EXIT_SIGNAL_NAME,
+                signal_name(signal),
+            ));
+            if killed_after_grace {
+                "killed by otel-run after the grace period".to_string()
+            } else {
+                format!("terminated by {}", signal_name(signal))
+            }
+        }
+    };
+    if killed_after_grace {
+        attributes.push(attr::boolean(semconv::KILLED_AFTER_GRACE, true));
+    }
+    Span {
+        trace_id: id.trace_id.to_vec(),
+        span_id: crate::ids::random_span_id().to_vec(),
+        parent_span_id: id.process_span_id.to_vec(),
+        trace_state: id.trace_state.clone(),
+        name: format!("exit {exe_name}"),
+        kind: SpanKind::Internal as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        attributes,
+        status: Some(Status {
+            code: if message.is_empty() {
+                0
+            } else {
+                StatusCode::Error as i32
+            },
+            message,
+        }),
         ..Default::default()
     }
 }
