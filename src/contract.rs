@@ -59,6 +59,15 @@ impl Contract {
             ));
         }
         if let Some(sink) = &self.sink {
+            // Keep the user's own values of what the sink overrides, so a nested otel-run (a
+            // rank under `otel-run -- job.sh`) or `otel-run replay` in the program can restore
+            // them instead of mistaking this sink for the user's collector.
+            set.push((OUTER_SINK_VAR.into(), sink.endpoint.clone()));
+            for var in SINK_VARS {
+                if let Ok(original) = std::env::var(var) {
+                    set.push((format!("{SAVED_PREFIX}{var}"), original));
+                }
+            }
             // Traces-specific names: they beat the generic OTEL_EXPORTER_OTLP_* in every SDK, so
             // the user's metrics/logs settings stay as they are.
             set.push(("OTEL_TRACES_EXPORTER".into(), "otlp".into()));
@@ -83,6 +92,45 @@ impl Contract {
             ]);
         }
         (set, remove)
+    }
+}
+
+/// Marks an environment prepared by an outer otel-run's sink; holds the sink's endpoint.
+pub const OUTER_SINK_VAR: &str = "OTEL_RUN_OUTER_SINK";
+const SAVED_PREFIX: &str = "OTEL_RUN_SAVED_";
+/// What the sink sets (or clears) in the program's environment.
+const SINK_VARS: [&str; 7] = [
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+];
+
+/// Undoes an outer otel-run's sink settings in this process's environment, restoring the user's
+/// values it saved — as long as the traces endpoint still points at that sink (a job script that
+/// set its own exporter meant it). Call before anything reads the environment: a rank under
+/// `otel-run -- job.sh` must write its own file (the outer sink may be on another node), and
+/// `otel-run replay` in a wrapped script must reach the user's collector.
+pub fn restore_outer_environment() {
+    let Ok(outer) = std::env::var(OUTER_SINK_VAR) else {
+        return;
+    };
+    let still_outer =
+        std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_ok_and(|e| e.starts_with(&outer));
+    if still_outer {
+        for var in SINK_VARS {
+            match std::env::var(format!("{SAVED_PREFIX}{var}")) {
+                Ok(original) => std::env::set_var(var, original),
+                Err(_) => std::env::remove_var(var),
+            }
+        }
+    }
+    std::env::remove_var(OUTER_SINK_VAR);
+    for var in SINK_VARS {
+        std::env::remove_var(format!("{SAVED_PREFIX}{var}"));
     }
 }
 

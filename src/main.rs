@@ -1,6 +1,8 @@
 use otel_run::cli::{self, Command};
 
 fn main() {
+    // Before the command line is parsed: flags fall back to these variables.
+    otel_run::contract::restore_outer_environment();
     let cli = cli::parse();
     otel_run::logging::init(cli.run.verbosity.verbose, cli.run.verbosity.quiet);
     let code = match cli.subcommand {

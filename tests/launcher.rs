@@ -18,12 +18,13 @@ fn exit_status_is_the_programs() {
             Some("command_not_found"),
         ),
         (&["./no-such-file"], 127, Some("command_not_found")),
-        (&["/etc/hostname"], 126, Some("command_not_executable")),
+        (&["./not-executable"], 126, Some("command_not_executable")),
         (&["sh", "-c", "kill -TERM $$"], 143, Some("SIGTERM")),
         (&["sh", "-c", "kill -KILL $$"], 137, Some("SIGKILL")),
     ];
     for (argv, code, error_type) in cases {
         let dir = tempdir();
+        std::fs::write(dir.path().join("not-executable"), "echo hi\n").unwrap();
         let out = run(otel_run(dir.path()).arg("--").args(*argv));
         assert_eq!(
             out.status.code(),
@@ -114,45 +115,91 @@ fn program_arguments_are_passed_untouched() {
 
 #[test]
 fn child_sees_traceparent_of_its_process_span() {
+    let print_env = "printf '%s\\n' \"$TRACEPARENT\" \"$OTEL_SERVICE_NAME\" \"$OTEL_RESOURCE_ATTRIBUTES\" \"$OTEL_EXPORTER_JSONLINES_PATH\" \"$OTEL_TRACES_EXPORTER\" \"$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT\"";
+    // (sink mode, expect OTEL_EXPORTER_JSONLINES_PATH, expect the sink's OTLP settings)
+    for (sink, jsonlines_path, otlp) in [("on", false, true), ("off", true, false)] {
+        let dir = tempdir();
+        let out = run(otel_run(dir.path())
+            .args(["--sink", sink, "--service-name", "svc"])
+            .args([
+                "--resource-attributes",
+                "team=a b,deployment.environment=ci",
+                "--",
+                "sh",
+                "-c",
+                print_env,
+            ]));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let spans = read_dir_spans(dir.path());
+        let p = &spans[0];
+        assert_eq!(
+            lines[0],
+            format!("00-{}-{}-01", hex(&p.span.trace_id), hex(&p.span.span_id))
+        );
+        assert_eq!(lines[1], "svc");
+        assert!(
+            lines[2].contains("team=a%20b")
+                && lines[2].contains("deployment.environment=ci")
+                && lines[2].contains("mpi.rank=0"),
+            "{}",
+            lines[2]
+        );
+        if jsonlines_path {
+            let path = std::path::Path::new(lines[3]);
+            assert!(path.is_absolute());
+            assert_eq!(
+                path.canonicalize().unwrap(),
+                p.file.canonicalize().unwrap(),
+                "the rank file, for a native jsonlines exporter"
+            );
+        } else {
+            assert_eq!(
+                lines[3], "",
+                "with the sink, the program's spans arrive over OTLP"
+            );
+        }
+        assert_eq!(lines[4] == "otlp", otlp, "{sink}: {}", lines[4]);
+        assert_eq!(
+            lines[5].starts_with("http://127.0.0.1:"),
+            otlp,
+            "{sink}: {}",
+            lines[5]
+        );
+        assert_eq!(attr_str(&p.resource, "service.name"), Some("svc"));
+        assert_eq!(attr_str(&p.resource, "team"), Some("a b"));
+        assert_eq!(attr_int(&p.resource, "mpi.rank"), Some(0));
+        assert!(
+            p.span.parent_span_id.is_empty(),
+            "no job key, no TRACEPARENT: the process span is a root"
+        );
+    }
+}
+
+#[test]
+fn nested_runs_get_the_users_environment_back() {
+    // The inner otel-run must not take the outer sink for the user's collector.
     let dir = tempdir();
-    let out = run(otel_run(dir.path()).args([
-        "--service-name",
-        "svc",
-        "--resource-attributes",
-        "team=a b,deployment.environment=ci",
-        "--",
-        "sh",
-        "-c",
-        "printf '%s\\n%s\\n%s\\n%s\\n' \"$TRACEPARENT\" \"$OTEL_SERVICE_NAME\" \"$OTEL_RESOURCE_ATTRIBUTES\" \"$OTEL_EXPORTER_JSONLINES_PATH\"",
-    ]));
+    let inner = format!("{} -- sh -c 'echo \"$OTEL_TRACES_EXPORTER|$OTEL_EXPORTER_OTLP_TRACES_HEADERS\"' > inner.txt", bin());
+    let out = run(otel_run(dir.path())
+        .env("OTEL_TRACES_EXPORTER", "jsonlines")
+        .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "user=1")
+        .args(["--", "sh", "-c", &inner]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    let spans = read_dir_spans(dir.path());
-    let p = &spans[0];
+    let seen = std::fs::read_to_string(dir.path().join("inner.txt")).unwrap();
+    let (exporter, headers) = seen.trim().split_once('|').unwrap();
     assert_eq!(
-        lines[0],
-        format!("00-{}-{}-01", hex(&p.span.trace_id), hex(&p.span.span_id))
+        exporter, "otlp",
+        "the inner program talks to the inner sink"
     );
-    assert_eq!(lines[1], "svc");
-    assert!(
-        lines[2].contains("team=a%20b")
-            && lines[2].contains("deployment.environment=ci")
-            && lines[2].contains("mpi.rank=0"),
-        "{}",
-        lines[2]
-    );
+    assert!(headers.starts_with("x-otel-run-token="), "{headers}");
+    // The inner otel-run saw the user's OTEL_TRACES_EXPORTER=jsonlines again, not the outer
+    // sink's `otlp`, so it wrote its own file.
     assert_eq!(
-        std::path::Path::new(lines[3]).canonicalize().unwrap(),
-        p.file.canonicalize().unwrap(),
-        "absolute path of the rank file"
-    );
-    assert_eq!(attr_str(&p.resource, "service.name"), Some("svc"));
-    assert_eq!(attr_str(&p.resource, "team"), Some("a b"));
-    assert_eq!(attr_int(&p.resource, "mpi.rank"), Some(0));
-    assert!(
-        p.span.parent_span_id.is_empty(),
-        "no job key, no TRACEPARENT: the process span is a root"
+        span_files(dir.path()).len(),
+        2,
+        "inner and outer each wrote their own file"
     );
 }
 

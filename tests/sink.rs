@@ -19,7 +19,11 @@ fn python_child(dir: &Path, protocol: &str, extra: &[&str]) -> (std::process::Ou
         .args(extra)
         .args(["--", &python()])
         .arg(support("py_child.py")));
-    let report: Json = serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("report: {e}; stderr {}", text(&out.stderr)))).unwrap();
+    let report: Json = serde_json::from_str(
+        &std::fs::read_to_string(&report)
+            .unwrap_or_else(|e| panic!("report: {e}; stderr {}", text(&out.stderr))),
+    )
+    .unwrap();
     (out, report)
 }
 
@@ -29,7 +33,9 @@ fn value(v: Option<&Value>) -> Json {
         Some(Value::BoolValue(b)) => Json::from(*b),
         Some(Value::IntValue(i)) => Json::from(*i),
         Some(Value::DoubleValue(d)) => Json::from(*d),
-        Some(Value::ArrayValue(a)) => Json::Array(a.values.iter().map(|v| value(v.value.as_ref())).collect()),
+        Some(Value::ArrayValue(a)) => {
+            Json::Array(a.values.iter().map(|v| value(v.value.as_ref())).collect())
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -39,47 +45,100 @@ fn python_child_spans_land_in_the_rank_file_over_http_and_grpc() {
     for protocol in ["http/protobuf", "grpc"] {
         let dir = tempdir();
         let (out, report) = python_child(dir.path(), protocol, &[]);
-        assert_eq!(out.status.code(), Some(0), "{protocol}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{protocol}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(report["exporter"], format!("otlp/{protocol}"));
-        assert_eq!(report["export_results"], serde_json::json!(["SUCCESS"]), "{protocol}");
+        assert_eq!(
+            report["export_results"],
+            serde_json::json!(["SUCCESS"]),
+            "{protocol}"
+        );
         let spans = read_dir_spans(dir.path());
         let process = spans.iter().find(|s| role(s) == Some("process")).unwrap();
         let trace = process.span.trace_id.clone();
         let created = report["spans"].as_array().unwrap();
-        assert_eq!(spans.len(), created.len() + 1, "{protocol}: every child span plus the process span");
+        assert_eq!(
+            spans.len(),
+            created.len() + 1,
+            "{protocol}: every child span plus the process span"
+        );
         for c in created {
             let name = c["name"].as_str().unwrap();
-            let s = spans.iter().find(|s| s.span.name == name).unwrap_or_else(|| panic!("{protocol}: {name} missing"));
+            let s = spans
+                .iter()
+                .find(|s| s.span.name == name)
+                .unwrap_or_else(|| panic!("{protocol}: {name} missing"));
             assert_eq!(s.span.trace_id, trace, "{name} adopted into the job trace");
-            assert_eq!(attr_str(&s.span.attributes, "otel_run.original_trace_id"), c["trace_id"].as_str(), "{name}");
+            assert_eq!(
+                attr_str(&s.span.attributes, "otel_run.original_trace_id"),
+                c["trace_id"].as_str(),
+                "{name}"
+            );
             assert_eq!(hex(&s.span.span_id), c["span_id"].as_str().unwrap());
             match c["parent_id"].as_str() {
                 Some(p) => assert_eq!(hex(&s.span.parent_span_id), p, "{name}: parent intact"),
-                None => assert_eq!(s.span.parent_span_id, process.span.span_id, "{name}: root under the process span"),
+                None => assert_eq!(
+                    s.span.parent_span_id, process.span.span_id,
+                    "{name}: root under the process span"
+                ),
             }
             assert_eq!(s.scope, "py_child");
-            assert_eq!(attr_str(&s.resource, "service.name"), Some("python"), "{name}: resource from OTEL_SERVICE_NAME");
-            assert_eq!(attr_str(&s.resource, "mpi.rank"), Some("0"), "{name}: resource from OTEL_RESOURCE_ATTRIBUTES");
+            assert_eq!(
+                attr_str(&s.resource, "service.name"),
+                Some("python"),
+                "{name}: resource from OTEL_SERVICE_NAME"
+            );
+            assert_eq!(
+                attr_str(&s.resource, "mpi.rank"),
+                Some("0"),
+                "{name}: resource from OTEL_RESOURCE_ATTRIBUTES"
+            );
         }
-        let root = spans.iter().find(|s| s.span.name == "py-child.root").unwrap();
+        let root = spans
+            .iter()
+            .find(|s| s.span.name == "py-child.root")
+            .unwrap();
         assert_eq!(root.span.kind, 2, "SERVER");
         let expected = serde_json::json!({
             "child.str": "value", "child.bool": true, "child.int": 123, "child.float": 2.5,
             "child.list.str": ["a", "b"], "child.list.bool": [true, false], "child.list.int": [1, 2, 3], "child.list.float": [0.25, 0.5],
         });
         for (k, v) in expected.as_object().unwrap() {
-            assert_eq!(&value(attr(&root.span.attributes, k)), v, "{protocol}: attribute {k}");
+            assert_eq!(
+                &value(attr(&root.span.attributes, k)),
+                v,
+                "{protocol}: attribute {k}"
+            );
         }
         let io = spans.iter().find(|s| s.span.name == "py-child.io").unwrap();
         let status = io.span.status.as_ref().unwrap();
-        assert_eq!((status.code, status.message.as_str()), (2, "simulated failure"));
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (2, "simulated failure")
+        );
         assert_eq!(io.span.events[0].name, "retry");
-        assert_eq!(attr_int(&io.span.events[0].attributes, "retry.attempt"), Some(2));
-        let work = spans.iter().find(|s| s.span.name == "py-child.work").unwrap();
-        let setup = spans.iter().find(|s| s.span.name == "py-child.setup").unwrap();
+        assert_eq!(
+            attr_int(&io.span.events[0].attributes, "retry.attempt"),
+            Some(2)
+        );
+        let work = spans
+            .iter()
+            .find(|s| s.span.name == "py-child.work")
+            .unwrap();
+        let setup = spans
+            .iter()
+            .find(|s| s.span.name == "py-child.setup")
+            .unwrap();
         assert_eq!(work.span.links.len(), 1);
         assert_eq!(work.span.links[0].span_id, setup.span.span_id);
-        assert_eq!(attr_str(&work.span.links[0].attributes, "link.reason"), Some("after-setup"));
+        assert_eq!(
+            attr_str(&work.span.links[0].attributes, "link.reason"),
+            Some("after-setup")
+        );
     }
 }
 
@@ -87,12 +146,24 @@ fn python_child_spans_land_in_the_rank_file_over_http_and_grpc() {
 fn rust_child_spans_land_in_the_rank_file() {
     // examples/otlp_child.rs, built by `cargo test` next to the test binaries.
     let exe = std::env::current_exe().unwrap();
-    let child = exe.parent().unwrap().parent().unwrap().join("examples/otlp_child");
-    assert!(child.exists(), "{} missing: build it with cargo build --examples", child.display());
+    let child = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/otlp_child");
+    assert!(
+        child.exists(),
+        "{} missing: build it with cargo build --examples",
+        child.display()
+    );
     let dir = tempdir();
     let out = run(otel_run(dir.path()).arg("--").arg(&child));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let printed: Vec<Vec<String>> = text(&out.stdout).lines().map(|l| l.split(' ').map(str::to_string).collect()).collect();
+    let printed: Vec<Vec<String>> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
     let spans = read_dir_spans(dir.path());
     let process = spans.iter().find(|s| role(s) == Some("process")).unwrap();
     assert_eq!(spans.len(), 3);
@@ -107,14 +178,29 @@ fn rust_child_spans_land_in_the_rank_file() {
         }
     }
     let root = spans.iter().find(|s| s.span.name == "rust.root").unwrap();
-    assert_eq!(value(attr(&root.span.attributes, "as")), serde_json::json!(["x", "y"]));
-    assert_eq!(value(attr(&root.span.attributes, "ai")), serde_json::json!([1, 2, 3]));
-    assert_eq!(value(attr(&root.span.attributes, "d")), serde_json::json!(2.5));
+    assert_eq!(
+        value(attr(&root.span.attributes, "as")),
+        serde_json::json!(["x", "y"])
+    );
+    assert_eq!(
+        value(attr(&root.span.attributes, "ai")),
+        serde_json::json!([1, 2, 3])
+    );
+    assert_eq!(
+        value(attr(&root.span.attributes, "d")),
+        serde_json::json!(2.5)
+    );
     let child_span = spans.iter().find(|s| s.span.name == "rust.child").unwrap();
-    assert_eq!(child_span.span.status.as_ref().unwrap().message, "solver diverged");
+    assert_eq!(
+        child_span.span.status.as_ref().unwrap().message,
+        "solver diverged"
+    );
     assert_eq!(child_span.span.events[0].name, "checkpoint");
     assert_eq!(child_span.span.links[0].span_id, root.span.span_id);
-    assert_eq!(attr_str(&child_span.resource, "telemetry.sdk.language"), Some("rust"));
+    assert_eq!(
+        attr_str(&child_span.resource, "telemetry.sdk.language"),
+        Some("rust")
+    );
 }
 
 #[test]
@@ -126,17 +212,49 @@ fn python_children_under_srun_and_mpirun_form_one_trace() {
         let mut cmd = Command::new(launcher[0]);
         scrub(&mut cmd);
         cmd.current_dir(dir.path()).args(&launcher[1..]);
-        cmd.args([bin(), "--jsonlines-path", "rank{rank}_*.jsonlines", "--", &python()]).arg(support("py_child.py"));
+        cmd.args([
+            bin(),
+            "--jsonlines-path",
+            "rank{rank}_*.jsonlines",
+            "--",
+            &python(),
+        ])
+        .arg(support("py_child.py"));
         let out = run(&mut cmd);
-        assert_eq!(out.status.code(), Some(0), "{launcher:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{launcher:?}: {}",
+            text(&out.stderr)
+        );
         let spans = assert_one_job_trace(dir.path(), 4, true);
-        assert_eq!(spans.len(), 1 + 4 + 4 * 4, "{launcher:?}: step, 4 process spans, 4 child spans per rank");
+        assert_eq!(
+            spans.len(),
+            1 + 4 + 4 * 4,
+            "{launcher:?}: step, 4 process spans, 4 child spans per rank"
+        );
         for f in span_files(dir.path()) {
             let in_file = read_spans(&f);
             let process = in_file.iter().find(|s| role(s) == Some("process")).unwrap();
-            let root = in_file.iter().find(|s| s.span.name == "py-child.root").unwrap();
-            assert_eq!(root.span.parent_span_id, process.span.span_id, "{launcher:?} {}: child root under its own rank's process span", f.display());
-            assert_eq!(attr_str(&root.resource, "mpi.rank"), Some(attr_int(&process.resource, "mpi.rank").unwrap().to_string().as_str()));
+            let root = in_file
+                .iter()
+                .find(|s| s.span.name == "py-child.root")
+                .unwrap();
+            assert_eq!(
+                root.span.parent_span_id,
+                process.span.span_id,
+                "{launcher:?} {}: child root under its own rank's process span",
+                f.display()
+            );
+            assert_eq!(
+                attr_str(&root.resource, "mpi.rank"),
+                Some(
+                    attr_int(&process.resource, "mpi.rank")
+                        .unwrap()
+                        .to_string()
+                        .as_str()
+                )
+            );
         }
     }
 }
@@ -153,15 +271,33 @@ impl LiveSink {
     fn start(extra: &[&str]) -> LiveSink {
         let dir = tempdir();
         let script = "printf '%s\\n%s\\n' \"$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT\" \"$OTEL_EXPORTER_OTLP_TRACES_HEADERS\" > env.tmp && mv env.tmp env.txt; while [ ! -e done ]; do sleep 0.02; done";
-        let child = otel_run(dir.path()).args(["--jsonlines-path", "rank.jsonlines"]).args(extra).args(["--", "sh", "-c", script]).spawn().unwrap();
+        let child = otel_run(dir.path())
+            .args(["--jsonlines-path", "rank.jsonlines"])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .spawn()
+            .unwrap();
         let env_file = dir.path().join("env.txt");
-        wait_for(Duration::from_secs(10), "the program to start", || env_file.exists());
+        wait_for(Duration::from_secs(10), "the program to start", || {
+            env_file.exists()
+        });
         let env = std::fs::read_to_string(&env_file).unwrap();
         let mut lines = env.lines();
         let endpoint = lines.next().unwrap();
-        let port = endpoint.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
+        let port = endpoint
+            .trim_start_matches("http://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let token = lines.next().unwrap().split_once('=').unwrap().1.to_string();
-        LiveSink { child, dir, port, token }
+        LiveSink {
+            child,
+            dir,
+            port,
+            token,
+        }
     }
 
     fn finish(mut self) -> Vec<Found> {
@@ -185,16 +321,32 @@ fn http_post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> u16 {
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let head = String::from_utf8_lossy(&resp);
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {head:?}"))
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"))
 }
 
 fn valid_request(name: &str) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
-    let span = Span { trace_id: vec![3; 16], span_id: vec![4; 8], name: name.into(), start_time_unix_nano: 1, end_time_unix_nano: 2, ..Default::default() };
+    let span = Span {
+        trace_id: vec![3; 16],
+        span_id: vec![4; 8],
+        name: name.into(),
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        ..Default::default()
+    };
     ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }], ..Default::default() }],
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
     }
     .encode_to_vec()
 }
@@ -214,37 +366,90 @@ fn bad_requests_are_refused_and_the_sink_keeps_serving() {
     let big = vec![b'x'; 2 << 20];
     let bomb = gzip(&vec![0u8; 8 << 20]);
     // (what, headers, body, expected HTTP status)
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("no token", vec![pb], valid_request("bad"), 401),
-        ("wrong token", vec![pb, ("x-otel-run-token", "0123456789abcdef0123456789abcdef")], valid_request("bad"), 401),
+        (
+            "wrong token",
+            vec![pb, ("x-otel-run-token", "0123456789abcdef0123456789abcdef")],
+            valid_request("bad"),
+            401,
+        ),
         ("oversized", vec![pb, auth], big, 413),
-        ("gzip bomb", vec![pb, auth, ("content-encoding", "gzip")], bomb, 413),
-        ("garbage", vec![pb, auth], b"\xff\xff\xff\xff garbage".to_vec(), 400),
-        ("wrong content type", vec![("content-type", "text/plain"), auth], valid_request("bad"), 415),
-        ("bad json", vec![("content-type", "application/json"), auth], b"{\"resourceSpans\": 5}".to_vec(), 400),
-        ("valid after all that", vec![pb, auth], valid_request("good"), 200),
-        ("valid gzip", vec![pb, auth, ("content-encoding", "gzip")], gzip(&valid_request("good-gzip")), 200),
+        (
+            "gzip bomb",
+            vec![pb, auth, ("content-encoding", "gzip")],
+            bomb,
+            413,
+        ),
+        (
+            "garbage",
+            vec![pb, auth],
+            b"\xff\xff\xff\xff garbage".to_vec(),
+            400,
+        ),
+        (
+            "wrong content type",
+            vec![("content-type", "text/plain"), auth],
+            valid_request("bad"),
+            415,
+        ),
+        (
+            "bad json",
+            vec![("content-type", "application/json"), auth],
+            b"{\"resourceSpans\": 5}".to_vec(),
+            400,
+        ),
+        (
+            "valid after all that",
+            vec![pb, auth],
+            valid_request("good"),
+            200,
+        ),
+        (
+            "valid gzip",
+            vec![pb, auth, ("content-encoding", "gzip")],
+            gzip(&valid_request("good-gzip")),
+            200,
+        ),
     ];
     for (what, headers, body, want) in &cases {
         assert_eq!(http_post(sink.port, headers, body), *want, "{what}");
     }
     // gRPC refusals, through a real HTTP/2 client.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for (headers, want) in [(vec![], "status 16"), (vec![("x-otel-run-token".to_string(), "wrong".to_string())], "status 16")] {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (headers, want) in [
+        (vec![], "status 16"),
+        (
+            vec![("x-otel-run-token".to_string(), "wrong".to_string())],
+            "status 16",
+        ),
+    ] {
         let client = grpc_client(sink.port, headers);
         let err = rt.block_on(client.export(&opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default())).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
     let client = grpc_client(sink.port, vec![("x-otel-run-token".into(), token.clone())]);
     let request = prost::Message::decode(&valid_request("good-grpc")[..]).unwrap();
-    rt.block_on(client.export(&request)).expect("valid gRPC request accepted");
+    rt.block_on(client.export(&request))
+        .expect("valid gRPC request accepted");
     // Close the HTTP/2 connection, as an exiting program would, so shutdown need not wait for it.
     drop(client);
     drop(rt);
 
     let names: Vec<String> = sink.finish().into_iter().map(|s| s.span.name).collect();
-    assert_eq!(names.iter().filter(|n| n.starts_with("good")).count(), 3, "{names:?}");
-    assert!(!names.iter().any(|n| n == "bad"), "nothing refused was written: {names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("good")).count(),
+        3,
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "bad"),
+        "nothing refused was written: {names:?}"
+    );
 }
 
 fn grpc_client(port: u16, headers: Vec<(String, String)>) -> otel_run::otlp::OtlpClient {
@@ -264,7 +469,16 @@ fn forwarding_to_a_real_collector_and_without_one() {
     let rotel = Rotel::start();
     let dir = tempdir();
     let endpoint = format!("http://127.0.0.1:{}", rotel.http);
-    let (out, report) = python_child(dir.path(), "grpc", &["--traces-exporter", "jsonlines,otlp", "--exporter-otlp-endpoint", &endpoint]);
+    let (out, report) = python_child(
+        dir.path(),
+        "grpc",
+        &[
+            "--traces-exporter",
+            "jsonlines,otlp",
+            "--exporter-otlp-endpoint",
+            &endpoint,
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let spans = read_dir_spans(dir.path());
     assert_eq!(spans.len(), report["spans"].as_array().unwrap().len() + 1);
@@ -279,10 +493,27 @@ fn forwarding_to_a_real_collector_and_without_one() {
     let dir = tempdir();
     let dead = format!("http://127.0.0.1:{}", free_port());
     let t = Instant::now();
-    let (out, report) = python_child(dir.path(), "http/protobuf", &["--traces-exporter", "jsonlines,otlp", "--exporter-otlp-endpoint", &dead, "--exporter-otlp-timeout", "1500"]);
+    let (out, report) = python_child(
+        dir.path(),
+        "http/protobuf",
+        &[
+            "--traces-exporter",
+            "jsonlines,otlp",
+            "--exporter-otlp-endpoint",
+            &dead,
+            "--exporter-otlp-timeout",
+            "1500",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    assert_eq!(read_dir_spans(dir.path()).len(), report["spans"].as_array().unwrap().len() + 1);
+    assert_eq!(
+        read_dir_spans(dir.path()).len(),
+        report["spans"].as_array().unwrap().len() + 1
+    );
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("not forwarded") && stderr.contains("otel-run replay"), "{stderr}");
+    assert!(
+        stderr.contains("not forwarded") && stderr.contains("otel-run replay"),
+        "{stderr}"
+    );
 }

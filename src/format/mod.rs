@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +116,70 @@ impl SpanFile {
         self.file
             .sync_data()
             .with_context(|| format!("cannot fsync span file {}", self.path.display()))
+    }
+
+    /// Appends spans whose final version is not known yet, with `room` spare bytes (spaces before
+    /// the last newline, which JSON readers ignore), so [`SpanFile::rewrite`] can later replace
+    /// them in place. The file never holds two versions of a span.
+    pub fn append_reserved(
+        &mut self,
+        resource_spans: &[ResourceSpans],
+        room: usize,
+    ) -> anyhow::Result<Reservation> {
+        let mut buf = Vec::with_capacity(2048);
+        render(&mut buf, self.format, resource_spans);
+        let padded = buf.len() + room;
+        pad_last_line(&mut buf, padded);
+        self.append_rendered(&buf)?;
+        // O_APPEND leaves the offset at the end of what this write added, even with other writers.
+        let end = self
+            .file
+            .stream_position()
+            .with_context(|| format!("cannot locate the write in {}", self.path.display()))?;
+        Ok(Reservation {
+            offset: end - buf.len() as u64,
+            len: buf.len(),
+        })
+    }
+
+    /// Replaces reserved spans in place; `Ok(false)` when the new version does not fit.
+    pub fn rewrite(
+        &mut self,
+        reservation: &Reservation,
+        resource_spans: &[ResourceSpans],
+    ) -> anyhow::Result<bool> {
+        let mut buf = Vec::with_capacity(reservation.len);
+        render(&mut buf, self.format, resource_spans);
+        if buf.len() > reservation.len {
+            return Ok(false);
+        }
+        pad_last_line(&mut buf, reservation.len);
+        // pwrite on an O_APPEND descriptor appends on Linux, so rewriting needs its own.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot reopen span file {}", self.path.display()))?;
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&buf, reservation.offset)
+            .with_context(|| format!("cannot rewrite span file {}", self.path.display()))?;
+        file.sync_data()
+            .with_context(|| format!("cannot fsync span file {}", self.path.display()))?;
+        Ok(true)
+    }
+}
+
+/// Where reserved spans are in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation {
+    offset: u64,
+    len: usize,
+}
+
+fn pad_last_line(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len && buf.last() == Some(&b'\n') {
+        buf.pop();
+        buf.resize(len - 1, b' ');
+        buf.push(b'\n');
     }
 }
 
@@ -352,6 +416,33 @@ mod tests {
             "{err}"
         );
         assert_eq!(r.next_data().unwrap(), None);
+    }
+
+    #[test]
+    fn reserved_spans_are_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let mut f = SpanFile::open(&path, LineFormat::Python).unwrap();
+        f.append(&[sample()]).unwrap();
+        let r = f.append_reserved(&[sample()], 100).unwrap();
+        f.append(&[sample()]).unwrap();
+        let mut changed = sample();
+        changed.scope_spans[0].spans[0].name = "a longer name than before".into();
+        assert!(f.rewrite(&r, &[changed.clone()]).unwrap());
+        let content = std::fs::read(&path).unwrap();
+        let mut reader = Reader::new("f", &content[..]);
+        let names: Vec<String> = std::iter::from_fn(|| reader.next_data().unwrap())
+            .map(|(_, d)| d.resource_spans[0].scope_spans[0].spans[0].name.clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["step \"1\"", "a longer name than before", "step \"1\""]
+        );
+        changed.scope_spans[0].spans[0].name = "x".repeat(500);
+        assert!(
+            !f.rewrite(&r, &[changed]).unwrap(),
+            "too long: refused, file untouched"
+        );
     }
 
     #[test]

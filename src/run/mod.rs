@@ -388,6 +388,7 @@ async fn launch(mut plan: Plan) -> i32 {
                 None,
                 now_nanos(),
                 Vec::new(),
+                false,
             ));
             (failure.exit_code, false)
         }
@@ -405,25 +406,29 @@ async fn launch(mut plan: Plan) -> i32 {
             if let Some(sink) = sink.take() {
                 report_sink(sink.shutdown(SINK_DRAIN).await);
             }
-            match s.provisional_end {
-                None => {
-                    launch.write(launch.own_spans(
-                        &Outcome::Ended(termination, usage),
-                        Some(pid),
-                        end,
-                        s.events,
-                    ));
-                }
-                Some(provisional_end) => {
-                    let exit = spans::exit_span(
-                        &plan.identity,
-                        &exe,
-                        termination,
-                        usage,
-                        s.killed_after_grace,
-                        (provisional_end, end),
-                    );
-                    launch.write(vec![spans::batch(&plan.resource, vec![exit])]);
+            let final_spans = launch.own_spans(
+                &Outcome::Ended(termination, usage),
+                Some(pid),
+                end,
+                s.events,
+                s.killed_after_grace,
+            );
+            match s.provisional {
+                None => launch.write(final_spans),
+                Some((reservation, provisional_end)) => {
+                    if !launch.finalize(&reservation, final_spans) {
+                        // The final version did not fit the reserved room: keep the provisional
+                        // spans and record the real end in an exit span.
+                        let exit = spans::exit_span(
+                            &plan.identity,
+                            &exe,
+                            termination,
+                            usage,
+                            s.killed_after_grace,
+                            (provisional_end, end),
+                        );
+                        launch.write(vec![spans::batch(&plan.resource, vec![exit])]);
+                    }
                 }
             }
             (termination.exit_code(), s.first_stop.is_some())
@@ -532,6 +537,7 @@ impl Launch<'_> {
         pid: Option<u32>,
         end: u64,
         events: Vec<Event>,
+        killed_after_grace: bool,
     ) -> Vec<ResourceSpans> {
         let plan = self.plan;
         let info = ProcessInfo {
@@ -541,7 +547,16 @@ impl Launch<'_> {
             start: self.start,
             end,
         };
-        let process = spans::process_span(&plan.identity, &info, outcome, Vec::new(), events);
+        let mut process = spans::process_span(&plan.identity, &info, outcome, Vec::new(), events);
+        if killed_after_grace {
+            process
+                .attributes
+                .push(attr::boolean(semconv::KILLED_AFTER_GRACE, true));
+            if let Some(status) = process.status.as_mut() {
+                status.message =
+                    format!("killed by otel-run after the {:?} grace period", plan.grace);
+            }
+        }
         let failed = process
             .status
             .as_ref()
@@ -574,7 +589,53 @@ impl Launch<'_> {
         self.outputs.write_local(&batch);
         self.written.lock().unwrap().extend(batch);
     }
+
+    /// Makes spans durable before their final version is known (a terminating signal arrived:
+    /// Slurm's or mpirun's SIGKILL may follow at any moment), leaving room to finalise in place.
+    fn write_provisional(&self, batch: &[ResourceSpans]) -> Option<crate::format::Reservation> {
+        let mut guard = self.outputs.file.lock().unwrap();
+        let file = guard.as_mut()?;
+        match file
+            .append_reserved(batch, PROVISIONAL_ROOM)
+            .and_then(|r| file.sync().map(|_| r))
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                None
+            }
+        }
+    }
+
+    /// Replaces the provisional spans with their final version; false if it does not fit.
+    fn finalize(
+        &self,
+        reservation: &crate::format::Reservation,
+        batch: Vec<ResourceSpans>,
+    ) -> bool {
+        let rewritten = match self.outputs.file.lock().unwrap().as_mut() {
+            Some(file) => match file.rewrite(reservation, &batch) {
+                Ok(fits) => fits,
+                Err(e) => {
+                    tracing::warn!("{e:#}");
+                    return false;
+                }
+            },
+            None => true,
+        };
+        if rewritten {
+            if self.outputs.console {
+                eprint!("{}", crate::export::console::render(&batch));
+            }
+            self.written.lock().unwrap().extend(batch);
+        }
+        rewritten
+    }
 }
+
+/// Spare bytes after provisional spans: room for the exit code, CPU time, RSS and a few more
+/// signal events in the final version.
+const PROVISIONAL_ROOM: usize = 4096;
 
 /// What happened while the program ran.
 struct Supervised {
@@ -582,19 +643,14 @@ struct Supervised {
     events: Vec<Event>,
     /// The first terminating signal and when it came.
     first_stop: Option<(i32, Instant)>,
-    /// Set when otel-run's spans were made durable before the program exited.
-    provisional_end: Option<u64>,
+    /// Set when otel-run's spans were made durable before the program exited: where, and when.
+    provisional: Option<(crate::format::Reservation, u64)>,
     killed_after_grace: bool,
 }
 
-/// After a terminating signal, how long the program may take to exit before otel-run makes its
-/// own spans durable with status "terminated by SIG…" — DESIGN.md §7 promises them on disk within
-/// 1 s, and mpirun's SIGKILL follows its SIGTERM after about 1 s.
-const TERMINATION_WINDOW: Duration = Duration::from_millis(500);
-
 /// Waits for the program, handling signals: records each as an event, forwards it per policy,
-/// makes otel-run's spans durable within the termination window, SIGKILLs the program after the
-/// grace period. Never escalates on a repeated SIGTERM (Slurm's time limit sends two); a second
+/// makes otel-run's spans durable at once on the first terminating signal (finalised in place
+/// when the program exits), SIGKILLs the program after the grace period. Never escalates on a repeated SIGTERM (Slurm's time limit sends two); a second
 /// SIGINT (Ctrl-C twice) ends the program at once.
 async fn supervise(
     launch: &Launch<'_>,
@@ -606,15 +662,11 @@ async fn supervise(
         ended: (Termination::Exited(0), child::Usage::default()),
         events: Vec::new(),
         first_stop: None,
-        provisional_end: None,
+        provisional: None,
         killed_after_grace: false,
     };
     let mut kill_sent = false;
     loop {
-        let window = s
-            .first_stop
-            .filter(|_| s.provisional_end.is_none())
-            .map(|(_, t)| t + TERMINATION_WINDOW);
         let grace = s
             .first_stop
             .filter(|_| !kill_sent)
@@ -640,7 +692,13 @@ async fn supervise(
                 s.events.push(signal_event(&rec, &name, sender.as_deref(), forward));
                 if signals::is_terminating(rec.signal) {
                     match s.first_stop {
-                        None => s.first_stop = Some((rec.signal, Instant::now())),
+                        None => {
+                            s.first_stop = Some((rec.signal, Instant::now()));
+                            let end = now_nanos();
+                            let provisional = launch.own_spans(&Outcome::Terminating { signal: rec.signal }, Some(pid), end, s.events.clone(), false);
+                            s.provisional = launch.write_provisional(&provisional).map(|r| (r, end));
+                            tracing::info!("{name}: otel-run's spans made durable");
+                        }
                         Some((libc::SIGINT, _)) if rec.signal == libc::SIGINT && !kill_sent => {
                             tracing::info!("second SIGINT: killing the program");
                             // SAFETY: as above.
@@ -650,13 +708,6 @@ async fn supervise(
                         Some(_) => {}
                     }
                 }
-            }
-            _ = sleep_until(window), if window.is_some() => {
-                let (signal, _) = s.first_stop.expect("window implies a stop");
-                let end = now_nanos();
-                launch.write(launch.own_spans(&Outcome::Terminating { signal }, Some(pid), end, s.events.clone()));
-                s.provisional_end = Some(end);
-                tracing::info!("program still running {TERMINATION_WINDOW:?} after {}: spans made durable", child::signal_name(signal));
             }
             _ = sleep_until(grace), if grace.is_some() => {
                 tracing::warn!("program did not exit within the {:?} grace period: killing it", plan.grace);
