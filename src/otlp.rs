@@ -331,7 +331,13 @@ impl OtlpClient {
         &self,
         request: &ExportTraceServiceRequest,
     ) -> Result<ExportOutcome, ExportError> {
-        let body = Bytes::from(request.encode_to_vec());
+        self.export_encoded(Bytes::from(request.encode_to_vec()))
+            .await
+    }
+
+    /// [`OtlpClient::export`] for a request that is already protobuf-encoded (encode once, send
+    /// from a pipeline or a load generator).
+    pub async fn export_encoded(&self, body: Bytes) -> Result<ExportOutcome, ExportError> {
         let deadline = Instant::now() + self.config.timeout;
         let mut backoff = Duration::from_millis(100);
         loop {

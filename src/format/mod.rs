@@ -8,8 +8,6 @@ pub mod python;
 pub mod time;
 
 use anyhow::Context;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Seek, Write};
@@ -38,16 +36,8 @@ pub fn render(out: &mut Vec<u8>, format: LineFormat, resource_spans: &[ResourceS
             }
         }
         LineFormat::Python => {
-            let empty_resource = Resource::default();
-            let empty_scope = InstrumentationScope::default();
             for rs in resource_spans {
-                let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
-                for ss in &rs.scope_spans {
-                    let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
-                    for span in &ss.spans {
-                        python::write_span(out, resource, &rs.schema_url, scope, span);
-                    }
-                }
+                python::write_resource_spans(out, rs);
             }
         }
     }
@@ -306,9 +296,11 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::attr;
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::common::v1::{
         any_value::Value, AnyValue, ArrayValue, KeyValueList,
     };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{span, ScopeSpans, Span, Status};
 
     pub(crate) fn sample() -> ResourceSpans {

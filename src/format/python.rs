@@ -2,8 +2,8 @@
 //! `ReadableSpan.to_json(indent=None)` writes it (bsb-otel's `jsonlines` exporter and replay),
 //! plus `instrumentation_scope` and nanosecond times (DESIGN.md §4).
 
-use super::time::{format_iso, parse_iso};
-use crate::ids::{decode_hex_any, hex};
+use super::time::{parse_iso, IsoTime};
+use crate::ids::decode_hex_any;
 use opentelemetry_proto::tonic::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
@@ -20,14 +20,42 @@ use std::fmt;
 
 // ---------------------------------------------------------------- writing
 
-/// Appends one python-format line (with trailing newline) for `span` to `out`.
-pub fn write_span(
-    out: &mut Vec<u8>,
-    resource: &Resource,
-    resource_schema: &str,
-    scope: &InstrumentationScope,
-    span: &Span,
-) {
+/// Appends one python-format line (with trailing newline) per span of `rs`.
+pub fn write_resource_spans(out: &mut Vec<u8>, rs: &ResourceSpans) {
+    let empty_resource = Resource::default();
+    let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
+    // Every line repeats the resource and scope; serialise them once per batch, not per span
+    // (string escaping of attribute maps was the hottest part of the sink).
+    let mut resource_json = Vec::with_capacity(256);
+    let resource_out = ResourceOut {
+        attributes: AttrsOut(&resource.attributes),
+        schema_url: &rs.schema_url,
+    };
+    serde_json::to_writer(&mut resource_json, &resource_out).expect("serialising to memory");
+    let empty_scope = InstrumentationScope::default();
+    for ss in &rs.scope_spans {
+        let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
+        let mut tail = Vec::with_capacity(resource_json.len() + 128);
+        tail.extend_from_slice(b",\"resource\":");
+        tail.extend_from_slice(&resource_json);
+        tail.extend_from_slice(b",\"instrumentation_scope\":");
+        let scope_out = ScopeOut {
+            name: &scope.name,
+            version: &scope.version,
+            attributes: (!scope.attributes.is_empty()).then_some(AttrsOut(&scope.attributes)),
+        };
+        serde_json::to_writer(&mut tail, &scope_out).expect("serialising to memory");
+        tail.extend_from_slice(b"}\n");
+        for span in &ss.spans {
+            write_span_fields(out, span);
+            out.pop(); // the closing brace: resource and scope follow
+            out.extend_from_slice(&tail);
+        }
+    }
+}
+
+/// The span's own fields as a JSON object (no resource, no scope).
+fn write_span_fields(out: &mut Vec<u8>, span: &Span) {
     let line = PySpanOut {
         name: &span.name,
         context: ContextOut {
@@ -36,10 +64,9 @@ pub fn write_span(
             trace_state: &span.trace_state,
         },
         kind: kind_name(span.kind),
-        parent_id: (!span.parent_span_id.is_empty())
-            .then(|| format!("0x{}", hex(&span.parent_span_id))),
-        start_time: format_iso(span.start_time_unix_nano),
-        end_time: format_iso(span.end_time_unix_nano),
+        parent_id: (!span.parent_span_id.is_empty()).then_some(HexId(&span.parent_span_id)),
+        start_time: Iso(span.start_time_unix_nano),
+        end_time: Iso(span.end_time_unix_nano),
         status: StatusOut::from(span.status.as_ref()),
         attributes: AttrsOut(&span.attributes),
         events: span
@@ -47,7 +74,7 @@ pub fn write_span(
             .iter()
             .map(|e| EventOut {
                 name: &e.name,
-                timestamp: format_iso(e.time_unix_nano),
+                timestamp: Iso(e.time_unix_nano),
                 attributes: AttrsOut(&e.attributes),
             })
             .collect(),
@@ -63,19 +90,8 @@ pub fn write_span(
                 attributes: AttrsOut(&l.attributes),
             })
             .collect(),
-        resource: ResourceOut {
-            attributes: AttrsOut(&resource.attributes),
-            schema_url: resource_schema,
-        },
-        instrumentation_scope: ScopeOut {
-            name: &scope.name,
-            version: &scope.version,
-            attributes: (!scope.attributes.is_empty()).then_some(AttrsOut(&scope.attributes)),
-        },
     };
-    // Serialising plain structs and strings into a Vec cannot fail.
     serde_json::to_writer(&mut *out, &line).expect("serialising a span to memory");
-    out.push(b'\n');
 }
 
 #[derive(Serialize)]
@@ -83,15 +99,13 @@ struct PySpanOut<'a> {
     name: &'a str,
     context: ContextOut<'a>,
     kind: &'static str,
-    parent_id: Option<String>,
-    start_time: String,
-    end_time: String,
+    parent_id: Option<HexId<'a>>,
+    start_time: Iso,
+    end_time: Iso,
     status: StatusOut<'a>,
     attributes: AttrsOut<'a>,
     events: Vec<EventOut<'a>>,
     links: Vec<LinkOut<'a>>,
-    resource: ResourceOut<'a>,
-    instrumentation_scope: ScopeOut<'a>,
 }
 
 struct ContextOut<'a> {
@@ -103,10 +117,39 @@ struct ContextOut<'a> {
 impl Serialize for ContextOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("trace_id", &format!("0x{}", hex(self.trace_id)))?;
-        m.serialize_entry("span_id", &format!("0x{}", hex(self.span_id)))?;
-        m.serialize_entry("trace_state", &trace_state_to_python(self.trace_state))?;
+        m.serialize_entry("trace_id", &HexId(self.trace_id))?;
+        m.serialize_entry("span_id", &HexId(self.span_id))?;
+        if self.trace_state.is_empty() {
+            m.serialize_entry("trace_state", "[]")?;
+        } else {
+            m.serialize_entry("trace_state", &trace_state_to_python(self.trace_state))?;
+        }
         m.end()
+    }
+}
+
+/// `0x` + lowercase hex, formatted on the stack (ids are at most 16 bytes).
+struct HexId<'a>(&'a [u8]);
+
+impl Serialize for HexId<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 2 + 2 * 32];
+        buf[..2].copy_from_slice(b"0x");
+        let bytes = &self.0[..self.0.len().min(32)];
+        for (i, b) in bytes.iter().enumerate() {
+            buf[2 + 2 * i] = DIGITS[(b >> 4) as usize];
+            buf[3 + 2 * i] = DIGITS[(b & 15) as usize];
+        }
+        s.serialize_str(std::str::from_utf8(&buf[..2 + 2 * bytes.len()]).expect("ASCII hex"))
+    }
+}
+
+struct Iso(u64);
+
+impl Serialize for Iso {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(IsoTime::new(self.0).as_str())
     }
 }
 
@@ -137,7 +180,7 @@ impl<'a> From<Option<&'a Status>> for StatusOut<'a> {
 #[derive(Serialize)]
 struct EventOut<'a> {
     name: &'a str,
-    timestamp: String,
+    timestamp: Iso,
     attributes: AttrsOut<'a>,
 }
 

@@ -3,17 +3,40 @@
 
 /// Formats Unix nanoseconds as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 pub fn format_iso(nanos: u64) -> String {
-    let secs = nanos / 1_000_000_000;
-    let frac = nanos % 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    IsoTime::new(nanos).as_str().to_string()
+}
+
+/// An ISO 8601 timestamp on the stack: the span writers format millions of these, and going
+/// through `format!` made that the hottest part of writing a span.
+pub struct IsoTime([u8; 30]);
+
+impl IsoTime {
+    pub fn new(nanos: u64) -> IsoTime {
+        let secs = nanos / 1_000_000_000;
+        let frac = nanos % 1_000_000_000;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let mut b = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.clamp(0, 9999) as u64);
+        put(5, 2, m as u64);
+        put(8, 2, d as u64);
+        put(11, 2, rem / 3600);
+        put(14, 2, (rem % 3600) / 60);
+        put(17, 2, rem % 60);
+        put(20, 9, frac);
+        IsoTime(b)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).expect("ASCII timestamp")
+    }
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into Unix nanoseconds. Accepts 0–9 fraction
