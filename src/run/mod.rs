@@ -697,7 +697,8 @@ async fn supervise(
                             let end = now_nanos();
                             let provisional = launch.own_spans(&Outcome::Terminating { signal: rec.signal }, Some(pid), end, s.events.clone(), false);
                             s.provisional = launch.write_provisional(&provisional).map(|r| (r, end));
-                            tracing::info!("{name}: otel-run's spans made durable");
+                            let took = s.first_stop.map(|(_, t)| t.elapsed()).unwrap_or_default();
+                            tracing::info!("{name}: otel-run's spans durable (written and fsynced) {} us after the signal", took.as_micros());
                         }
                         Some((libc::SIGINT, _)) if rec.signal == libc::SIGINT && !kill_sent => {
                             tracing::info!("second SIGINT: killing the program");
