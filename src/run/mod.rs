@@ -404,7 +404,7 @@ async fn launch(mut plan: Plan) -> i32 {
             let (termination, usage) = s.ended;
             // The program's last export is answered before otel-run's own spans are final.
             if let Some(sink) = sink.take() {
-                report_sink(sink.shutdown(SINK_DRAIN).await);
+                report_sink(sink.shutdown(SINK_DRAIN).await, plan.span_path.is_some());
             }
             let final_spans = launch.own_spans(
                 &Outcome::Ended(termination, usage),
@@ -435,7 +435,7 @@ async fn launch(mut plan: Plan) -> i32 {
         }
     };
     if let Some(sink) = sink.take() {
-        report_sink(sink.shutdown(SINK_DRAIN).await);
+        report_sink(sink.shutdown(SINK_DRAIN).await, plan.span_path.is_some());
     }
     let bound = if signalled {
         SIGNALLED_EXPORT_BOUND
@@ -468,7 +468,7 @@ async fn launch(mut plan: Plan) -> i32 {
 }
 
 /// Reports what the sink received, and anything it could not do.
-fn report_sink(stats: SinkStats) {
+fn report_sink(stats: SinkStats, to_file: bool) {
     tracing::info!(
         "sink: {} requests, {} spans received, {} written, {} adopted into the job trace, {} refused requests",
         stats.requests,
@@ -483,7 +483,7 @@ fn report_sink(stats: SinkStats) {
             stats.spans_rejected
         );
     }
-    if stats.spans_written + stats.spans_rejected < stats.spans_received {
+    if to_file && stats.spans_written + stats.spans_rejected < stats.spans_received {
         tracing::warn!(
             "sink: {} of the program's spans could not be written to the span file",
             stats.spans_received - stats.spans_written - stats.spans_rejected
