@@ -132,7 +132,12 @@ pub fn read_one<R: BufRead>(
     }
 }
 
-fn handle_bad_line(e: LineError, skip_invalid: bool, counts: &mut Counts) -> anyhow::Result<()> {
+/// Counts a bad line; `Err` (stop) unless it is a torn last line or `skip_invalid`.
+pub fn handle_bad_line(
+    e: LineError,
+    skip_invalid: bool,
+    counts: &mut Counts,
+) -> anyhow::Result<()> {
     counts.lines += 1;
     if e.torn {
         counts.torn += 1;

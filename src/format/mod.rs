@@ -2,6 +2,7 @@
 //! line, written with one `write(2)` per batch of whole lines on an `O_APPEND` file so a crash
 //! leaves at most one torn last line.
 
+pub mod chrome;
 pub mod otlp_json;
 pub mod path;
 pub mod python;
