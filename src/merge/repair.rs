@@ -43,6 +43,8 @@ pub struct Facts {
     sorter: ExtSorter,
     steps: BTreeMap<Ids, Record>,
     file_resources: Vec<Option<Resource>>,
+    /// Ids of each file's process span: a placeholder found through a rank's file hangs under it.
+    file_process: Vec<Option<Ids>>,
 }
 
 impl Facts {
@@ -51,6 +53,7 @@ impl Facts {
             sorter,
             steps: BTreeMap::new(),
             file_resources: vec![None; files],
+            file_process: vec![None; files],
         }
     }
 
@@ -63,6 +66,11 @@ impl Facts {
             }
         }
         let role = role(span);
+        if role == Role::Process {
+            if let Some(slot) = self.file_process.get_mut(file as usize) {
+                *slot = Some(record.ids);
+            }
+        }
         if role == Role::Step {
             // Keep the smallest encoding, so which copy of a duplicated step root is repaired
             // does not depend on input order.
@@ -111,10 +119,12 @@ impl Facts {
             sorter,
             steps,
             file_resources,
+            file_process,
         } = self;
         let kept = Kept {
             steps,
             file_resources,
+            file_process,
         };
         let mut out = Analysis::default();
         let mut trace = TraceState::default();
@@ -148,6 +158,7 @@ impl Facts {
 struct Kept {
     steps: BTreeMap<Ids, Record>,
     file_resources: Vec<Option<Resource>>,
+    file_process: Vec<Option<Ids>>,
 }
 
 /// What the facts say, and what `--repair` adds.
@@ -332,7 +343,16 @@ fn finish_trace(trace: &mut TraceState, facts: &Kept, repair: bool, out: &mut An
                 .map(|m| m.span_id)
         });
     for m in &trace.missing {
-        let parent = main.filter(|p| *p != m.span_id);
+        // Under the process span of the rank it was found in, when that exists (a child's span
+        // that never ended), else under the trace's root.
+        let rank_process = facts
+            .file_process
+            .get(m.file as usize)
+            .copied()
+            .flatten()
+            .filter(|ids| ids[..16] == trace.trace_id && !m.step_like)
+            .map(|ids| <[u8; 8]>::try_from(&ids[16..]).expect("8 bytes"));
+        let parent = rank_process.or(main).filter(|p| *p != m.span_id);
         let (start, end) = if m.step_like { whole } else { (m.start, m.end) };
         let resource = facts.file_resources.get(m.file as usize).cloned().flatten();
         out.added
