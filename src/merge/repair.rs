@@ -353,7 +353,12 @@ fn finish_trace(trace: &mut TraceState, facts: &Kept, repair: bool, out: &mut An
             .filter(|ids| ids[..16] == trace.trace_id && !m.step_like)
             .map(|ids| <[u8; 8]>::try_from(&ids[16..]).expect("8 bytes"));
         let parent = rank_process.or(main).filter(|p| *p != m.span_id);
-        let (start, end) = if m.step_like { whole } else { (m.start, m.end) };
+        // The tree's root covers the whole trace, as a step root covers all ranks.
+        let (start, end) = if m.step_like || main == Some(m.span_id) {
+            whole
+        } else {
+            (m.start, m.end)
+        };
         let resource = facts.file_resources.get(m.file as usize).cloned().flatten();
         out.added
             .push(placeholder(trace.trace_id, m, parent, start, end, resource));
