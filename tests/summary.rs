@@ -28,7 +28,7 @@ fn span(rank: i64, name: &str, start_s: u64, dur_ms: u64, process: Option<i64>) 
     ResourceSpans {
         resource: Some(Resource {
             attributes: vec![
-                attr::string("host.name", &format!("node{}", rank / 2)),
+                attr::string("host.name", format!("node{}", rank / 2)),
                 attr::int("mpi.rank", rank),
             ],
             ..Default::default()
