@@ -4,6 +4,12 @@
 //! event (`"ph":"X"`, `ts`/`dur` in microseconds) with its attributes as `args`, each span event
 //! an instant event (`"ph":"i"`, thread scope). Opens offline in ui.perfetto.dev and
 //! chrome://tracing.
+//!
+//! Timestamps count from the whole second before the first span (`otherData` records it):
+//! microseconds since 1970 as a JSON double keep only a quarter microsecond, and Perfetto then
+//! drops children whose rounded end passes their parent's. Relative times keep nanoseconds for
+//! months. Viewers drop negative times, so the first span must be the earliest: write in start
+//! order.
 
 use crate::ids::hex;
 use crate::semconv;
@@ -22,6 +28,8 @@ pub struct Writer {
     /// (pid, rank or service) → tid.
     threads: HashMap<(u64, Lane), u64>,
     events: u64,
+    /// Unix nanoseconds that `ts` 0 stands for.
+    origin: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -37,7 +45,15 @@ impl Writer {
     }
 
     pub fn end(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"\n],\"otherData\":{\"generator\":\"otel-run merge\"}}\n");
+        let origin = self.origin.unwrap_or(0);
+        let other = json!({
+            "generator": "otel-run merge",
+            "time_origin_unix_ns": origin,
+            "time_origin": crate::format::time::format_iso(origin),
+        });
+        out.extend_from_slice(b"\n],\"otherData\":");
+        serde_json::to_writer(&mut *out, &other).expect("serialising to memory");
+        out.extend_from_slice(b"}\n");
     }
 
     /// Appends the events of every span in `rs`.
@@ -59,6 +75,16 @@ impl Writer {
             ),
         };
         let (pid, tid) = self.row(out, host, lane);
+        let origin = *self.origin.get_or_insert_with(|| {
+            let first = rs
+                .scope_spans
+                .iter()
+                .flat_map(|ss| &ss.spans)
+                .map(|s| s.start_time_unix_nano)
+                .min()
+                .unwrap_or(0);
+            first - first % 1_000_000_000
+        });
         for ss in &rs.scope_spans {
             let category = ss
                 .scope
@@ -67,7 +93,7 @@ impl Writer {
                 .filter(|n| !n.is_empty())
                 .unwrap_or("span");
             for span in &ss.spans {
-                self.event(out, complete(span, category, pid, tid));
+                self.event(out, complete(span, category, pid, tid, origin));
                 for e in &span.events {
                     self.event(
                         out,
@@ -76,7 +102,7 @@ impl Writer {
                             "cat": category,
                             "ph": "i",
                             "s": "t",
-                            "ts": micros(e.time_unix_nano),
+                            "ts": micros(e.time_unix_nano.saturating_sub(origin)),
                             "pid": pid,
                             "tid": tid,
                             "args": attributes(&e.attributes),
@@ -139,7 +165,7 @@ fn metadata(name: &str, pid: u64, tid: u64, args: Json) -> Json {
     json!({"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args})
 }
 
-fn complete(span: &Span, category: &str, pid: u64, tid: u64) -> Json {
+fn complete(span: &Span, category: &str, pid: u64, tid: u64, origin: u64) -> Json {
     let mut args = attributes(&span.attributes);
     args.insert("otel.trace_id".into(), hex(&span.trace_id).into());
     args.insert("otel.span_id".into(), hex(&span.span_id).into());
@@ -167,7 +193,7 @@ fn complete(span: &Span, category: &str, pid: u64, tid: u64) -> Json {
         "name": span.name,
         "cat": category,
         "ph": "X",
-        "ts": micros(span.start_time_unix_nano),
+        "ts": micros(span.start_time_unix_nano.saturating_sub(origin)),
         "dur": micros(duration),
         "pid": pid,
         "tid": tid,
@@ -175,8 +201,7 @@ fn complete(span: &Span, category: &str, pid: u64, tid: u64) -> Json {
     })
 }
 
-/// Nanoseconds as the format's microseconds. A JSON number is a double: at today's epoch times
-/// that keeps a quarter-microsecond, which is the resolution the viewers show anyway.
+/// Nanoseconds as the format's microseconds (exact to the nanosecond below ~100 days).
 fn micros(nanos: u64) -> Json {
     if nanos.is_multiple_of(1000) {
         Json::from(nanos / 1000)
@@ -253,10 +278,11 @@ mod tests {
         let mut w = Writer::default();
         let mut out = Vec::new();
         w.begin(&mut out);
-        w.spans(&mut out, &rank("a", 0, 1_000_000));
-        w.spans(&mut out, &rank("a", 1, 1_000_000));
-        w.spans(&mut out, &rank("b", 2, 1_000_000));
-        w.spans(&mut out, &rank("a", 0, 2_000_500));
+        const T: u64 = 1_700_000_000_000_000_000;
+        w.spans(&mut out, &rank("a", 0, T + 1_000_000));
+        w.spans(&mut out, &rank("a", 1, T + 1_000_000));
+        w.spans(&mut out, &rank("b", 2, T + 1_000_000));
+        w.spans(&mut out, &rank("a", 0, T + 2_000_500));
         w.end(&mut out);
         let doc: Json = serde_json::from_slice(&out).unwrap();
         let events = doc["traceEvents"].as_array().unwrap();
@@ -286,5 +312,6 @@ mod tests {
         assert_eq!(i.len(), 4);
         assert_eq!(i[0]["ts"], json!(1001));
         assert_eq!(i[0]["s"], "t");
+        assert_eq!(doc["otherData"]["time_origin_unix_ns"], json!(T));
     }
 }

@@ -13,7 +13,7 @@ mod record;
 mod repair;
 mod stream;
 
-use crate::cli::{MergeArgs, SortOrder};
+use crate::cli::{MergeArgs, MergeFormat, SortOrder};
 use crate::input::{self, Counts, Input};
 use crate::{attr, semconv};
 use anyhow::anyhow;
@@ -303,7 +303,14 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let (span_budget, fact_budget) = (budget / 4 * 3, budget / 4);
     let stdin = inputs.contains(&Input::Stdin);
 
-    let mut sort = args.sort;
+    // Chrome output counts time from its first span, which must be the earliest (see
+    // format::chrome): it is always written in start order.
+    let order = if args.format == MergeFormat::Chrome {
+        SortOrder::Start
+    } else {
+        args.sort
+    };
+    let mut sort = order;
     if sort == SortOrder::End && !stdin && inputs.len() + 64 > raise_open_file_limit() {
         tracing::warn!(
             "{} input files exceed the open-file limit (ulimit -n) for a streaming merge: \
@@ -312,7 +319,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         );
         sort = SortOrder::Start;
     }
-    let streaming = args.sort != SortOrder::Start && sort != SortOrder::Start;
+    let streaming = order != SortOrder::Start && sort != SortOrder::Start;
     if args.repair && streaming && stdin {
         return Err(usage(
             "--repair with --sort end|none reads the input twice, and stdin can be read only \
@@ -321,7 +328,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     }
     let mut reading = Reading {
         filter,
-        sort: args.sort,
+        sort: order,
         skip_invalid: args.input.skip_invalid,
         facts: Some(Facts::new(
             ExtSorter::new(fact_budget, temp_dir.clone()),
@@ -351,7 +358,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             .filter_map(|rs| {
                 let span = record::the_span(rs)?;
                 Some(Record {
-                    time: sort_time(args.sort, span),
+                    time: sort_time(order, span),
                     ids: record::ids(&span.trace_id, &span.span_id),
                     data: record::encode(rs),
                     file: ADDED,
