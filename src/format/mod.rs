@@ -186,6 +186,11 @@ impl<R: BufRead> Reader<R> {
         &self.name
     }
 
+    /// The line `next_data` parsed last, trimmed: lets merge copy python lines through unchanged.
+    pub fn last_line(&self) -> &[u8] {
+        trim_ascii(&self.buf)
+    }
+
     /// The next non-blank line: `Ok(None)` at end of input.
     pub fn next_data(&mut self) -> Result<Option<(u64, TracesData)>, LineError> {
         loop {

@@ -136,17 +136,19 @@ impl Reading {
     fn line(
         &mut self,
         file: u32,
+        raw: &[u8],
         data: TracesData,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         self.counts.lines += 1;
         self.counts.spans += crate::format::span_count(&data.resource_spans) as u64;
+        let python_line = record::is_python_line(raw).then_some(raw);
         let mut result = Ok(());
         record::explode(data, |rs| {
             if result.is_err() {
                 return;
             }
-            result = self.span(file, rs, sink);
+            result = self.span(file, rs, python_line, sink);
         });
         self.progress.tick(self.counts.spans);
         result
@@ -156,6 +158,7 @@ impl Reading {
         &mut self,
         file: u32,
         rs: ResourceSpans,
+        python_line: Option<&[u8]>,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let Some(span) = record::the_span(&rs) else {
@@ -168,7 +171,7 @@ impl Reading {
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
-            data: record::encode(&rs),
+            data: record::encode(&rs, python_line),
             file,
         };
         if let Some(facts) = &mut self.facts {
@@ -188,7 +191,7 @@ impl Reading {
             loop {
                 match reader.next_data() {
                     Ok(None) => break,
-                    Ok(Some((_, data))) => self.line(i as u32, data, sink)?,
+                    Ok(Some((_, data))) => self.line(i as u32, reader.last_line(), data, sink)?,
                     Err(e) => input::handle_bad_line(e, self.skip_invalid, &mut self.counts)?,
                 }
             }
@@ -207,23 +210,38 @@ fn sort_time(sort: SortOrder, span: &opentelemetry_proto::tonic::trace::v1::Span
 }
 
 /// Drops adjacent copies (same sort time and ids: identical duplicates and same-time conflicts
-/// sort next to each other, the smallest encoding first), and spans that repair replaced.
+/// sort next to each other, the smallest encoding first), and spans that repair replaced. What
+/// is kept goes in batches to a writer thread, which decodes and renders it: reading and
+/// writing each get a core.
 struct Emitter<'a> {
-    out: Output,
+    writer: Writer,
+    batch: Vec<Record>,
     prev: Option<Record>,
     replaced: &'a HashSet<Ids>,
     /// `--sort none` has no order to find copies by: it remembers every id.
     seen: Option<HashSet<Ids>>,
 }
 
-impl Emitter<'_> {
+const BATCH: usize = 512;
+
+impl<'a> Emitter<'a> {
+    fn new(out: Output, replaced: &'a HashSet<Ids>, remember_ids: bool) -> Self {
+        Emitter {
+            writer: Writer::start(out),
+            batch: Vec::with_capacity(BATCH),
+            prev: None,
+            replaced,
+            seen: remember_ids.then(HashSet::new),
+        }
+    }
+
     fn push(&mut self, r: Record) -> anyhow::Result<()> {
         if r.file != ADDED && self.replaced.contains(&r.ids) {
             return Ok(());
         }
         if let Some(seen) = &mut self.seen {
             if seen.insert(r.ids) {
-                self.out.write(r.decode()?)?;
+                self.emit(r)?;
             }
             return Ok(());
         }
@@ -233,18 +251,99 @@ impl Emitter<'_> {
             }
         }
         if let Some(prev) = self.prev.replace(r) {
-            self.out.write(prev.decode()?)?;
+            self.emit(prev)?;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, r: Record) -> anyhow::Result<()> {
+        self.batch.push(r);
+        if self.batch.len() >= BATCH {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.writer.send(batch)?;
         }
         Ok(())
     }
 
     fn finish(mut self) -> anyhow::Result<u64> {
         if let Some(prev) = self.prev.take() {
-            self.out.write(prev.decode()?)?;
+            self.emit(prev)?;
         }
-        let written = self.out.written;
-        self.out.finish()?;
-        Ok(written)
+        let batch = std::mem::take(&mut self.batch);
+        self.writer.send(batch)?;
+        self.writer.finish()
+    }
+}
+
+/// The thread that decodes, renders and writes.
+struct Writer {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Record>>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
+    /// Set when the merge failed: the output must not be completed (renamed into place).
+    abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Writer {
+    fn start(mut out: Output) -> Self {
+        // A few batches in flight: enough to keep both sides busy, little memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(8);
+        let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let aborted = abort.clone();
+        let thread = std::thread::spawn(move || {
+            for batch in rx {
+                for r in batch {
+                    out.write_record(&r)?;
+                }
+            }
+            if aborted.load(std::sync::atomic::Ordering::SeqCst) {
+                // Dropping `out` unfinished removes its temporary file.
+                return Err(anyhow!("merge aborted"));
+            }
+            let written = out.written;
+            out.finish()?;
+            Ok(written)
+        });
+        Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            abort,
+        }
+    }
+
+    fn send(&mut self, batch: Vec<Record>) -> anyhow::Result<()> {
+        let tx = self.tx.as_ref().expect("open until finish");
+        if tx.send(batch).is_err() {
+            // The writer stopped on an error: finish() reports it.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow!("output writer stopped")));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> anyhow::Result<u64> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow!("output writer thread panicked"))?,
+            None => Err(anyhow!("output writer already stopped")),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<u64> {
+        self.join()
+    }
+}
+
+impl Drop for Writer {
+    /// Dropped unfinished (the merge failed): stop the writer without completing the output.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = self.join();
+        }
     }
 }
 
@@ -360,7 +459,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 Some(Record {
                     time: sort_time(order, span),
                     ids: record::ids(&span.trace_id, &span.span_id),
-                    data: record::encode(rs),
+                    data: record::encode(rs, None),
                     file: ADDED,
                 })
             })
@@ -382,12 +481,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 .expect("set above")
                 .analyse(args.repair)?;
             let mut extra = added(&analysis).into_iter().peekable();
-            let mut emitter = Emitter {
-                out,
-                prev: None,
-                replaced: &analysis.replaced,
-                seen: None,
-            };
+            let mut emitter = Emitter::new(out, &analysis.replaced, false);
             for r in sorter.finish()? {
                 let r = r?;
                 while extra.peek().is_some_and(|e| *e < r) {
@@ -403,14 +497,12 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         }
         (SortOrder::End, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
-            let window = (span_budget / inputs.len().max(1)).clamp(64 << 10, 8 << 20);
+            // Enough to absorb the small inversions of batched exporters; more would only read
+            // whole files ahead.
+            let window = (span_budget / inputs.len().max(1)).clamp(16 << 10, 256 << 10);
             let mut merge = stream::Merge::open(&inputs, window, extra)?;
-            let mut emitter = Emitter {
-                out,
-                prev: None,
-                replaced: pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty),
-                seen: None,
-            };
+            let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
+            let mut emitter = Emitter::new(out, replaced, false);
             while let Some(r) = merge.next(&mut reading)? {
                 emitter.push(r)?;
             }
@@ -420,12 +512,8 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         }
         (SortOrder::None, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
-            let mut emitter = Emitter {
-                out,
-                prev: None,
-                replaced: pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty),
-                seen: Some(HashSet::new()),
-            };
+            let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
+            let mut emitter = Emitter::new(out, replaced, true);
             reading.read_all(&inputs, &mut |r| emitter.push(r))?;
             for e in extra {
                 emitter.push(e)?;

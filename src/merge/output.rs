@@ -2,6 +2,7 @@
 //! JSON, to stdout or to a file that appears only when the merge succeeded (written beside it
 //! under a temporary name, then renamed), so an interrupted merge never leaves half a file.
 
+use super::record::Record;
 use crate::cli::MergeFormat;
 use crate::format::{self, chrome, LineFormat};
 use anyhow::Context;
@@ -15,7 +16,7 @@ const OTLP_SPANS_PER_LINE: usize = 512;
 const FLUSH_AT: usize = 1 << 20;
 
 pub struct Output {
-    sink: BufWriter<Box<dyn Write>>,
+    sink: BufWriter<Box<dyn Write + Send>>,
     /// (temporary path, final path) for -o.
     rename: Option<(PathBuf, PathBuf)>,
     name: String,
@@ -28,12 +29,8 @@ pub struct Output {
 
 impl Output {
     pub fn create(path: Option<&Path>, format: MergeFormat) -> anyhow::Result<Output> {
-        let (sink, rename, name): (Box<dyn Write>, _, _) = match path {
-            None => (
-                Box::new(std::io::stdout().lock()),
-                None,
-                "<stdout>".to_string(),
-            ),
+        let (sink, rename, name): (Box<dyn Write + Send>, _, _) = match path {
+            None => (Box::new(std::io::stdout()), None, "<stdout>".to_string()),
             Some(path) => {
                 let file_name = path
                     .file_name()
@@ -67,6 +64,22 @@ impl Output {
             out.chrome.begin(&mut out.buf);
         }
         Ok(out)
+    }
+
+    /// Writes one record's span: a python line as it was read when the output is python too.
+    pub fn write_record(&mut self, r: &Record) -> anyhow::Result<()> {
+        match r.python_line() {
+            Some(line) if self.format == MergeFormat::Python => {
+                self.written += 1;
+                self.buf.extend_from_slice(line);
+                self.buf.push(b'\n');
+                if self.buf.len() >= FLUSH_AT {
+                    self.flush_buf()?;
+                }
+                Ok(())
+            }
+            _ => self.write(r.decode()?),
+        }
     }
 
     /// Writes one span (a `ResourceSpans` holding it alone).

@@ -21,11 +21,19 @@ pub fn ids(trace_id: &[u8], span_id: &[u8]) -> Ids {
     out
 }
 
+/// First byte of `Record::data` for spans: what follows.
+const PROTO: u8 = b'P';
+/// A python-format line as read, written out unchanged when the output is python too (parsing
+/// and rendering again would cost twice the reading, for the same line).
+const PYTHON_LINE: u8 = b'J';
+
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Start or end time (ns) for the time orders; 0 where only the ids matter.
     pub time: u64,
     pub ids: Ids,
+    /// For spans: a tag byte, then a protobuf `ResourceSpans` holding the span alone or the
+    /// python line it was read from. Facts (see repair.rs) put their own layout here.
     pub data: Vec<u8>,
     /// Index of the input file it came from: for messages only, not part of the order.
     pub file: u32,
@@ -42,12 +50,27 @@ impl Record {
     }
 
     pub fn decode(&self) -> io::Result<ResourceSpans> {
-        ResourceSpans::decode(&self.data[..]).map_err(|e| {
+        let corrupt = |e: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("corrupt temporary record: {e}"),
             )
-        })
+        };
+        match self.data.split_first() {
+            Some((&PROTO, proto)) => {
+                ResourceSpans::decode(proto).map_err(|e| corrupt(e.to_string()))
+            }
+            Some((&PYTHON_LINE, line)) => crate::format::python::parse_line(line).map_err(corrupt),
+            _ => Err(corrupt("unknown tag".into())),
+        }
+    }
+
+    /// The python line this span was read from, if it was.
+    pub fn python_line(&self) -> Option<&[u8]> {
+        match self.data.split_first() {
+            Some((&PYTHON_LINE, line)) => Some(line),
+            _ => None,
+        }
     }
 
     /// `time ids file len data`, little-endian: the spill file layout.
@@ -107,7 +130,15 @@ impl Ord for Record {
 }
 
 /// Calls `each` with every span of a line, wrapped alone in its resource and scope.
-pub fn explode(data: TracesData, mut each: impl FnMut(ResourceSpans)) {
+pub fn explode(mut data: TracesData, mut each: impl FnMut(ResourceSpans)) {
+    // A python line is one span already: no copies needed.
+    if let [rs] = &data.resource_spans[..] {
+        if let [ss] = &rs.scope_spans[..] {
+            if ss.spans.len() == 1 {
+                return each(data.resource_spans.remove(0));
+            }
+        }
+    }
     for rs in data.resource_spans {
         for ss in rs.scope_spans {
             for span in ss.spans {
@@ -130,13 +161,54 @@ pub fn the_span(rs: &ResourceSpans) -> Option<&Span> {
     rs.scope_spans.first()?.spans.first()
 }
 
-pub fn encode(rs: &ResourceSpans) -> Vec<u8> {
-    rs.encode_to_vec()
+/// A span's record data: its python line when it has one, else its protobuf encoding.
+pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
+    match python_line {
+        Some(line) => {
+            let mut data = Vec::with_capacity(1 + line.len());
+            data.push(PYTHON_LINE);
+            data.extend_from_slice(line);
+            data
+        }
+        None => {
+            let mut data = Vec::with_capacity(1 + rs.encoded_len());
+            data.push(PROTO);
+            rs.encode(&mut data).expect("a Vec grows as needed");
+            data
+        }
+    }
+}
+
+/// Whether a line is in the python format (otlp lines start with `{"resourceSpans"`).
+pub fn is_python_line(line: &[u8]) -> bool {
+    let rest = line.strip_prefix(b"{").unwrap_or(line).trim_ascii_start();
+    !rest.starts_with(b"\"resourceSpans\"")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_lines_are_kept_as_read() {
+        let line = br#"{"name": "x", "context": {"trace_id": "0x0123456789abcdef0123456789abcdef", "span_id": "0x0123456789abcdef"}, "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z"}"#;
+        assert!(is_python_line(line));
+        assert!(!is_python_line(br#"{ "resourceSpans": []}"#));
+        let rs = crate::format::python::parse_line(line).unwrap();
+        let r = Record {
+            time: 0,
+            ids: [0; 24],
+            data: encode(&rs, Some(line)),
+            file: 0,
+        };
+        assert_eq!(r.python_line(), Some(&line[..]));
+        assert_eq!(r.decode().unwrap(), rs);
+        let p = Record {
+            data: encode(&rs, None),
+            ..r
+        };
+        assert_eq!((p.python_line(), p.decode().unwrap()), (None, rs));
+    }
 
     #[test]
     fn spill_layout_round_trips() {

@@ -45,6 +45,8 @@ pub struct Facts {
     file_resources: Vec<Option<Resource>>,
     /// Ids of each file's process span: a placeholder found through a rank's file hangs under it.
     file_process: Vec<Option<Ids>>,
+    /// Reused for encoding python-line spans to hash their content.
+    scratch: Vec<u8>,
 }
 
 impl Facts {
@@ -54,6 +56,7 @@ impl Facts {
             steps: BTreeMap::new(),
             file_resources: vec![None; files],
             file_process: vec![None; files],
+            scratch: Vec::new(),
         }
     }
 
@@ -82,8 +85,16 @@ impl Facts {
                 self.steps.insert(record.ids, record.clone());
             }
         }
+        // The content hash is over the protobuf encoding, so one span read from a python line
+        // and from an otlp line is one content.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        record.data.hash(&mut hasher);
+        if record.python_line().is_some() {
+            self.scratch.clear();
+            prost::Message::encode(rs, &mut self.scratch).expect("a Vec grows as needed");
+            self.scratch.hash(&mut hasher);
+        } else {
+            record.data[1..].hash(&mut hasher);
+        }
         let mut data = Vec::with_capacity(26);
         data.push(PRESENT);
         data.extend_from_slice(&hasher.finish().to_be_bytes());
@@ -120,6 +131,7 @@ impl Facts {
             steps,
             file_resources,
             file_process,
+            scratch: _,
         } = self;
         let kept = Kept {
             steps,

@@ -96,7 +96,7 @@ impl Merge {
                     reading.counts.files += 1;
                 }
                 Ok(Some((_, data))) => {
-                    reading.line(file, data, &mut |r| {
+                    reading.line(file, f.reader.last_line(), data, &mut |r| {
                         f.bytes += r.footprint();
                         f.window.push(Reverse(r));
                         Ok(())
