@@ -133,6 +133,7 @@ mod tests {
         Record {
             time,
             ids: [0; 24],
+            hash: 0,
             data: time.to_le_bytes().to_vec(),
             file: 0,
         }

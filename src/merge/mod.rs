@@ -129,6 +129,7 @@ pub struct Reading {
     counts: Counts,
     kept: u64,
     progress: Progress,
+    scratch: Vec<u8>,
 }
 
 impl Reading {
@@ -171,6 +172,7 @@ impl Reading {
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
+            hash: record::content_hash(&rs, &mut self.scratch),
             data: record::encode(&rs, python_line),
             file,
         };
@@ -210,7 +212,7 @@ fn sort_time(sort: SortOrder, span: &opentelemetry_proto::tonic::trace::v1::Span
 }
 
 /// Drops adjacent copies (same sort time and ids: identical duplicates and same-time conflicts
-/// sort next to each other, the smallest encoding first), and spans that repair replaced. What
+/// sort next to each other, by content hash), and spans that repair replaced. What
 /// is kept goes in batches to a writer thread, which decodes and renders it: reading and
 /// writing each get a core.
 struct Emitter<'a> {
@@ -436,6 +438,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         counts: Counts::default(),
         kept: 0,
         progress: Progress::new(),
+        scratch: Vec::new(),
     };
     let mut report = Report::default();
 
@@ -459,6 +462,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 Some(Record {
                     time: sort_time(order, span),
                     ids: record::ids(&span.trace_id, &span.span_id),
+                    hash: record::content_hash(rs, &mut Vec::new()),
                     data: record::encode(rs, None),
                     file: ADDED,
                 })
@@ -526,8 +530,8 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     if report.analysis.conflicts > 0 {
         tracing::warn!(
             "{} conflicting duplicate(s): the same trace/span ids with different content, e.g. {} \
-             (the smallest encoding is kept when the copies share their sort time, else all are \
-             written)",
+             (when the copies share their sort time one is kept, the same one whatever the input \
+             order; otherwise all are written)",
             report.analysis.conflicts,
             report.analysis.conflict_examples.join(", ")
         );

@@ -32,6 +32,10 @@ pub struct Record {
     /// Start or end time (ns) for the time orders; 0 where only the ids matter.
     pub time: u64,
     pub ids: Ids,
+    /// For spans: a hash of the span's protobuf encoding, however it was read. Ordering by it
+    /// before `data` makes the copy kept of conflicting duplicates the same whichever format
+    /// each copy came in (so merging is idempotent); 0 for facts.
+    pub hash: u64,
     /// For spans: a tag byte, then a protobuf `ResourceSpans` holding the span alone or the
     /// python line it was read from. Facts (see repair.rs) put their own layout here.
     pub data: Vec<u8>,
@@ -73,10 +77,11 @@ impl Record {
         }
     }
 
-    /// `time ids file len data`, little-endian: the spill file layout.
+    /// `time ids hash file len data`, little-endian: the spill file layout.
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
         out.write_all(&self.time.to_le_bytes())?;
         out.write_all(&self.ids)?;
+        out.write_all(&self.hash.to_le_bytes())?;
         out.write_all(&self.file.to_le_bytes())?;
         out.write_all(&(self.data.len() as u32).to_le_bytes())?;
         out.write_all(&self.data)
@@ -84,7 +89,7 @@ impl Record {
 
     /// Reads one record written by [`Record::write_to`]; `None` at a clean end of file.
     pub fn read_from(input: &mut impl Read) -> io::Result<Option<Record>> {
-        let mut head = [0u8; 8 + 24 + 4 + 4];
+        let mut head = [0u8; 8 + 24 + 8 + 4 + 4];
         match input.read_exact(&mut head[..1]) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -93,13 +98,15 @@ impl Record {
         input.read_exact(&mut head[1..])?;
         let time = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
         let ids: Ids = head[8..32].try_into().expect("24 bytes");
-        let file = u32::from_le_bytes(head[32..36].try_into().expect("4 bytes"));
-        let len = u32::from_le_bytes(head[36..40].try_into().expect("4 bytes")) as usize;
+        let hash = u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"));
+        let file = u32::from_le_bytes(head[40..44].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(head[44..48].try_into().expect("4 bytes")) as usize;
         let mut data = vec![0u8; len];
         input.read_exact(&mut data)?;
         Ok(Some(Record {
             time,
             ids,
+            hash,
             data,
             file,
         }))
@@ -125,6 +132,7 @@ impl Ord for Record {
         self.time
             .cmp(&other.time)
             .then_with(|| self.ids.cmp(&other.ids))
+            .then_with(|| self.hash.cmp(&other.hash))
             .then_with(|| self.data.cmp(&other.data))
     }
 }
@@ -179,6 +187,16 @@ pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
+/// The content hash of a span (see [`Record::hash`]); `scratch` is reused for the encoding.
+pub fn content_hash(rs: &ResourceSpans, scratch: &mut Vec<u8>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    scratch.clear();
+    rs.encode(scratch).expect("a Vec grows as needed");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    scratch.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Whether a line is in the python format (otlp lines start with `{"resourceSpans"`).
 pub fn is_python_line(line: &[u8]) -> bool {
     let rest = line.strip_prefix(b"{").unwrap_or(line).trim_ascii_start();
@@ -198,6 +216,7 @@ mod tests {
         let r = Record {
             time: 0,
             ids: [0; 24],
+            hash: 0,
             data: encode(&rs, Some(line)),
             file: 0,
         };
@@ -215,6 +234,7 @@ mod tests {
         let r = Record {
             time: 42,
             ids: [7; 24],
+            hash: 5,
             data: vec![1, 2, 3],
             file: 9,
         };
@@ -234,6 +254,7 @@ mod tests {
         let r = |time, id, data: &[u8]| Record {
             time,
             ids: [id; 24],
+            hash: 0,
             data: data.to_vec(),
             file: 0,
         };

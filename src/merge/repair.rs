@@ -13,7 +13,6 @@ use opentelemetry_proto::tonic::trace::v1::{
     span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
 };
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{Hash, Hasher};
 
 /// Marks spans that merge --repair made up.
 pub const SYNTHETIC: &str = "otel_run.synthetic";
@@ -45,8 +44,6 @@ pub struct Facts {
     file_resources: Vec<Option<Resource>>,
     /// Ids of each file's process span: a placeholder found through a rank's file hangs under it.
     file_process: Vec<Option<Ids>>,
-    /// Reused for encoding python-line spans to hash their content.
-    scratch: Vec<u8>,
 }
 
 impl Facts {
@@ -56,7 +53,6 @@ impl Facts {
             steps: BTreeMap::new(),
             file_resources: vec![None; files],
             file_process: vec![None; files],
-            scratch: Vec::new(),
         }
     }
 
@@ -75,29 +71,19 @@ impl Facts {
             }
         }
         if role == Role::Step {
-            // Keep the smallest encoding, so which copy of a duplicated step root is repaired
+            // Keep the smallest content hash, so which copy of a duplicated step root is repaired
             // does not depend on input order.
             let keep = self
                 .steps
                 .get(&record.ids)
-                .is_none_or(|kept| record.data < kept.data);
+                .is_none_or(|kept| (record.hash, &record.data) < (kept.hash, &kept.data));
             if keep {
                 self.steps.insert(record.ids, record.clone());
             }
         }
-        // The content hash is over the protobuf encoding, so one span read from a python line
-        // and from an otlp line is one content.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        if record.python_line().is_some() {
-            self.scratch.clear();
-            prost::Message::encode(rs, &mut self.scratch).expect("a Vec grows as needed");
-            self.scratch.hash(&mut hasher);
-        } else {
-            record.data[1..].hash(&mut hasher);
-        }
         let mut data = Vec::with_capacity(26);
         data.push(PRESENT);
-        data.extend_from_slice(&hasher.finish().to_be_bytes());
+        data.extend_from_slice(&record.hash.to_be_bytes());
         data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
         data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
         data.push(role as u8);
@@ -105,6 +91,7 @@ impl Facts {
         self.sorter.push(Record {
             time: 0,
             ids: record.ids,
+            hash: 0,
             data,
             file,
         })?;
@@ -117,6 +104,7 @@ impl Facts {
             self.sorter.push(Record {
                 time: 0,
                 ids: ids(&span.trace_id, &span.parent_span_id),
+                hash: 0,
                 data,
                 file,
             })?;
@@ -131,7 +119,6 @@ impl Facts {
             steps,
             file_resources,
             file_process,
-            scratch: _,
         } = self;
         let kept = Kept {
             steps,
