@@ -388,9 +388,6 @@ impl std::fmt::Display for Report {
 
 fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let filter = Filter::parse(args.trace.as_deref(), args.rank.as_deref())?;
-    if args.buffer_size == 0 {
-        return Err(usage("--buffer-size must be at least 1 (MiB)"));
-    }
     let inputs = input::expand(&args.input.inputs).map_err(|e| usage(e.to_string()))?;
     let temp_dir: PathBuf = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     if !temp_dir.is_dir() {
