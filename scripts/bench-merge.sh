@@ -70,6 +70,11 @@ for rank in range(files):
                '"attributes": {"otel_run.span": "process", "process.exit.code": 0}, '
                '"events": [], "links": [], %s, "instrumentation_scope": {"name": "otel-run", '
                '"version": "0.1.0"}}\n' % (trace, proc, step, iso(start - 1000), iso(t + 1000), res))
+    if rank == 0:
+        # rank 0 writes the step root; its parent is an outer span (TRACEPARENT) not in the files
+        out.append(out[-1].replace('"process sim"', '"step sim"').replace(proc, step, 1)
+                   .replace('"parent_id": "%s"' % step, '"parent_id": "0x%016x"' % 1, 1)
+                   .replace('"otel_run.span": "process"', '"otel_run.span": "step"'))
     with open(os.path.join(data, "rank%04d.jsonl" % rank), "w") as f:
         f.write("".join(out))
 PY

@@ -72,7 +72,7 @@ duplicates, conflicts, orphans, synthesized, torn and invalid lines).
 
 Memory does not grow with the input: --sort start keeps at most --buffer-size MiB of spans and \
 spills sorted runs to --temp-dir (64 KiB per run while merging them); --sort end opens every \
-file at once, with a 256 KiB read buffer and a reorder window of --buffer-size / files (16 to \
+file at once, with a 32 KiB read buffer and a reorder window of --buffer-size / files (16 to \
 256 KiB) each; the parent check keeps a quarter of --buffer-size and spills too. --sort none keeps 24 bytes per \
 span id to drop duplicates, and --repair with --sort end|none reads the input twice.";
 

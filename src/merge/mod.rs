@@ -198,6 +198,7 @@ impl Reading {
                 }
             }
             self.counts.files += 1;
+            self.progress.file_done();
         }
         Ok(())
     }
@@ -434,7 +435,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         )),
         counts: Counts::default(),
         kept: 0,
-        progress: Progress::new(),
+        progress: Progress::new(inputs.len()),
         scratch: Vec::new(),
     };
     let mut report = Report::default();
@@ -446,6 +447,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         let analysis = reading.facts.take().expect("set above").analyse(true)?;
         reading.counts = Counts::default();
         reading.kept = 0;
+        reading.progress.restart("second pass");
         Some(analysis)
     } else {
         None
@@ -567,20 +569,23 @@ fn raise_open_file_limit() -> usize {
     }
 }
 
-/// A spinner with the spans read so far, on a terminal only (indicatif hides itself when stderr
-/// is not one) and never with -q.
+/// Progress on a terminal only (never with -q, never when stderr is redirected): a bar over the
+/// input files for the passes that read them one after the other, the spans read so far.
 struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
-    fn new() -> Self {
+    fn new(files: usize) -> Self {
         use std::io::IsTerminal;
         if !std::io::stderr().is_terminal() || !tracing::enabled!(tracing::Level::WARN) {
             return Progress(None);
         }
-        let bar = indicatif::ProgressBar::new_spinner();
+        let bar = indicatif::ProgressBar::new(files as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} files {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Progress(Some(bar))
@@ -591,6 +596,21 @@ impl Progress {
             if spans % 4096 < 64 {
                 bar.set_message(format!("{spans} spans read"));
             }
+        }
+    }
+
+    /// A file has been read to its end.
+    fn file_done(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    /// Starts over for a second pass.
+    fn restart(&self, what: &str) {
+        if let Some(bar) = &self.0 {
+            bar.reset();
+            bar.set_message(what.to_string());
         }
     }
 

@@ -11,6 +11,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::BufRead;
 
+/// Read buffer per open file (two for gzip): a few lines ahead is all a merge needs.
+const READ_BUFFER: usize = 32 * 1024;
+
 struct FileStream {
     reader: Reader<Box<dyn BufRead>>,
     file: u32,
@@ -40,7 +43,7 @@ impl Merge {
         let mut files = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             files.push(FileStream {
-                reader: input::open(input)?,
+                reader: input::open_with_buffer(input, READ_BUFFER)?,
                 file: i as u32,
                 window: BinaryHeap::new(),
                 bytes: 0,
@@ -94,6 +97,7 @@ impl Merge {
                 Ok(None) => {
                     f.eof = true;
                     reading.counts.files += 1;
+                    reading.progress.file_done();
                 }
                 Ok(Some((_, data))) => {
                     reading.line(file, f.reader.last_line(), data, &mut |r| {
