@@ -84,6 +84,7 @@ PY
 # same shape, so GNU sort can use them as keys; ISO timestamps sort as text).
 key_of() { head -n1 "$DATA/rank0000.jsonl" | awk -F'"' -v k="$1" '{for (i = 1; i <= NF; i++) if ($i == k) {print i + 2; exit}}'; }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -a rows
 # measure LABEL CMD...: elapsed seconds and peak RSS (KiB) of CMD via /usr/bin/time.
 measure() {
@@ -123,6 +124,8 @@ done
 
 {
   echo "# otel-run merge benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, $("$OTEL_RUN_BIN" --version))"
+  echo
+  echo "Load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows every row alike)."
   printf '%s\n' "${rows[@]}"
 } >"$OUT/merge.md"
 echo "written: $OUT/merge.md" >&2
