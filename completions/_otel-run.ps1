@@ -91,7 +91,7 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('--sort', '--sort', [CompletionResultType]::ParameterName, 'sort')
             [CompletionResult]::new('--trace', '--trace', [CompletionResultType]::ParameterName, 'Keep only this trace (32 hex digits)')
             [CompletionResult]::new('--rank', '--rank', [CompletionResultType]::ParameterName, 'Keep only these ranks (mpi.rank), e.g. `0,3-5`')
-            [CompletionResult]::new('--buffer-size', '--buffer-size', [CompletionResultType]::ParameterName, 'Memory for sorting before spilling sorted runs to temporary files')
+            [CompletionResult]::new('--buffer-size', '--buffer-size', [CompletionResultType]::ParameterName, 'Memory bound: spans held before sorted runs spill to temporary files (3/4), plus the parent-check facts (1/4)')
             [CompletionResult]::new('--temp-dir', '--temp-dir', [CompletionResultType]::ParameterName, 'Directory for temporary sort runs [default: $TMPDIR or /tmp]')
             [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
             [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree')
@@ -110,8 +110,8 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'otel-run;completions' {

@@ -86,7 +86,7 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand --sort 'sort'
             cand --trace 'Keep only this trace (32 hex digits)'
             cand --rank 'Keep only these ranks (mpi.rank), e.g. `0,3-5`'
-            cand --buffer-size 'Memory for sorting before spilling sorted runs to temporary files'
+            cand --buffer-size 'Memory bound: spans held before sorted runs spill to temporary files (3/4), plus the parent-check facts (1/4)'
             cand --temp-dir 'Directory for temporary sort runs [default: $TMPDIR or /tmp]'
             cand --skip-invalid 'Skip and count lines that are not valid spans instead of stopping at the first one'
             cand --repair 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree'
@@ -104,8 +104,8 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand --verbose 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
             cand -q 'Only errors from otel-run'
             cand --quiet 'Only errors from otel-run'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'otel-run;completions'= {
             cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'

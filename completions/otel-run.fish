@@ -86,28 +86,28 @@ complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s v -l verbos
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s h -l help -d 'Print help'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s o -l output -d 'Output file [default: stdout]' -r -F
-complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l format -r -f -a "python\t'OpenTelemetry Python\'s to_json lines (bsb-otel compatible)'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l format -r -f -a "python\t'OpenTelemetry Python\'s to_json lines (bsb-otel compatible); python input lines are copied unchanged'
 otlp\t'OTLP/JSON TracesData lines'
-chrome\t'Chrome/Perfetto trace-event JSON (one process per host, one thread per rank)'"
+chrome\t'Chrome/Perfetto trace-event JSON (one process per host, one thread per rank); always in start order, times relative to the first span\'s second'"
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l sort -r -f -a "start\t'By start time (external sort: memory bounded by --buffer-size)'
-end\t'By end time (streaming k-way merge of the rank files, which are written in end order)'
-none\t'Input order'"
+end\t'By end time (streaming k-way merge of the rank files, which otel-run writes in end order; a file out of order beyond the reorder window is reported)'
+none\t'Input order (keeps 24 bytes per span id to drop duplicates)'"
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l trace -d 'Keep only this trace (32 hex digits)' -r
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l rank -d 'Keep only these ranks (mpi.rank), e.g. `0,3-5`' -r
-complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l buffer-size -d 'Memory for sorting before spilling sorted runs to temporary files' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l buffer-size -d 'Memory bound: spans held before sorted runs spill to temporary files (3/4), plus the parent-check facts (1/4)' -r
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l temp-dir -d 'Directory for temporary sort runs [default: $TMPDIR or /tmp]' -r -F
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l repair -d 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -l format -r -f -a "table\t''
-csv\t''
-json\t''"
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -l format -r -f -a "table\t'Aligned columns, durations in seconds'
+csv\t'One table, `kind` column span|rank, durations in nanoseconds'
+json\t'`spans`, `ranks`, `slowest_rank`, durations in nanoseconds'"
 complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
 complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s q -l quiet -d 'Only errors from otel-run'
-complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s h -l help -d 'Print help'
+complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s h -l help -d 'Print help'

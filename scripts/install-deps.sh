@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/install-deps.sh - install what the tests need, and only what is missing:
 #   * Debian packages: Slurm (munge, slurmctld, slurmd, slurm-client), OpenMPI and MPICH side by
-#     side (runtime + mpicc), hyperfine (bench), gcc (mpicc needs it);
+#     side (runtime + mpicc), hyperfine (bench), gcc (mpicc needs it), nodejs (unless a node is
+#     on PATH: it runs Perfetto's WebAssembly trace processor for the merge tests);
 #   * a Python venv (default target/venv, override with OTEL_RUN_VENV) with the exact pins of
 #     scripts/requirements-test.txt: the real OpenTelemetry Python SDK + OTLP exporters,
 #     opentelemetry-instrument, and rotel (a real OTLP collector binary shipped in a wheel).
@@ -34,6 +35,8 @@ if [ "${OTEL_RUN_SKIP_APT:-0}" != 1 ]; then
     want+=(python3-venv)
   fi
   ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0' || want+=(libpython3.11)
+  # node runs the Perfetto UI's WebAssembly trace processor (merge's Chrome output test)
+  command -v node >/dev/null || want+=(nodejs)
   missing=()
   for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

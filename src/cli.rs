@@ -46,7 +46,7 @@ pub enum Command {
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay(ReplayArgs),
     /// Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)
-    #[command(after_help = MERGE_EXAMPLES)]
+    #[command(after_help = MERGE_EXAMPLES, long_about = MERGE_ABOUT)]
     Merge(MergeArgs),
     /// Per span name and per rank timing table: which rank was slow, where, by how much
     #[command(after_help = SUMMARY_EXAMPLES)]
@@ -63,6 +63,19 @@ Examples:
   otel-run replay 'traces_*.jsonlines'                         into http://localhost:4318
   otel-run replay --exporter-otlp-protocol grpc --exporter-otlp-endpoint http://jaeger:4317 run/*.jsonl.gz
   otel-run replay --keep-timestamps --dry-run job.jsonl        validate and count only";
+
+const MERGE_ABOUT: &str = "\
+Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON).
+
+Spans are deduplicated by (trace id, span id); copies with the same ids but other content are \
+reported as conflicts. Exact counts go to stderr at the end (files, spans read and written, \
+duplicates, conflicts, orphans, synthesized, torn and invalid lines).
+
+Memory does not grow with the input: --sort start keeps at most --buffer-size MiB of spans and \
+spills sorted runs to --temp-dir (64 KiB per run while merging them); --sort end opens every \
+file at once, with a 32 KiB read buffer and a reorder window of --buffer-size / files (16 to \
+256 KiB) each; the parent check keeps a quarter of --buffer-size and spills too. --sort none keeps 24 bytes per \
+span id to drop duplicates, and --repair with --sort end|none reads the input twice.";
 
 const MERGE_EXAMPLES: &str = "\
 Examples:
@@ -109,11 +122,13 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MergeFormat {
-    /// OpenTelemetry Python's to_json lines (bsb-otel compatible)
+    /// OpenTelemetry Python's to_json lines (bsb-otel compatible); python input lines are copied
+    /// unchanged
     Python,
     /// OTLP/JSON TracesData lines
     Otlp,
-    /// Chrome/Perfetto trace-event JSON (one process per host, one thread per rank)
+    /// Chrome/Perfetto trace-event JSON (one process per host, one thread per rank); always in
+    /// start order, times relative to the first span's second
     Chrome,
 }
 
@@ -121,9 +136,10 @@ pub enum MergeFormat {
 pub enum SortOrder {
     /// By start time (external sort: memory bounded by --buffer-size)
     Start,
-    /// By end time (streaming k-way merge of the rank files, which are written in end order)
+    /// By end time (streaming k-way merge of the rank files, which otel-run writes in end
+    /// order; a file out of order beyond the reorder window is reported)
     End,
-    /// Input order
+    /// Input order (keeps 24 bytes per span id to drop duplicates)
     None,
 }
 
@@ -148,8 +164,9 @@ pub struct MergeArgs {
     /// Keep only these ranks (mpi.rank), e.g. `0,3-5`
     #[arg(long, value_name = "LIST")]
     pub rank: Option<String>,
-    /// Memory for sorting before spilling sorted runs to temporary files
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    /// Memory bound: spans held before sorted runs spill to temporary files (3/4), plus the
+    /// parent-check facts (1/4)
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1048576))]
     pub buffer_size: u64,
     /// Directory for temporary sort runs [default: $TMPDIR or /tmp]
     #[arg(long, value_name = "DIR")]
@@ -158,8 +175,11 @@ pub struct MergeArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SummaryFormat {
+    /// Aligned columns, durations in seconds
     Table,
+    /// One table, `kind` column span|rank, durations in nanoseconds
     Csv,
+    /// `spans`, `ranks`, `slowest_rank`, durations in nanoseconds
     Json,
 }
 

@@ -61,20 +61,29 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
 /// Opens an input for line reading, decompressing gzip (detected by its magic bytes, so a
 /// renamed file still works).
 pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
+    open_with_buffer(input, 256 * 1024)
+}
+
+/// [`open`] with read buffers of `capacity` bytes: a merge that holds a thousand files open at
+/// once wants small ones.
+pub fn open_with_buffer(
+    input: &Input,
+    capacity: usize,
+) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
     let raw: Box<dyn Read> = match input {
         Input::Stdin => Box::new(std::io::stdin().lock()),
         Input::File(p) => {
             Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
         }
     };
-    let mut buffered = BufReader::with_capacity(256 * 1024, raw);
+    let mut buffered = BufReader::with_capacity(capacity, raw);
     let is_gzip = buffered
         .fill_buf()
         .map(|b| b.starts_with(&[0x1f, 0x8b]))
         .unwrap_or(false);
     let reader: Box<dyn BufRead> = if is_gzip {
         Box::new(BufReader::with_capacity(
-            256 * 1024,
+            capacity,
             flate2::bufread::MultiGzDecoder::new(buffered),
         ))
     } else {
@@ -132,7 +141,12 @@ pub fn read_one<R: BufRead>(
     }
 }
 
-fn handle_bad_line(e: LineError, skip_invalid: bool, counts: &mut Counts) -> anyhow::Result<()> {
+/// Counts a bad line; `Err` (stop) unless it is a torn last line or `skip_invalid`.
+pub fn handle_bad_line(
+    e: LineError,
+    skip_invalid: bool,
+    counts: &mut Counts,
+) -> anyhow::Result<()> {
     counts.lines += 1;
     if e.torn {
         counts.torn += 1;

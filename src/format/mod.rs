@@ -2,6 +2,7 @@
 //! line, written with one `write(2)` per batch of whole lines on an `O_APPEND` file so a crash
 //! leaves at most one torn last line.
 
+pub mod chrome;
 pub mod otlp_json;
 pub mod path;
 pub mod python;
@@ -237,6 +238,11 @@ impl<R: BufRead> Reader<R> {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The line `next_data` parsed last, trimmed: lets merge copy python lines through unchanged.
+    pub fn last_line(&self) -> &[u8] {
+        trim_ascii(&self.buf)
     }
 
     /// The next non-blank line: `Ok(None)` at end of input.

@@ -1,0 +1,641 @@
+//! `otel-run merge`: many rank span files → one file (python, otlp or Chrome trace-event JSON),
+//! deduplicated, in start or end order, optionally repaired, in memory that does not grow with
+//! the input (DESIGN.md §2, §4).
+//!
+//! Every span becomes a [`record::Record`]; the order comes from an external sort (`--sort
+//! start`), a streaming k-way merge of the rank files (`--sort end`, [`stream`]) or the input
+//! itself (`--sort none`). Parent checks and repairs go through a second, small external sort of
+//! per-span facts ([`repair`]).
+
+mod extsort;
+mod output;
+mod record;
+mod repair;
+mod stream;
+
+use crate::cli::{MergeArgs, MergeFormat, SortOrder};
+use crate::input::{self, Counts, Input};
+use crate::{attr, semconv};
+use anyhow::anyhow;
+use extsort::ExtSorter;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
+use output::Output;
+use record::{Ids, Record};
+use repair::{Analysis, Facts};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// Marks records that merge added (placeholders, stretched step roots).
+const ADDED: u32 = u32::MAX;
+
+pub fn main(args: MergeArgs) -> i32 {
+    match run(&args) {
+        Ok(report) => {
+            if tracing::enabled!(tracing::Level::WARN) {
+                eprintln!("{report}");
+            }
+            0
+        }
+        Err(e) if e.is::<UsageError>() => {
+            eprintln!("otel-run merge: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("otel-run merge: error: {e:#}");
+            1
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// Which spans to keep (`--trace`, `--rank`).
+#[derive(Debug, Default)]
+pub struct Filter {
+    trace: Option<[u8; 16]>,
+    ranks: Option<Vec<(i64, i64)>>,
+}
+
+impl Filter {
+    fn parse(trace: Option<&str>, ranks: Option<&str>) -> anyhow::Result<Filter> {
+        let trace = trace
+            .map(|t| {
+                let t = t.trim().trim_start_matches("0x");
+                crate::ids::decode_hex_any::<16>(t)
+                    .ok_or_else(|| usage(format!("--trace {t:?}: want 32 hex digits")))
+            })
+            .transpose()?;
+        let ranks = ranks.map(parse_ranks).transpose()?;
+        Ok(Filter { trace, ranks })
+    }
+
+    fn keep(&self, rs: &ResourceSpans, span: &opentelemetry_proto::tonic::trace::v1::Span) -> bool {
+        if self.trace.is_some_and(|t| span.trace_id != t) {
+            return false;
+        }
+        match &self.ranks {
+            None => true,
+            Some(ranges) => {
+                let attrs = rs
+                    .resource
+                    .as_ref()
+                    .map(|r| &r.attributes[..])
+                    .unwrap_or(&[]);
+                attr::get_int(attrs, semconv::MPI_RANK)
+                    .is_some_and(|rank| ranges.iter().any(|(a, b)| (*a..=*b).contains(&rank)))
+            }
+        }
+    }
+}
+
+/// `0,3-5` → [(0,0), (3,5)].
+fn parse_ranks(list: &str) -> anyhow::Result<Vec<(i64, i64)>> {
+    let bad = |item: &str| {
+        usage(format!(
+            "--rank {list:?}: {item:?} is not a rank or range like 3-5"
+        ))
+    };
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (item, item),
+        };
+        let a: i64 = a.parse().map_err(|_| bad(item))?;
+        let b: i64 = b.parse().map_err(|_| bad(item))?;
+        if a > b {
+            return Err(bad(item));
+        }
+        out.push((a, b));
+    }
+    if out.is_empty() {
+        return Err(usage(format!("--rank {list:?}: no rank given")));
+    }
+    Ok(out)
+}
+
+/// The read side shared by all orders: filtering, records, facts, counts, progress.
+pub struct Reading {
+    filter: Filter,
+    sort: SortOrder,
+    skip_invalid: bool,
+    facts: Option<Facts>,
+    counts: Counts,
+    kept: u64,
+    progress: Progress,
+    scratch: Vec<u8>,
+}
+
+impl Reading {
+    /// Turns one line's spans into records for `sink`, recording their facts.
+    fn line(
+        &mut self,
+        file: u32,
+        raw: &[u8],
+        data: TracesData,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.counts.lines += 1;
+        self.counts.spans += crate::format::span_count(&data.resource_spans) as u64;
+        let python_line = record::is_python_line(raw).then_some(raw);
+        let mut result = Ok(());
+        record::explode(data, |rs| {
+            if result.is_err() {
+                return;
+            }
+            result = self.span(file, rs, python_line, sink);
+        });
+        self.progress.tick(self.counts.spans);
+        result
+    }
+
+    fn span(
+        &mut self,
+        file: u32,
+        rs: ResourceSpans,
+        python_line: Option<&[u8]>,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let Some(span) = record::the_span(&rs) else {
+            return Ok(());
+        };
+        if !self.filter.keep(&rs, span) {
+            return Ok(());
+        }
+        self.kept += 1;
+        let record = Record {
+            time: sort_time(self.sort, span),
+            ids: record::ids(&span.trace_id, &span.span_id),
+            hash: record::content_hash(&rs, &mut self.scratch),
+            data: record::encode(&rs, python_line),
+            file,
+        };
+        if let Some(facts) = &mut self.facts {
+            facts.add(&rs, span, &record)?;
+        }
+        sink(record)
+    }
+
+    /// Reads every input once, in order.
+    fn read_all(
+        &mut self,
+        inputs: &[Input],
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        for (i, input) in inputs.iter().enumerate() {
+            let mut reader = input::open(input)?;
+            loop {
+                match reader.next_data() {
+                    Ok(None) => break,
+                    Ok(Some((_, data))) => self.line(i as u32, reader.last_line(), data, sink)?,
+                    Err(e) => input::handle_bad_line(e, self.skip_invalid, &mut self.counts)?,
+                }
+            }
+            self.counts.files += 1;
+            self.progress.file_done();
+        }
+        Ok(())
+    }
+}
+
+fn sort_time(sort: SortOrder, span: &opentelemetry_proto::tonic::trace::v1::Span) -> u64 {
+    match sort {
+        SortOrder::Start => span.start_time_unix_nano,
+        SortOrder::End => span.end_time_unix_nano,
+        SortOrder::None => 0,
+    }
+}
+
+/// Drops adjacent copies (same sort time and ids: identical duplicates and same-time conflicts
+/// sort next to each other, by content hash), and spans that repair replaced. What
+/// is kept goes in batches to a writer thread, which decodes and renders it: reading and
+/// writing each get a core.
+struct Emitter<'a> {
+    writer: Writer,
+    batch: Vec<Record>,
+    prev: Option<Record>,
+    replaced: &'a HashSet<Ids>,
+    /// `--sort none` has no order to find copies by: it remembers every id.
+    seen: Option<HashSet<Ids>>,
+}
+
+const BATCH: usize = 512;
+
+impl<'a> Emitter<'a> {
+    fn new(out: Output, replaced: &'a HashSet<Ids>, remember_ids: bool) -> Self {
+        Emitter {
+            writer: Writer::start(out),
+            batch: Vec::with_capacity(BATCH),
+            prev: None,
+            replaced,
+            seen: remember_ids.then(HashSet::new),
+        }
+    }
+
+    fn push(&mut self, r: Record) -> anyhow::Result<()> {
+        if r.file != ADDED && self.replaced.contains(&r.ids) {
+            return Ok(());
+        }
+        if let Some(seen) = &mut self.seen {
+            if seen.insert(r.ids) {
+                self.emit(r)?;
+            }
+            return Ok(());
+        }
+        if let Some(prev) = &self.prev {
+            if prev.same_key(&r) {
+                return Ok(());
+            }
+        }
+        if let Some(prev) = self.prev.replace(r) {
+            self.emit(prev)?;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, r: Record) -> anyhow::Result<()> {
+        self.batch.push(r);
+        if self.batch.len() >= BATCH {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.writer.send(batch)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<u64> {
+        if let Some(prev) = self.prev.take() {
+            self.emit(prev)?;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.writer.send(batch)?;
+        self.writer.finish()
+    }
+}
+
+/// The thread that decodes, renders and writes.
+struct Writer {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Record>>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
+    /// Set when the merge failed: the output must not be completed (renamed into place).
+    abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Writer {
+    fn start(mut out: Output) -> Self {
+        // A few batches in flight: enough to keep both sides busy, little memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(8);
+        let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let aborted = abort.clone();
+        let thread = std::thread::spawn(move || {
+            for batch in rx {
+                for r in batch {
+                    out.write_record(&r)?;
+                }
+            }
+            if aborted.load(std::sync::atomic::Ordering::SeqCst) {
+                // Dropping `out` unfinished removes its temporary file.
+                return Err(anyhow!("merge aborted"));
+            }
+            let written = out.written;
+            out.finish()?;
+            Ok(written)
+        });
+        Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            abort,
+        }
+    }
+
+    fn send(&mut self, batch: Vec<Record>) -> anyhow::Result<()> {
+        let tx = self.tx.as_ref().expect("open until finish");
+        if tx.send(batch).is_err() {
+            // The writer stopped on an error: finish() reports it.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow!("output writer stopped")));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> anyhow::Result<u64> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow!("output writer thread panicked"))?,
+            None => Err(anyhow!("output writer already stopped")),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<u64> {
+        self.join()
+    }
+}
+
+impl Drop for Writer {
+    /// Dropped unfinished (the merge failed): stop the writer without completing the output.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = self.join();
+        }
+    }
+}
+
+/// The exact counts printed at the end.
+#[derive(Debug, Default)]
+struct Report {
+    counts: Counts,
+    kept: u64,
+    written: u64,
+    analysis: Analysis,
+    out_of_order: u64,
+    runs: usize,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let c = &self.counts;
+        let a = &self.analysis;
+        write!(
+            f,
+            "otel-run merge: files={} spans_read={} written={} filtered={} duplicates={} \
+             conflicts={} orphans={} synthesized={} stretched={} torn={} invalid={} \
+             out_of_order={} sort_runs={}",
+            c.files,
+            c.spans,
+            self.written,
+            c.spans - self.kept,
+            a.duplicates,
+            a.conflicts,
+            a.orphans,
+            a.synthesized,
+            a.stretched,
+            c.torn,
+            c.invalid,
+            self.out_of_order,
+            self.runs
+        )
+    }
+}
+
+fn run(args: &MergeArgs) -> anyhow::Result<Report> {
+    let filter = Filter::parse(args.trace.as_deref(), args.rank.as_deref())?;
+    let inputs = input::expand(&args.input.inputs).map_err(|e| usage(e.to_string()))?;
+    let temp_dir: PathBuf = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if !temp_dir.is_dir() {
+        return Err(usage(format!(
+            "--temp-dir {}: not a directory",
+            temp_dir.display()
+        )));
+    }
+    let budget = (args.buffer_size as usize).saturating_mul(1 << 20);
+    // Three quarters for the spans, one quarter for the (much smaller) parent-check facts.
+    let (span_budget, fact_budget) = (budget / 4 * 3, budget / 4);
+    let stdin = inputs.contains(&Input::Stdin);
+
+    // Chrome output counts time from its first span, which must be the earliest (see
+    // format::chrome): it is always written in start order.
+    let order = if args.format == MergeFormat::Chrome {
+        SortOrder::Start
+    } else {
+        args.sort
+    };
+    let mut sort = order;
+    if sort == SortOrder::End && !stdin && inputs.len() + 64 > raise_open_file_limit() {
+        tracing::warn!(
+            "{} input files exceed the open-file limit (ulimit -n) for a streaming merge: \
+             sorting by end time with the external sort instead",
+            inputs.len()
+        );
+        sort = SortOrder::Start;
+    }
+    let streaming = order != SortOrder::Start && sort != SortOrder::Start;
+    if args.repair && streaming && stdin {
+        return Err(usage(
+            "--repair with --sort end|none reads the input twice, and stdin can be read only \
+             once: use --sort start",
+        ));
+    }
+    let mut reading = Reading {
+        filter,
+        sort: order,
+        skip_invalid: args.input.skip_invalid,
+        facts: Some(Facts::new(
+            ExtSorter::new(fact_budget, temp_dir.clone()),
+            inputs.len(),
+        )),
+        counts: Counts::default(),
+        kept: 0,
+        progress: Progress::new(inputs.len()),
+        scratch: Vec::new(),
+    };
+    let mut report = Report::default();
+
+    // Repairs must be known before the first span is written. The external sort reads
+    // everything before writing anyway; the streaming orders need a first pass.
+    let analysis = if args.repair && streaming {
+        reading.read_all(&inputs, &mut |_| Ok(()))?;
+        let analysis = reading.facts.take().expect("set above").analyse(true)?;
+        reading.counts = Counts::default();
+        reading.kept = 0;
+        reading.progress.restart("second pass");
+        Some(analysis)
+    } else {
+        None
+    };
+    let added = |a: &Analysis| -> Vec<Record> {
+        let mut v: Vec<Record> = a
+            .added
+            .iter()
+            .filter_map(|rs| {
+                let span = record::the_span(rs)?;
+                Some(Record {
+                    time: sort_time(order, span),
+                    ids: record::ids(&span.trace_id, &span.span_id),
+                    hash: record::content_hash(rs, &mut Vec::new()),
+                    data: record::encode(rs, None),
+                    file: ADDED,
+                })
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    let out = Output::create(args.output.as_deref(), args.format)?;
+    let empty = HashSet::new();
+    match (sort, analysis) {
+        (SortOrder::Start, _) => {
+            let mut sorter = ExtSorter::new(span_budget, temp_dir.clone());
+            reading.read_all(&inputs, &mut |r| sorter.push(r))?;
+            report.runs = sorter.runs();
+            let analysis = reading
+                .facts
+                .take()
+                .expect("set above")
+                .analyse(args.repair)?;
+            let mut extra = added(&analysis).into_iter().peekable();
+            let mut emitter = Emitter::new(out, &analysis.replaced, false);
+            for r in sorter.finish()? {
+                let r = r?;
+                while extra.peek().is_some_and(|e| *e < r) {
+                    emitter.push(extra.next().expect("peeked"))?;
+                }
+                emitter.push(r)?;
+            }
+            for e in extra {
+                emitter.push(e)?;
+            }
+            report.written = emitter.finish()?;
+            report.analysis = analysis;
+        }
+        (SortOrder::End, pre) => {
+            let extra = pre.as_ref().map(&added).unwrap_or_default();
+            // Enough to absorb the small inversions of batched exporters; more would only read
+            // whole files ahead.
+            let window = (span_budget / inputs.len().max(1)).clamp(16 << 10, 256 << 10);
+            let mut merge = stream::Merge::open(&inputs, window, extra)?;
+            let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
+            let mut emitter = Emitter::new(out, replaced, false);
+            while let Some(r) = merge.next(&mut reading)? {
+                emitter.push(r)?;
+            }
+            report.written = emitter.finish()?;
+            report.out_of_order = merge.out_of_order();
+            report.analysis = finish_analysis(&mut reading, pre)?;
+        }
+        (SortOrder::None, pre) => {
+            let extra = pre.as_ref().map(&added).unwrap_or_default();
+            let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
+            let mut emitter = Emitter::new(out, replaced, true);
+            reading.read_all(&inputs, &mut |r| emitter.push(r))?;
+            for e in extra {
+                emitter.push(e)?;
+            }
+            report.written = emitter.finish()?;
+            report.analysis = finish_analysis(&mut reading, pre)?;
+        }
+    }
+    reading.progress.done();
+    if report.analysis.conflicts > 0 {
+        tracing::warn!(
+            "{} conflicting duplicate(s): the same trace/span ids with different content, e.g. {} \
+             (when the copies share their sort time one is kept, the same one whatever the input \
+             order; otherwise all are written)",
+            report.analysis.conflicts,
+            report.analysis.conflict_examples.join(", ")
+        );
+    }
+    report.counts = reading.counts;
+    report.kept = reading.kept;
+    Ok(report)
+}
+
+/// The analysis of a streaming merge: the first pass's (with --repair), else the facts the
+/// merge collected on its way.
+fn finish_analysis(reading: &mut Reading, pre: Option<Analysis>) -> anyhow::Result<Analysis> {
+    match pre {
+        Some(a) => Ok(a),
+        None => reading
+            .facts
+            .take()
+            .ok_or_else(|| anyhow!("internal: parent facts missing"))?
+            .analyse(false),
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (a streaming merge opens every rank file at
+/// once) and returns it.
+fn raise_open_file_limit() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard as usize
+            } else {
+                soft as usize
+            }
+        }
+        Err(_) => 1024,
+    }
+}
+
+/// Progress on a terminal only (never with -q, never when stderr is redirected): a bar over the
+/// input files for the passes that read them one after the other, the spans read so far.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(files: usize) -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() || !tracing::enabled!(tracing::Level::WARN) {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(files as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} files {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress(Some(bar))
+    }
+
+    fn tick(&self, spans: u64) {
+        if let Some(bar) = &self.0 {
+            if spans % 4096 < 64 {
+                bar.set_message(format!("{spans} spans read"));
+            }
+        }
+    }
+
+    /// A file has been read to its end.
+    fn file_done(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    /// Starts over for a second pass.
+    fn restart(&self, what: &str) {
+        if let Some(bar) = &self.0 {
+            bar.reset();
+            bar.set_message(what.to_string());
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_lists() {
+        assert_eq!(parse_ranks("0,3-5").unwrap(), [(0, 0), (3, 5)]);
+        assert!(parse_ranks("5-3").is_err());
+        assert!(parse_ranks("x").unwrap_err().to_string().contains("\"x\""));
+        assert!(parse_ranks(",").is_err());
+    }
+
+    #[test]
+    fn trace_filter_wants_32_hex_digits() {
+        assert!(Filter::parse(Some("0x0123456789abcdef0123456789abcdef"), None).is_ok());
+        assert!(Filter::parse(Some("abc"), None).is_err());
+    }
+}

@@ -1,0 +1,270 @@
+//! One span as merge moves it around: a sort key in front of the span itself, kept as the
+//! protobuf encoding of a `ResourceSpans` holding exactly that span. Encoded bytes make memory
+//! accounting exact, spill to temporary files as they are, and give a content order that breaks
+//! ties the same way whatever order the inputs came in (so merging is order-independent).
+
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
+use prost::Message;
+use std::cmp::Ordering;
+use std::io::{self, Read, Write};
+
+/// Trace id (16 bytes) followed by span id (8 bytes).
+pub type Ids = [u8; 24];
+
+pub fn ids(trace_id: &[u8], span_id: &[u8]) -> Ids {
+    let mut out = [0u8; 24];
+    // Readers check id lengths; copy defensively so a short id cannot panic here.
+    let t = trace_id.len().min(16);
+    out[..t].copy_from_slice(&trace_id[..t]);
+    let s = span_id.len().min(8);
+    out[16..16 + s].copy_from_slice(&span_id[..s]);
+    out
+}
+
+/// First byte of `Record::data` for spans: what follows.
+const PROTO: u8 = b'P';
+/// A python-format line as read, written out unchanged when the output is python too (parsing
+/// and rendering again would cost twice the reading, for the same line).
+const PYTHON_LINE: u8 = b'J';
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Start or end time (ns) for the time orders; 0 where only the ids matter.
+    pub time: u64,
+    pub ids: Ids,
+    /// For spans: a hash of the span's protobuf encoding, however it was read. Ordering by it
+    /// before `data` makes the copy kept of conflicting duplicates the same whichever format
+    /// each copy came in (so merging is idempotent); 0 for facts.
+    pub hash: u64,
+    /// For spans: a tag byte, then a protobuf `ResourceSpans` holding the span alone or the
+    /// python line it was read from. Facts (see repair.rs) put their own layout here.
+    pub data: Vec<u8>,
+    /// Index of the input file it came from: for messages only, not part of the order.
+    pub file: u32,
+}
+
+impl Record {
+    /// Bytes this record holds in memory, for the sort buffer's budget.
+    pub fn footprint(&self) -> usize {
+        self.data.capacity() + std::mem::size_of::<Record>()
+    }
+
+    pub fn same_key(&self, other: &Record) -> bool {
+        self.time == other.time && self.ids == other.ids
+    }
+
+    pub fn decode(&self) -> io::Result<ResourceSpans> {
+        let corrupt = |e: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("corrupt temporary record: {e}"),
+            )
+        };
+        match self.data.split_first() {
+            Some((&PROTO, proto)) => {
+                ResourceSpans::decode(proto).map_err(|e| corrupt(e.to_string()))
+            }
+            Some((&PYTHON_LINE, line)) => crate::format::python::parse_line(line).map_err(corrupt),
+            _ => Err(corrupt("unknown tag".into())),
+        }
+    }
+
+    /// The python line this span was read from, if it was.
+    pub fn python_line(&self) -> Option<&[u8]> {
+        match self.data.split_first() {
+            Some((&PYTHON_LINE, line)) => Some(line),
+            _ => None,
+        }
+    }
+
+    /// `time ids hash file len data`, little-endian: the spill file layout.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&self.time.to_le_bytes())?;
+        out.write_all(&self.ids)?;
+        out.write_all(&self.hash.to_le_bytes())?;
+        out.write_all(&self.file.to_le_bytes())?;
+        out.write_all(&(self.data.len() as u32).to_le_bytes())?;
+        out.write_all(&self.data)
+    }
+
+    /// Reads one record written by [`Record::write_to`]; `None` at a clean end of file.
+    pub fn read_from(input: &mut impl Read) -> io::Result<Option<Record>> {
+        let mut head = [0u8; 8 + 24 + 8 + 4 + 4];
+        match input.read_exact(&mut head[..1]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        input.read_exact(&mut head[1..])?;
+        let time = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
+        let ids: Ids = head[8..32].try_into().expect("24 bytes");
+        let hash = u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"));
+        let file = u32::from_le_bytes(head[40..44].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(head[44..48].try_into().expect("4 bytes")) as usize;
+        let mut data = vec![0u8; len];
+        input.read_exact(&mut data)?;
+        Ok(Some(Record {
+            time,
+            ids,
+            hash,
+            data,
+            file,
+        }))
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Record {}
+
+impl PartialOrd for Record {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Record {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.time
+            .cmp(&other.time)
+            .then_with(|| self.ids.cmp(&other.ids))
+            .then_with(|| self.hash.cmp(&other.hash))
+            .then_with(|| self.data.cmp(&other.data))
+    }
+}
+
+/// Calls `each` with every span of a line, wrapped alone in its resource and scope.
+pub fn explode(mut data: TracesData, mut each: impl FnMut(ResourceSpans)) {
+    // A python line is one span already: no copies needed.
+    if let [rs] = &data.resource_spans[..] {
+        if let [ss] = &rs.scope_spans[..] {
+            if ss.spans.len() == 1 {
+                return each(data.resource_spans.remove(0));
+            }
+        }
+    }
+    for rs in data.resource_spans {
+        for ss in rs.scope_spans {
+            for span in ss.spans {
+                each(ResourceSpans {
+                    resource: rs.resource.clone(),
+                    schema_url: rs.schema_url.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: ss.scope.clone(),
+                        schema_url: ss.schema_url.clone(),
+                        spans: vec![span],
+                    }],
+                });
+            }
+        }
+    }
+}
+
+/// The one span of a `ResourceSpans` built by [`explode`].
+pub fn the_span(rs: &ResourceSpans) -> Option<&Span> {
+    rs.scope_spans.first()?.spans.first()
+}
+
+/// A span's record data: its python line when it has one, else its protobuf encoding.
+pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
+    match python_line {
+        Some(line) => {
+            let mut data = Vec::with_capacity(1 + line.len());
+            data.push(PYTHON_LINE);
+            data.extend_from_slice(line);
+            data
+        }
+        None => {
+            let mut data = Vec::with_capacity(1 + rs.encoded_len());
+            data.push(PROTO);
+            rs.encode(&mut data).expect("a Vec grows as needed");
+            data
+        }
+    }
+}
+
+/// The content hash of a span (see [`Record::hash`]); `scratch` is reused for the encoding.
+pub fn content_hash(rs: &ResourceSpans, scratch: &mut Vec<u8>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    scratch.clear();
+    rs.encode(scratch).expect("a Vec grows as needed");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    scratch.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether a line is in the python format (otlp lines start with `{"resourceSpans"`).
+pub fn is_python_line(line: &[u8]) -> bool {
+    let rest = line.strip_prefix(b"{").unwrap_or(line).trim_ascii_start();
+    !rest.starts_with(b"\"resourceSpans\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_lines_are_kept_as_read() {
+        let line = br#"{"name": "x", "context": {"trace_id": "0x0123456789abcdef0123456789abcdef", "span_id": "0x0123456789abcdef"}, "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z"}"#;
+        assert!(is_python_line(line));
+        assert!(!is_python_line(br#"{ "resourceSpans": []}"#));
+        let rs = crate::format::python::parse_line(line).unwrap();
+        let r = Record {
+            time: 0,
+            ids: [0; 24],
+            hash: 0,
+            data: encode(&rs, Some(line)),
+            file: 0,
+        };
+        assert_eq!(r.python_line(), Some(&line[..]));
+        assert_eq!(r.decode().unwrap(), rs);
+        let p = Record {
+            data: encode(&rs, None),
+            ..r
+        };
+        assert_eq!((p.python_line(), p.decode().unwrap()), (None, rs));
+    }
+
+    #[test]
+    fn spill_layout_round_trips() {
+        let r = Record {
+            time: 42,
+            ids: [7; 24],
+            hash: 5,
+            data: vec![1, 2, 3],
+            file: 9,
+        };
+        let mut buf = Vec::new();
+        r.write_to(&mut buf).unwrap();
+        r.write_to(&mut buf).unwrap();
+        let mut input = &buf[..];
+        let a = Record::read_from(&mut input).unwrap().unwrap();
+        assert_eq!(a, r);
+        assert_eq!(a.file, 9);
+        assert!(Record::read_from(&mut input).unwrap().is_some());
+        assert!(Record::read_from(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn order_is_time_then_ids_then_content() {
+        let r = |time, id, data: &[u8]| Record {
+            time,
+            ids: [id; 24],
+            hash: 0,
+            data: data.to_vec(),
+            file: 0,
+        };
+        let mut v = [r(2, 1, b"a"), r(1, 2, b"b"), r(1, 2, b"a"), r(1, 1, b"z")];
+        v.sort();
+        assert_eq!(
+            v.iter()
+                .map(|x| (x.time, x.ids[0], x.data[0]))
+                .collect::<Vec<_>>(),
+            [(1, 1, b'z'), (1, 2, b'a'), (1, 2, b'b'), (2, 1, b'a')]
+        );
+    }
+}

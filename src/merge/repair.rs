@@ -1,0 +1,434 @@
+//! Parent checks and `--repair`, in bounded memory. Every span leaves small "facts" — "span X
+//! exists" and "span X is the parent of a span starting at S, ending at E" — that go through their
+//! own external sort, keyed by (trace id, span id). One pass over the sorted facts then sees, per
+//! span id, whether it exists, how often and with which content, and which children point at it:
+//! exact counts of duplicates, conflicts and orphans, and what each missing parent must cover.
+
+use super::extsort::ExtSorter;
+use super::record::{ids, Ids, Record};
+use crate::{attr, semconv};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+use std::collections::{BTreeMap, HashSet};
+
+/// Marks spans that merge --repair made up.
+pub const SYNTHETIC: &str = "otel_run.synthetic";
+
+const PRESENT: u8 = 0;
+const CHILD: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Other = 0,
+    Process = 1,
+    Step = 2,
+}
+
+fn role(span: &Span) -> Role {
+    match attr::get_str(&span.attributes, semconv::SPAN_ROLE) {
+        Some(semconv::ROLE_PROCESS) => Role::Process,
+        Some(semconv::ROLE_STEP) => Role::Step,
+        _ => Role::Other,
+    }
+}
+
+/// Collects the facts of every kept span, plus what repairing needs later: the step roots
+/// themselves (one per job) and the first resource of each input file (the rank a missing
+/// parent's placeholder belongs to).
+pub struct Facts {
+    sorter: ExtSorter,
+    steps: BTreeMap<Ids, Record>,
+    file_resources: Vec<Option<Resource>>,
+    /// Ids of each file's process span: a placeholder found through a rank's file hangs under it.
+    file_process: Vec<Option<Ids>>,
+}
+
+impl Facts {
+    pub fn new(sorter: ExtSorter, files: usize) -> Self {
+        Facts {
+            sorter,
+            steps: BTreeMap::new(),
+            file_resources: vec![None; files],
+            file_process: vec![None; files],
+        }
+    }
+
+    /// Records the facts of `rs` (one span), whose encoding is `record.data`.
+    pub fn add(&mut self, rs: &ResourceSpans, span: &Span, record: &Record) -> anyhow::Result<()> {
+        let file = record.file;
+        if let Some(slot) = self.file_resources.get_mut(file as usize) {
+            if slot.is_none() {
+                *slot = Some(rs.resource.clone().unwrap_or_default());
+            }
+        }
+        let role = role(span);
+        if role == Role::Process {
+            if let Some(slot) = self.file_process.get_mut(file as usize) {
+                *slot = Some(record.ids);
+            }
+        }
+        if role == Role::Step {
+            // Keep the smallest content hash, so which copy of a duplicated step root is repaired
+            // does not depend on input order.
+            let keep = self
+                .steps
+                .get(&record.ids)
+                .is_none_or(|kept| (record.hash, &record.data) < (kept.hash, &kept.data));
+            if keep {
+                self.steps.insert(record.ids, record.clone());
+            }
+        }
+        let mut data = Vec::with_capacity(26);
+        data.push(PRESENT);
+        data.extend_from_slice(&record.hash.to_be_bytes());
+        data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
+        data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
+        data.push(role as u8);
+        data.push(span.parent_span_id.is_empty() as u8);
+        self.sorter.push(Record {
+            time: 0,
+            ids: record.ids,
+            hash: 0,
+            data,
+            file,
+        })?;
+        if !span.parent_span_id.is_empty() {
+            let mut data = Vec::with_capacity(18);
+            data.push(CHILD);
+            data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
+            data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
+            data.push(role as u8);
+            self.sorter.push(Record {
+                time: 0,
+                ids: ids(&span.trace_id, &span.parent_span_id),
+                hash: 0,
+                data,
+                file,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Sorts the facts and works out the counts and, with `repair`, the spans to add or replace.
+    pub fn analyse(self, repair: bool) -> anyhow::Result<Analysis> {
+        let Facts {
+            sorter,
+            steps,
+            file_resources,
+            file_process,
+        } = self;
+        let kept = Kept {
+            steps,
+            file_resources,
+            file_process,
+        };
+        let mut out = Analysis::default();
+        let mut trace = TraceState::default();
+        let mut group: Option<Group> = None;
+        for fact in sorter.finish()? {
+            let fact = fact?;
+            if group.as_ref().is_some_and(|g| g.ids != fact.ids) {
+                let done = group.take().expect("checked");
+                if done.ids[..16] != trace.trace_id {
+                    finish_trace(&mut trace, &kept, repair, &mut out);
+                    trace = TraceState::new(&done.ids);
+                }
+                trace.add(done, &mut out);
+            }
+            let g = group.get_or_insert_with(|| Group::new(fact.ids));
+            g.add(&fact);
+        }
+        if let Some(done) = group {
+            if done.ids[..16] != trace.trace_id {
+                finish_trace(&mut trace, &kept, repair, &mut out);
+                trace = TraceState::new(&done.ids);
+            }
+            trace.add(done, &mut out);
+        }
+        finish_trace(&mut trace, &kept, repair, &mut out);
+        Ok(out)
+    }
+}
+
+/// What repairing needs besides the facts.
+struct Kept {
+    steps: BTreeMap<Ids, Record>,
+    file_resources: Vec<Option<Resource>>,
+    file_process: Vec<Option<Ids>>,
+}
+
+/// What the facts say, and what `--repair` adds.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    /// Extra copies of a span id (identical or not).
+    pub duplicates: u64,
+    /// Extra copies whose content differs from the first.
+    pub conflicts: u64,
+    /// Spans whose parent is not in the input.
+    pub orphans: u64,
+    /// `trace/span` of the first conflicting ids, for the warning.
+    pub conflict_examples: Vec<String>,
+    /// Placeholders for missing parents, and stretched step roots (repair only).
+    pub added: Vec<ResourceSpans>,
+    pub synthesized: u64,
+    pub stretched: u64,
+    /// Ids of spans replaced by a version in `added`: drop them from the stream.
+    pub replaced: HashSet<Ids>,
+}
+
+/// The facts about one span id.
+struct Group {
+    ids: Ids,
+    present: u64,
+    hashes: Vec<[u8; 8]>,
+    start: u64,
+    end: u64,
+    role: u8,
+    parentless: bool,
+    children: u64,
+    child_start: u64,
+    child_end: u64,
+    child_is_process: bool,
+    first_child_file: u32,
+}
+
+impl Group {
+    fn new(ids: Ids) -> Self {
+        Group {
+            ids,
+            present: 0,
+            hashes: Vec::new(),
+            start: u64::MAX,
+            end: 0,
+            role: 0,
+            parentless: false,
+            children: 0,
+            child_start: u64::MAX,
+            child_end: 0,
+            child_is_process: false,
+            first_child_file: 0,
+        }
+    }
+
+    fn add(&mut self, fact: &Record) {
+        let d = &fact.data;
+        let u64_at = |i: usize| u64::from_be_bytes(d[i..i + 8].try_into().expect("fact layout"));
+        if d[0] == PRESENT {
+            self.present += 1;
+            let hash: [u8; 8] = d[1..9].try_into().expect("fact layout");
+            if !self.hashes.contains(&hash) {
+                self.hashes.push(hash);
+            }
+            self.start = self.start.min(u64_at(9));
+            self.end = self.end.max(u64_at(17));
+            self.role = self.role.max(d[25]);
+            self.parentless |= d[26] == 1;
+        } else {
+            // CHILD facts come sorted by start time, so the first is the earliest child.
+            if self.children == 0 {
+                self.first_child_file = fact.file;
+            }
+            self.children += 1;
+            self.child_start = self.child_start.min(u64_at(1));
+            self.child_end = self.child_end.max(u64_at(9));
+            self.child_is_process |= d[17] == Role::Process as u8;
+        }
+    }
+}
+
+struct Missing {
+    span_id: [u8; 8],
+    start: u64,
+    end: u64,
+    file: u32,
+    step_like: bool,
+}
+
+#[derive(Default)]
+struct TraceState {
+    trace_id: [u8; 16],
+    start: u64,
+    end: u64,
+    missing: Vec<Missing>,
+    /// Real spans without a parent: (span id, duration, is the step root).
+    roots: Vec<([u8; 8], u64, bool)>,
+    steps: Vec<Ids>,
+}
+
+impl TraceState {
+    fn new(ids: &Ids) -> Self {
+        TraceState {
+            trace_id: ids[..16].try_into().expect("16 bytes"),
+            start: u64::MAX,
+            end: 0,
+            ..Default::default()
+        }
+    }
+
+    fn add(&mut self, g: Group, out: &mut Analysis) {
+        if g.present > 0 {
+            out.duplicates += g.present - 1;
+            let extra_versions = g.hashes.len() as u64 - 1;
+            if extra_versions > 0 {
+                out.conflicts += extra_versions;
+                if out.conflict_examples.len() < 10 {
+                    out.conflict_examples.push(format!(
+                        "{}/{}",
+                        crate::ids::hex(&g.ids[..16]),
+                        crate::ids::hex(&g.ids[16..])
+                    ));
+                }
+            }
+            self.start = self.start.min(g.start);
+            self.end = self.end.max(g.end);
+            let span_id: [u8; 8] = g.ids[16..].try_into().expect("8 bytes");
+            if g.parentless {
+                let is_step = g.role == Role::Step as u8;
+                self.roots
+                    .push((span_id, g.end.saturating_sub(g.start), is_step));
+            }
+            if g.role == Role::Step as u8 {
+                self.steps.push(g.ids);
+            }
+        } else if g.children > 0 {
+            out.orphans += g.children;
+            self.missing.push(Missing {
+                span_id: g.ids[16..].try_into().expect("8 bytes"),
+                start: g.child_start,
+                end: g.child_end,
+                file: g.first_child_file,
+                step_like: g.child_is_process,
+            });
+        }
+    }
+}
+
+/// At the end of a trace's facts: choose the trace's root, make the placeholders, stretch the
+/// step root.
+fn finish_trace(trace: &mut TraceState, facts: &Kept, repair: bool, out: &mut Analysis) {
+    if !repair || trace.start == u64::MAX && trace.missing.is_empty() {
+        return;
+    }
+    let whole = (
+        trace.start.min(
+            trace
+                .missing
+                .iter()
+                .map(|m| m.start)
+                .min()
+                .unwrap_or(u64::MAX),
+        ),
+        trace
+            .end
+            .max(trace.missing.iter().map(|m| m.end).max().unwrap_or(0)),
+    );
+    // The tree's root: a missing step root (its children are process spans), else the real step
+    // root, else the longest real root, else the earliest placeholder.
+    let main: Option<[u8; 8]> = trace
+        .missing
+        .iter()
+        .find(|m| m.step_like)
+        .map(|m| m.span_id)
+        .or_else(|| trace.roots.iter().find(|r| r.2).map(|r| r.0))
+        .or_else(|| trace.roots.iter().max_by_key(|r| (r.1, r.0)).map(|r| r.0))
+        .or_else(|| {
+            trace
+                .missing
+                .iter()
+                .min_by_key(|m| (m.start, m.span_id))
+                .map(|m| m.span_id)
+        });
+    for m in &trace.missing {
+        // Under the process span of the rank it was found in, when that exists (a child's span
+        // that never ended), else under the trace's root.
+        let rank_process = facts
+            .file_process
+            .get(m.file as usize)
+            .copied()
+            .flatten()
+            .filter(|ids| ids[..16] == trace.trace_id && !m.step_like)
+            .map(|ids| <[u8; 8]>::try_from(&ids[16..]).expect("8 bytes"));
+        let parent = rank_process.or(main).filter(|p| *p != m.span_id);
+        // The tree's root covers the whole trace, as a step root covers all ranks.
+        let (start, end) = if m.step_like || main == Some(m.span_id) {
+            whole
+        } else {
+            (m.start, m.end)
+        };
+        let resource = facts.file_resources.get(m.file as usize).cloned().flatten();
+        out.added
+            .push(placeholder(trace.trace_id, m, parent, start, end, resource));
+        out.synthesized += 1;
+    }
+    for step in &trace.steps {
+        let Some(record) = facts.steps.get(step) else {
+            continue;
+        };
+        let Ok(mut rs) = record.decode() else {
+            continue;
+        };
+        let Some(span) = rs
+            .scope_spans
+            .first_mut()
+            .and_then(|ss| ss.spans.first_mut())
+        else {
+            continue;
+        };
+        if span.start_time_unix_nano > whole.0 || span.end_time_unix_nano < whole.1 {
+            span.start_time_unix_nano = span.start_time_unix_nano.min(whole.0);
+            span.end_time_unix_nano = span.end_time_unix_nano.max(whole.1);
+            out.stretched += 1;
+            out.replaced.insert(*step);
+            out.added.push(rs);
+        }
+    }
+}
+
+fn placeholder(
+    trace_id: [u8; 16],
+    m: &Missing,
+    parent: Option<[u8; 8]>,
+    start: u64,
+    end: u64,
+    resource: Option<Resource>,
+) -> ResourceSpans {
+    let mut attributes = vec![attr::boolean(SYNTHETIC, true)];
+    if m.step_like {
+        attributes.push(attr::string(semconv::SPAN_ROLE, semconv::ROLE_STEP));
+    }
+    let span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: m.span_id.to_vec(),
+        parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
+        name: if m.step_like {
+            "step (missing, synthesized)".into()
+        } else {
+            "missing parent (synthesized)".into()
+        },
+        kind: SpanKind::Internal as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        attributes,
+        status: Some(Status {
+            code: StatusCode::Error as i32,
+            message: "never ended".into(),
+        }),
+        ..Default::default()
+    };
+    ResourceSpans {
+        resource,
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: semconv::SCOPE_NAME.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..Default::default()
+            }),
+            spans: vec![span],
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    }
+}
