@@ -67,6 +67,12 @@ pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
             Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
         }
     };
+    Ok(open_stream(input.name(), raw))
+}
+
+/// Like [`open`] for any byte stream (replay reads stdin through a copy to a spool file, so it can
+/// read it twice); `name` is what line errors say.
+pub fn open_stream(name: String, raw: Box<dyn Read>) -> Reader<Box<dyn BufRead>> {
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let is_gzip = buffered
         .fill_buf()
@@ -80,7 +86,7 @@ pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
     } else {
         Box::new(buffered)
     };
-    Ok(Reader::new(input.name(), reader))
+    Reader::new(name, reader)
 }
 
 /// Exact counts over everything read.
