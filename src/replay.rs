@@ -15,23 +15,29 @@ use crate::input::{self, Counts, Input};
 use crate::otlp::OtlpClient;
 use anyhow::{anyhow, bail, Context};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Most collectors refuse gRPC messages over 4 MiB by default; requests stay below this even when
 /// --batch-size spans would not.
 const MAX_REQUEST_BYTES: usize = 3 << 20;
 
-/// Requests read ahead of the one in flight. Small: it is what bounds memory.
+/// Requests read ahead of those in flight. Small: with IN_FLIGHT it is what bounds memory.
 const QUEUE: usize = 4;
+
+/// Export requests sent concurrently.
+const IN_FLIGHT: usize = 4;
 
 /// Exit status: 0 when every span read was accepted, 1 otherwise (bad input, a collector that
 /// cannot be reached or refuses, spans rejected by partial success). Usage errors are clap's 2.
@@ -176,23 +182,45 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         .context("starting the async runtime")?;
     let mut export_error = None;
     let mut partial_message = String::new();
+    let client = Arc::new(client);
     runtime.block_on(async {
-        while let Some(batch) = rx.recv().await {
-            match client.export(&batch.request).await {
-                Ok(outcome) => {
-                    // Clamped: a collector's count is not trusted beyond what it was sent.
-                    let rejected = outcome.rejected_spans.clamp(0, batch.spans as i64) as u64;
-                    summary.rejected += rejected;
-                    summary.sent += batch.spans - rejected;
-                    if rejected > 0 || !outcome.message.is_empty() {
-                        partial_message = outcome.message;
+        // Up to IN_FLIGHT requests at once, so the collector's latency does not serialise the
+        // replay. After a failure nothing new is started; the requests in flight finish, and
+        // each one counts exactly as the collector answered it.
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut queue_open = true;
+        loop {
+            let take = queue_open && export_error.is_none() && in_flight.len() < IN_FLIGHT;
+            tokio::select! {
+                batch = rx.recv(), if take => match batch {
+                    Some(batch) => {
+                        let client = client.clone();
+                        in_flight.spawn(async move {
+                            (batch.spans, client.export(&batch.request).await)
+                        });
                     }
-                    bar.inc(batch.spans);
-                }
-                Err(e) => {
-                    export_error = Some(e.message);
-                    break;
-                }
+                    None => queue_open = false,
+                },
+                done = in_flight.join_next(), if !in_flight.is_empty() => match done {
+                    Some(Ok((spans, Ok(outcome)))) => {
+                        // Clamped: a collector's count is not trusted beyond what it was sent.
+                        let rejected = outcome.rejected_spans.clamp(0, spans as i64) as u64;
+                        summary.rejected += rejected;
+                        summary.sent += spans - rejected;
+                        if rejected > 0 || !outcome.message.is_empty() {
+                            partial_message = outcome.message;
+                        }
+                        bar.inc(spans);
+                    }
+                    Some(Ok((_, Err(e)))) => {
+                        export_error.get_or_insert(e.message);
+                    }
+                    Some(Err(e)) => {
+                        export_error.get_or_insert(format!("export task failed: {e}"));
+                    }
+                    None => {}
+                },
+                else => break,
             }
         }
     });
@@ -452,6 +480,10 @@ fn shift_time(t: &mut u64, by: i128) {
 /// spans or about MAX_REQUEST_BYTES.
 struct Batcher {
     groups: Vec<ResourceSpans>,
+    /// Resource groups by a hash of resource and schema URL: a merged file interleaves many
+    /// ranks, and comparing every span's resource with every group's costs more than the parse.
+    index: HashMap<u64, Vec<usize>>,
+    last: Option<usize>,
     spans: usize,
     bytes: usize,
     max_spans: usize,
@@ -461,6 +493,8 @@ impl Batcher {
     fn new(max_spans: usize) -> Self {
         Batcher {
             groups: Vec::new(),
+            index: HashMap::new(),
+            last: None,
             spans: 0,
             bytes: 0,
             max_spans,
@@ -493,8 +527,8 @@ impl Batcher {
                 self.bytes += size;
                 self.spans += 1;
                 added += 1;
-                self.group(&resource, &schema_url, &scope, &scope_schema)
-                    .push(span);
+                let r = self.resource_group(&resource, &schema_url);
+                scope_group(&mut self.groups[r].scope_spans, &scope, &scope_schema).push(span);
                 if self.spans >= self.max_spans {
                     send(self.take().expect("non-empty batch"))?;
                 }
@@ -503,52 +537,39 @@ impl Batcher {
         Ok(added)
     }
 
-    /// The span list of this resource and scope in the current request. Searched from the most
-    /// recent group: consecutive spans of a rank file share both.
-    fn group(
-        &mut self,
-        resource: &Option<Resource>,
-        schema_url: &str,
-        scope: &Option<InstrumentationScope>,
-        scope_schema: &str,
-    ) -> &mut Vec<Span> {
-        let r = match self
-            .groups
-            .iter()
-            .rposition(|g| g.resource == *resource && g.schema_url == schema_url)
-        {
-            Some(r) => r,
-            None => {
-                self.groups.push(ResourceSpans {
-                    resource: resource.clone(),
-                    scope_spans: Vec::new(),
-                    schema_url: schema_url.to_string(),
-                });
-                self.groups.len() - 1
-            }
-        };
-        let scopes = &mut self.groups[r].scope_spans;
-        let s = match scopes
-            .iter()
-            .rposition(|s| s.scope == *scope && s.schema_url == scope_schema)
-        {
-            Some(s) => s,
-            None => {
-                scopes.push(ScopeSpans {
-                    scope: scope.clone(),
-                    spans: Vec::new(),
-                    schema_url: scope_schema.to_string(),
-                });
-                scopes.len() - 1
-            }
-        };
-        &mut scopes[s].spans
+    /// The index of this resource's group in the current request. The last one used is tried
+    /// first: consecutive spans of a rank file share it.
+    fn resource_group(&mut self, resource: &Option<Resource>, schema_url: &str) -> usize {
+        let same = |g: &ResourceSpans| g.resource == *resource && g.schema_url == schema_url;
+        if let Some(last) = self.last.filter(|&i| same(&self.groups[i])) {
+            return last;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        schema_url.hash(&mut hasher);
+        if let Some(r) = resource {
+            hash_attributes(&r.attributes, &mut hasher);
+        }
+        let candidates = self.index.entry(hasher.finish()).or_default();
+        let found = candidates.iter().copied().find(|&i| same(&self.groups[i]));
+        let r = found.unwrap_or_else(|| {
+            self.groups.push(ResourceSpans {
+                resource: resource.clone(),
+                scope_spans: Vec::new(),
+                schema_url: schema_url.to_string(),
+            });
+            candidates.push(self.groups.len() - 1);
+            self.groups.len() - 1
+        });
+        self.last = Some(r);
+        r
     }
 
     fn take(&mut self) -> Option<Batch> {
         if self.spans == 0 {
             return None;
         }
+        self.index.clear();
+        self.last = None;
         let batch = Batch {
             request: ExportTraceServiceRequest {
                 resource_spans: std::mem::take(&mut self.groups),
@@ -558,6 +579,56 @@ impl Batcher {
         self.spans = 0;
         self.bytes = 0;
         Some(batch)
+    }
+}
+
+/// The span list of this scope within a resource group (resources hold few scopes).
+fn scope_group<'a>(
+    scopes: &'a mut Vec<ScopeSpans>,
+    scope: &Option<InstrumentationScope>,
+    schema_url: &str,
+) -> &'a mut Vec<Span> {
+    let s = match scopes
+        .iter()
+        .rposition(|s| s.scope == *scope && s.schema_url == schema_url)
+    {
+        Some(s) => s,
+        None => {
+            scopes.push(ScopeSpans {
+                scope: scope.clone(),
+                spans: Vec::new(),
+                schema_url: schema_url.to_string(),
+            });
+            scopes.len() - 1
+        }
+    };
+    &mut scopes[s].spans
+}
+
+/// Hashes attributes consistently with their `==` (doubles by bit pattern: equal values that
+/// hash apart only cost an extra group).
+fn hash_attributes(attributes: &[KeyValue], h: &mut impl Hasher) {
+    for kv in attributes {
+        kv.key.hash(h);
+        hash_value(kv.value.as_ref().and_then(|v| v.value.as_ref()), h);
+    }
+}
+
+fn hash_value(value: Option<&Value>, h: &mut impl Hasher) {
+    match value {
+        None => h.write_u8(0),
+        Some(Value::StringValue(s)) => s.hash(h),
+        Some(Value::BoolValue(b)) => b.hash(h),
+        Some(Value::IntValue(i)) => i.hash(h),
+        Some(Value::DoubleValue(d)) => d.to_bits().hash(h),
+        Some(Value::BytesValue(b)) => b.hash(h),
+        Some(Value::ArrayValue(a)) => {
+            for v in &a.values {
+                hash_value(v.value.as_ref(), h);
+            }
+        }
+        Some(Value::KvlistValue(l)) => hash_attributes(&l.values, h),
+        Some(Value::StringValueStrindex(i)) => i.hash(h),
     }
 }
 
