@@ -299,7 +299,8 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                     copy: spool.try_clone().context("temporary file for stdin")?,
                     error: error.clone(),
                 };
-                let mut reader = input::open_stream(input.name(), Box::new(tee));
+                let mut reader =
+                    input::open_stream(input.name(), Box::new(tee)).without_resources();
                 counts.files += 1;
                 let read = input::read_one(&mut reader, skip_invalid, &mut counts, &mut each);
                 if let Some(e) = error.borrow_mut().take() {
@@ -310,7 +311,7 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                 read?;
             }
             _ => {
-                let mut reader = input::open(input)?;
+                let mut reader = input::open(input)?.without_resources();
                 counts.files += 1;
                 input::read_one(&mut reader, skip_invalid, &mut counts, &mut each)?;
             }

@@ -133,10 +133,21 @@ pub struct LineError {
 
 /// Parses one line of either format (detected from its first key: `resourceSpans` is otlp).
 pub fn parse_line(line: &[u8]) -> Result<TracesData, String> {
+    parse_line_opts(line, true)
+}
+
+/// `resources: false`: python lines' resources are validated but not copied out (see
+/// [`Reader::without_resources`]).
+fn parse_line_opts(line: &[u8], resources: bool) -> Result<TracesData, String> {
     if first_key(line) == Some(&b"resourceSpans"[..]) {
         otlp_json::parse_line(line)
     } else {
-        python::parse_line(line).map(|rs| TracesData {
+        let rs = if resources {
+            python::parse_line(line)
+        } else {
+            python::parse_line_without_resource(line)
+        };
+        rs.map(|rs| TracesData {
             resource_spans: vec![rs],
         })
     }
@@ -169,6 +180,7 @@ pub struct Reader<R> {
     input: R,
     line_no: u64,
     buf: Vec<u8>,
+    resources: bool,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -178,7 +190,15 @@ impl<R: BufRead> Reader<R> {
             input,
             line_no: 0,
             buf: Vec::with_capacity(4096),
+            resources: true,
         }
+    }
+
+    /// For passes that only validate and count: python lines come without their resource
+    /// (checked, not copied), which saves a fifth of the parse time.
+    pub fn without_resources(mut self) -> Self {
+        self.resources = false;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -207,7 +227,7 @@ impl<R: BufRead> Reader<R> {
             if line.is_empty() {
                 continue;
             }
-            return match parse_line(line) {
+            return match parse_line_opts(line, self.resources) {
                 Ok(data) => Ok(Some((self.line_no, data))),
                 Err(reason) => Err(LineError {
                     file: self.name.clone(),
@@ -352,6 +372,33 @@ mod tests {
             "{err}"
         );
         assert_eq!(r.next_data().unwrap(), None);
+    }
+
+    #[test]
+    fn without_resources_keeps_everything_but_the_resource_copy() {
+        let mut line = Vec::new();
+        render(&mut line, LineFormat::Python, &[sample()]);
+        let full = Reader::new("f", &line[..]).next_data().unwrap().unwrap().1;
+        let mut bare = Reader::new("f", &line[..])
+            .without_resources()
+            .next_data()
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(bare.resource_spans[0].resource, None);
+        assert_eq!(bare.resource_spans[0].schema_url, "");
+        bare.resource_spans[0].resource = full.resource_spans[0].resource.clone();
+        bare.resource_spans[0].schema_url = full.resource_spans[0].schema_url.clone();
+        assert_eq!(bare, full);
+        // The resource is still validated.
+        let bad = String::from_utf8(line)
+            .unwrap()
+            .replace(r#""schema_url":"https"#, r#""schema_url":5,"x":"https"#);
+        let err = Reader::new("f", bad.as_bytes())
+            .without_resources()
+            .next_data()
+            .unwrap_err();
+        assert!(err.reason.contains("resource: invalid type"), "{err}");
     }
 
     #[test]
