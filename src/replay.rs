@@ -64,7 +64,7 @@ pub fn main(args: ReplayArgs) -> i32 {
 /// What went wrong, with the counts so far once sending has started.
 struct Failure {
     message: String,
-    summary: Option<Summary>,
+    summary: Option<Box<Summary>>,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -83,6 +83,8 @@ struct Summary {
     spans: u64,
     sent: u64,
     rejected: u64,
+    /// In requests that failed without an answer: maybe received, never acknowledged.
+    unacknowledged: u64,
     skipped_lines: u64,
     shift: Shift,
     dry_run: bool,
@@ -108,6 +110,9 @@ impl fmt::Display for Summary {
             write!(f, "dry run: none sent")?;
         } else {
             write!(f, "{} sent, {} rejected", self.sent, self.rejected)?;
+            if self.unacknowledged > 0 {
+                write!(f, ", {} unacknowledged", self.unacknowledged)?;
+            }
         }
         write!(f, ", {} lines skipped, ", self.skipped_lines)?;
         match self.shift {
@@ -152,6 +157,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         spans: scan.counts.spans,
         sent: 0,
         rejected: 0,
+        unacknowledged: 0,
         skipped_lines: scan.counts.invalid + scan.counts.torn,
         shift,
         dry_run: args.dry_run,
@@ -186,7 +192,9 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     runtime.block_on(async {
         // Up to IN_FLIGHT requests at once, so the collector's latency does not serialise the
         // replay. After a failure nothing new is started; the requests in flight finish, and
-        // each one counts exactly as the collector answered it.
+        // each one counts as the collector answered it. A request without an answer may still
+        // have arrived (a collector killed between reading and answering): its spans count as
+        // unacknowledged, neither sent nor lost.
         let mut in_flight = tokio::task::JoinSet::new();
         let mut queue_open = true;
         loop {
@@ -212,7 +220,8 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
                         }
                         bar.inc(spans);
                     }
-                    Some(Ok((_, Err(e)))) => {
+                    Some(Ok((spans, Err(e)))) => {
+                        summary.unacknowledged += spans;
                         export_error.get_or_insert(e.message);
                     }
                     Some(Err(e)) => {
@@ -235,14 +244,15 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     let fail = |message: String, summary: Summary| {
         Err(Failure {
             message,
-            summary: Some(summary),
+            summary: Some(Box::new(summary)),
         })
     };
     if let Some(e) = export_error {
-        let sent = summary.sent;
+        let (sent, unacked) = (summary.sent, summary.unacknowledged);
         return fail(
             format!(
-                "export to {} failed: {e}; sent {sent} of {total} spans",
+                "export to {} failed: {e}; sent {sent} of {total} spans \
+                 ({unacked} more were sent without an answer: the collector may have them)",
                 client.config().endpoint
             ),
             summary,
@@ -770,6 +780,7 @@ mod tests {
             spans: 10,
             sent: 8,
             rejected: 2,
+            unacknowledged: 0,
             skipped_lines: 1,
             shift: Shift::By(-1_500_000_000),
             dry_run: false,

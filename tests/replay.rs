@@ -501,6 +501,15 @@ fn sent_of(stderr: &str) -> (u64, u64) {
     (words[1].parse().unwrap(), words[3].parse().unwrap())
 }
 
+/// The `(K more were sent without an answer` of a failed export.
+fn unacknowledged(stderr: &str) -> u64 {
+    let at = stderr
+        .find(" more were sent without an answer")
+        .unwrap_or_else(|| panic!("no unacknowledged count in: {stderr}"));
+    let start = stderr[..at].rfind('(').unwrap() + 1;
+    stderr[start..at].parse().unwrap()
+}
+
 fn assert_no_panic(out: &Output) {
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -716,6 +725,11 @@ fn dead_collector_fails_in_bounded_time_with_exact_counts() {
             "{stderr}"
         );
         assert_eq!(sent_of(&stderr), (0, 6), "{stderr}");
+        assert_eq!(
+            unacknowledged(&stderr),
+            6,
+            "one request in flight: {stderr}"
+        );
         assert_no_panic(&out);
     }
 }
@@ -751,7 +765,10 @@ fn collector_killed_mid_replay_reports_exactly_what_it_accepted() {
             .spawn()
             .unwrap();
         rotel.wait_spans(1);
-        rotel.child.kill().unwrap();
+        // SIGTERM: rotel acknowledges a request before its debug exporter prints it, so after
+        // a SIGKILL its log could miss acknowledged spans; on SIGTERM it prints what it holds.
+        let kill = run(Command::new("kill").args(["-TERM", &rotel.child.id().to_string()]));
+        assert!(kill.status.success());
         rotel.child.wait().unwrap();
         let out = child.wait_with_output().unwrap();
         let stderr = text(&out.stderr);
@@ -768,12 +785,18 @@ fn collector_killed_mid_replay_reports_exactly_what_it_accepted() {
             sent < n,
             "{protocol}: the kill came too late to test anything: {stderr}"
         );
-        assert_eq!(
-            sent, received,
-            "{protocol}: sent (acknowledged) vs printed by rotel: {stderr}"
-        );
+        // Acknowledged spans all arrived; of the requests that got no answer (at most the four
+        // in flight), rotel may have printed some before it died.
+        let unacked = unacknowledged(&stderr);
         assert!(
-            stderr.contains(&format!("{sent} sent, 0 rejected")),
+            sent <= received && received <= sent + unacked,
+            "{protocol}: {sent} acknowledged, {unacked} unanswered, {received} at rotel: {stderr}"
+        );
+        assert!(unacked <= 4 * 100, "{protocol}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{sent} sent, 0 rejected, {unacked} unacknowledged"
+            )),
             "{stderr}"
         );
     }

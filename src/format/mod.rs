@@ -207,17 +207,34 @@ impl<R: BufRead> Reader<R> {
 
     /// The next non-blank line: `Ok(None)` at end of input.
     pub fn next_data(&mut self) -> Result<Option<(u64, TracesData)>, LineError> {
+        let read_error = |name: &str, line: u64, e: std::io::Error| LineError {
+            file: name.to_string(),
+            line,
+            reason: format!("read error: {e}"),
+            torn: false,
+        };
         loop {
+            // A whole line in the input's buffer is parsed where it is, without a copy.
+            let available = self
+                .input
+                .fill_buf()
+                .map_err(|e| read_error(&self.name, self.line_no + 1, e))?;
+            if let Some(end) = memchr::memchr(b'\n', available) {
+                self.line_no += 1;
+                let line = trim_ascii(&available[..end]);
+                let parsed = (!line.is_empty()).then(|| parse_line_opts(line, self.resources));
+                self.input.consume(end + 1);
+                match parsed {
+                    None => continue,
+                    Some(parsed) => return self.outcome(parsed, true),
+                }
+            }
+            // The line runs past the buffer (or is the last one, without a newline).
             self.buf.clear();
             let n = self
                 .input
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|e| LineError {
-                    file: self.name.clone(),
-                    line: self.line_no + 1,
-                    reason: format!("read error: {e}"),
-                    torn: false,
-                })?;
+                .map_err(|e| read_error(&self.name, self.line_no + 1, e))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -227,21 +244,30 @@ impl<R: BufRead> Reader<R> {
             if line.is_empty() {
                 continue;
             }
-            return match parse_line_opts(line, self.resources) {
-                Ok(data) => Ok(Some((self.line_no, data))),
-                Err(reason) => Err(LineError {
-                    file: self.name.clone(),
-                    line: self.line_no,
-                    // A line without its newline is the last one; if it does not parse, it is
-                    // what a crash in the middle of a write leaves behind.
-                    torn: !complete,
-                    reason: if complete {
-                        reason
-                    } else {
-                        format!("torn last line (no newline): {reason}")
-                    },
-                }),
-            };
+            let parsed = parse_line_opts(line, self.resources);
+            return self.outcome(parsed, complete);
+        }
+    }
+
+    fn outcome(
+        &self,
+        parsed: Result<TracesData, String>,
+        complete: bool,
+    ) -> Result<Option<(u64, TracesData)>, LineError> {
+        match parsed {
+            Ok(data) => Ok(Some((self.line_no, data))),
+            Err(reason) => Err(LineError {
+                file: self.name.clone(),
+                line: self.line_no,
+                // A line without its newline is the last one; if it does not parse, it is
+                // what a crash in the middle of a write leaves behind.
+                torn: !complete,
+                reason: if complete {
+                    reason
+                } else {
+                    format!("torn last line (no newline): {reason}")
+                },
+            }),
         }
     }
 }
