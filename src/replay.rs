@@ -653,7 +653,7 @@ fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{wide_bar} {pos}/{len} spans, {per_sec}, {eta} left",
+        "{wide_bar} {pos}/{len} spans sent, {elapsed} elapsed, {eta} left",
     ) {
         bar.set_style(style);
     }
