@@ -76,6 +76,20 @@ pub fn open_with_buffer(
             Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
         }
     };
+    Ok(open_stream_with_buffer(input.name(), raw, capacity))
+}
+
+/// Like [`open`] for any byte stream (replay reads stdin through a copy to a spool file, so it can
+/// read it twice); `name` is what line errors say.
+pub fn open_stream(name: String, raw: Box<dyn Read>) -> Reader<Box<dyn BufRead>> {
+    open_stream_with_buffer(name, raw, 256 * 1024)
+}
+
+fn open_stream_with_buffer(
+    name: String,
+    raw: Box<dyn Read>,
+    capacity: usize,
+) -> Reader<Box<dyn BufRead>> {
     let mut buffered = BufReader::with_capacity(capacity, raw);
     let is_gzip = buffered
         .fill_buf()
@@ -89,7 +103,7 @@ pub fn open_with_buffer(
     } else {
         Box::new(buffered)
     };
-    Ok(Reader::new(input.name(), reader))
+    Reader::new(name, reader)
 }
 
 /// Exact counts over everything read.

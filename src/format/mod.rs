@@ -188,10 +188,21 @@ pub struct LineError {
 
 /// Parses one line of either format (detected from its first key: `resourceSpans` is otlp).
 pub fn parse_line(line: &[u8]) -> Result<TracesData, String> {
+    parse_line_opts(line, true)
+}
+
+/// `resources: false`: python lines' resources are validated but not copied out (see
+/// [`Reader::without_resources`]).
+fn parse_line_opts(line: &[u8], resources: bool) -> Result<TracesData, String> {
     if first_key(line) == Some(&b"resourceSpans"[..]) {
         otlp_json::parse_line(line)
     } else {
-        python::parse_line(line).map(|rs| TracesData {
+        let rs = if resources {
+            python::parse_line(line)
+        } else {
+            python::parse_line_without_resource(line)
+        };
+        rs.map(|rs| TracesData {
             resource_spans: vec![rs],
         })
     }
@@ -224,6 +235,7 @@ pub struct Reader<R> {
     input: R,
     line_no: u64,
     buf: Vec<u8>,
+    resources: bool,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -233,7 +245,15 @@ impl<R: BufRead> Reader<R> {
             input,
             line_no: 0,
             buf: Vec::with_capacity(4096),
+            resources: true,
         }
+    }
+
+    /// For passes that only validate and count: python lines come without their resource
+    /// (checked, not copied), which saves a fifth of the parse time.
+    pub fn without_resources(mut self) -> Self {
+        self.resources = false;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -247,17 +267,38 @@ impl<R: BufRead> Reader<R> {
 
     /// The next non-blank line: `Ok(None)` at end of input.
     pub fn next_data(&mut self) -> Result<Option<(u64, TracesData)>, LineError> {
+        let read_error = |name: &str, line: u64, e: std::io::Error| LineError {
+            file: name.to_string(),
+            line,
+            reason: format!("read error: {e}"),
+            torn: false,
+        };
         loop {
+            // A whole line in the input's buffer is parsed where it is, without a copy.
+            let available = self
+                .input
+                .fill_buf()
+                .map_err(|e| read_error(&self.name, self.line_no + 1, e))?;
+            if let Some(end) = memchr::memchr(b'\n', available) {
+                self.line_no += 1;
+                let line = trim_ascii(&available[..end]);
+                // Kept for `last_line` (merge copies python lines through): a memcpy, a few
+                // percent of the parse.
+                self.buf.clear();
+                self.buf.extend_from_slice(line);
+                let parsed = (!line.is_empty()).then(|| parse_line_opts(line, self.resources));
+                self.input.consume(end + 1);
+                match parsed {
+                    None => continue,
+                    Some(parsed) => return self.outcome(parsed, true),
+                }
+            }
+            // The line runs past the buffer (or is the last one, without a newline).
             self.buf.clear();
             let n = self
                 .input
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|e| LineError {
-                    file: self.name.clone(),
-                    line: self.line_no + 1,
-                    reason: format!("read error: {e}"),
-                    torn: false,
-                })?;
+                .map_err(|e| read_error(&self.name, self.line_no + 1, e))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -267,21 +308,30 @@ impl<R: BufRead> Reader<R> {
             if line.is_empty() {
                 continue;
             }
-            return match parse_line(line) {
-                Ok(data) => Ok(Some((self.line_no, data))),
-                Err(reason) => Err(LineError {
-                    file: self.name.clone(),
-                    line: self.line_no,
-                    // A line without its newline is the last one; if it does not parse, it is
-                    // what a crash in the middle of a write leaves behind.
-                    torn: !complete,
-                    reason: if complete {
-                        reason
-                    } else {
-                        format!("torn last line (no newline): {reason}")
-                    },
-                }),
-            };
+            let parsed = parse_line_opts(line, self.resources);
+            return self.outcome(parsed, complete);
+        }
+    }
+
+    fn outcome(
+        &self,
+        parsed: Result<TracesData, String>,
+        complete: bool,
+    ) -> Result<Option<(u64, TracesData)>, LineError> {
+        match parsed {
+            Ok(data) => Ok(Some((self.line_no, data))),
+            Err(reason) => Err(LineError {
+                file: self.name.clone(),
+                line: self.line_no,
+                // A line without its newline is the last one; if it does not parse, it is
+                // what a crash in the middle of a write leaves behind.
+                torn: !complete,
+                reason: if complete {
+                    reason
+                } else {
+                    format!("torn last line (no newline): {reason}")
+                },
+            }),
         }
     }
 }
@@ -441,6 +491,33 @@ mod tests {
             !f.rewrite(&r, &[changed]).unwrap(),
             "too long: refused, file untouched"
         );
+    }
+
+    #[test]
+    fn without_resources_keeps_everything_but_the_resource_copy() {
+        let mut line = Vec::new();
+        render(&mut line, LineFormat::Python, &[sample()]);
+        let full = Reader::new("f", &line[..]).next_data().unwrap().unwrap().1;
+        let mut bare = Reader::new("f", &line[..])
+            .without_resources()
+            .next_data()
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(bare.resource_spans[0].resource, None);
+        assert_eq!(bare.resource_spans[0].schema_url, "");
+        bare.resource_spans[0].resource = full.resource_spans[0].resource.clone();
+        bare.resource_spans[0].schema_url = full.resource_spans[0].schema_url.clone();
+        assert_eq!(bare, full);
+        // The resource is still validated.
+        let bad = String::from_utf8(line)
+            .unwrap()
+            .replace(r#""schema_url":"https"#, r#""schema_url":5,"x":"https"#);
+        let err = Reader::new("f", bad.as_bytes())
+            .without_resources()
+            .next_data()
+            .unwrap_err();
+        assert!(err.reason.contains("resource: invalid type"), "{err}");
     }
 
     #[test]

@@ -54,13 +54,15 @@ pub fn parse_iso(s: &str) -> Result<u64, String> {
     {
         return Err(err());
     }
+    // Digit by digit: this runs for every span and event time of every replayed line.
     let num = |range: std::ops::Range<usize>| -> Result<u64, String> {
-        let part = &s[range];
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().map_err(|_| err())
-        } else {
-            Err(err())
-        }
+        b[range].iter().try_fold(0u64, |n, &c| {
+            if c.is_ascii_digit() {
+                Ok(n * 10 + u64::from(c - b'0'))
+            } else {
+                Err(err())
+            }
+        })
     };
     let (year, month, day) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);

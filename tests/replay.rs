@@ -1,0 +1,1034 @@
+//! `otel-run replay` against a real collector (rotel, printing every span it receives): lossless
+//! round trips of both line formats and of the Python SDK's own file over gRPC and HTTP, the time
+//! shift, dead, killed, refusing and partially accepting collectors, and the bad-input table.
+
+mod common;
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use otel_run::attr;
+use otel_run::format::{render, LineFormat};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- what rotel prints
+
+/// One span as rotel's detailed debug log shows it: the resource and scope headers it was printed
+/// under, and its own block (ids, name, kind, trace state, times, status, attributes, events,
+/// links).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Printed {
+    resource: String,
+    scope: String,
+    span: String,
+}
+
+fn is_header(line: &str) -> bool {
+    line.starts_with("ResourceSpans #")
+        || line.starts_with("ScopeSpans #")
+        || line.starts_with("Span #")
+}
+
+/// Splits rotel's output into spans, keyed by span id (hex); a span received twice shows up twice.
+fn printed(output: &str) -> BTreeMap<String, Vec<Printed>> {
+    let lines: Vec<&str> = output.lines().collect();
+    let mut out: BTreeMap<String, Vec<Printed>> = BTreeMap::new();
+    let (mut resource, mut scope) = (String::new(), String::new());
+    let mut i = 0;
+    // The block after a header runs to the next header; values may span lines (a string with a
+    // newline is printed raw).
+    let block = |i: &mut usize| {
+        let start = *i;
+        while *i < lines.len() && !is_header(lines[*i]) {
+            *i += 1;
+        }
+        lines[start..*i].join("\n").trim_end().to_string()
+    };
+    while i < lines.len() {
+        let line = lines[i];
+        i += 1;
+        if line.starts_with("ResourceSpans #") {
+            resource = block(&mut i);
+        } else if line.starts_with("ScopeSpans #") {
+            scope = block(&mut i);
+        } else if line.starts_with("Span #") {
+            let span = block(&mut i);
+            let id = span
+                .lines()
+                .find_map(|l| l.strip_prefix("    ID             : "))
+                .unwrap_or_else(|| panic!("span without ID in rotel output:\n{span}"))
+                .to_string();
+            out.entry(id).or_default().push(Printed {
+                resource: resource.clone(),
+                scope: scope.clone(),
+                span,
+            });
+        }
+    }
+    out
+}
+
+fn value(v: Option<&Value>) -> String {
+    let list = |values: &[AnyValue]| {
+        values
+            .iter()
+            .map(|v| value(v.value.as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match v {
+        None => "Empty".into(),
+        Some(Value::StringValue(s)) => format!("Str({s})"),
+        Some(Value::BoolValue(b)) => format!("Bool({b})"),
+        Some(Value::IntValue(i)) => format!("Int({i})"),
+        Some(Value::DoubleValue(d)) => format!("Double({d})"),
+        Some(Value::BytesValue(b)) => format!("Bytes({b:?})"),
+        Some(Value::ArrayValue(a)) => format!("Slice({})", list(&a.values)),
+        Some(Value::KvlistValue(l)) => format!(
+            "Map({})",
+            l.values
+                .iter()
+                .map(|kv| format!(
+                    "{}:{}",
+                    kv.key,
+                    value(kv.value.as_ref().and_then(|v| v.value.as_ref()))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(other) => panic!("no test data uses {other:?}"),
+    }
+}
+
+fn attrs(out: &mut Vec<String>, title: &str, indent: &str, kvs: &[KeyValue]) {
+    if kvs.is_empty() {
+        return;
+    }
+    out.push(title.to_string());
+    for kv in kvs {
+        let v = value(kv.value.as_ref().and_then(|v| v.value.as_ref()));
+        out.push(format!("{indent}-> {}: {v}", kv.key));
+    }
+}
+
+const KINDS: [&str; 6] = [
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+];
+const STATUS: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
+
+/// What rotel must print for `span`, its times shifted by `shift` nanoseconds.
+fn expected(rs: &ResourceSpans, ss: &ScopeSpans, span: &Span, shift: i128) -> Printed {
+    let t = |ns: u64| (ns as i128 + shift).to_string();
+    let mut r = vec![format!("Resource SchemaURL: {}", rs.schema_url)];
+    let empty = Resource::default();
+    attrs(
+        &mut r,
+        "Resource attributes:",
+        "     ",
+        &rs.resource.as_ref().unwrap_or(&empty).attributes,
+    );
+    let scope = ss.scope.clone().unwrap_or_default();
+    let mut sc = vec![
+        format!("ScopeSpans SchemaURL: {}", ss.schema_url),
+        format!("InstrumentationScope {} {}", scope.name, scope.version),
+    ];
+    attrs(
+        &mut sc,
+        "InstrumentationScope attributes:",
+        "     ",
+        &scope.attributes,
+    );
+    let status = span.status.clone().unwrap_or_default();
+    let mut s = vec![
+        format!("    Trace ID       : {}", hex(&span.trace_id)),
+        format!("    Parent ID      : {}", hex(&span.parent_span_id)),
+        format!("    ID             : {}", hex(&span.span_id)),
+        format!("    Name           : {}", span.name),
+        format!("    Kind           : {}", KINDS[span.kind as usize]),
+    ];
+    if !span.trace_state.is_empty() {
+        s.push(format!("    TraceState     : {}", span.trace_state));
+    }
+    s.push(format!("Start time: {}", t(span.start_time_unix_nano)));
+    s.push(format!("End time: {}", t(span.end_time_unix_nano)));
+    s.push(format!(
+        "    Status code    : {}",
+        STATUS[status.code as usize]
+    ));
+    s.push(format!("    Status message : {}", status.message));
+    attrs(&mut s, "Attributes:", "     ", &span.attributes);
+    if !span.events.is_empty() {
+        s.push("Events:".into());
+    }
+    for (i, e) in span.events.iter().enumerate() {
+        s.push(format!("SpanEvent #{i}"));
+        s.push(format!("     -> Name: {}", e.name));
+        s.push(format!("     -> Timestamp: {}", t(e.time_unix_nano)));
+        s.push("     -> DroppedAttributesCount: 0".into());
+        attrs(&mut s, "     -> Attributes::", "          ", &e.attributes);
+    }
+    if !span.links.is_empty() {
+        s.push("Links:".into());
+    }
+    for (i, l) in span.links.iter().enumerate() {
+        s.push(format!("SpanLink #{i}"));
+        s.push(format!("     -> Trace ID: {}", hex(&l.trace_id)));
+        s.push(format!("     -> ID: {}", hex(&l.span_id)));
+        s.push(format!("     -> TraceState: {}", l.trace_state));
+        s.push("     -> DroppedAttributesCount: 0".into());
+        attrs(&mut s, "     -> Attributes::", "          ", &l.attributes);
+    }
+    // Trimmed like the printed blocks (rotel ends some lines with spaces).
+    Printed {
+        resource: r.join("\n").trim_end().to_string(),
+        scope: sc.join("\n").trim_end().to_string(),
+        span: s.join("\n").trim_end().to_string(),
+    }
+}
+
+/// Every span of `files` arrived exactly once, printed exactly as expected.
+fn assert_received_exactly(rotel: &Rotel, files: &[(PathBuf, Vec<ResourceSpans>)], shift: i128) {
+    let want: usize = files
+        .iter()
+        .map(|(_, d)| otel_run::format::span_count(d))
+        .sum();
+    rotel.wait_spans(want);
+    let got = printed(&rotel.output());
+    assert_eq!(
+        got.values().map(Vec::len).sum::<usize>(),
+        want,
+        "spans at rotel"
+    );
+    for (file, data) in files {
+        for rs in data {
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    let id = hex(&span.span_id);
+                    let seen = got.get(&id).map(Vec::as_slice).unwrap_or_default();
+                    assert_eq!(
+                        seen.len(),
+                        1,
+                        "{}: span {id} {:?} received {} times",
+                        file.display(),
+                        span.name,
+                        seen.len()
+                    );
+                    assert_eq!(
+                        seen[0],
+                        expected(rs, ss, span, shift),
+                        "{}: span {id}",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- inputs
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    attr::kv(key, value)
+}
+
+fn any(v: Value) -> AnyValue {
+    AnyValue { value: Some(v) }
+}
+
+/// Spans with everything the formats carry: every attribute type, events, links with trace
+/// state, span trace state, every kind and status, nanosecond times, two resources and scopes.
+/// `otlp` adds what only the otlp format keeps: bytes, kind UNSPECIFIED (Python has none) and a
+/// scope schema URL.
+fn rich(otlp: bool, seed: u8) -> Vec<ResourceSpans> {
+    let t0 = 1_700_000_000_123_456_789u64;
+    let mut attributes = vec![
+        attr::string("s", "text with \"quotes\" and ünïcode"),
+        attr::boolean("b", false),
+        attr::int("i", i64::MIN),
+        attr::double("d", 0.1),
+        attr::double("d.integral", 2.0),
+        kv(
+            "a.s",
+            Value::ArrayValue(ArrayValue {
+                values: vec![
+                    any(Value::StringValue("x".into())),
+                    any(Value::StringValue("y".into())),
+                ],
+            }),
+        ),
+        kv(
+            "a.i",
+            Value::ArrayValue(ArrayValue {
+                values: vec![any(Value::IntValue(1)), any(Value::IntValue(-2))],
+            }),
+        ),
+        kv(
+            "m",
+            Value::KvlistValue(KeyValueList {
+                values: vec![attr::int("inner", 7), attr::string("name", "v")],
+            }),
+        ),
+    ];
+    if otlp {
+        attributes.push(kv("bytes", Value::BytesValue(vec![0, 1, 254])));
+    }
+    let id = |n: u8| {
+        let mut v = vec![seed; 8];
+        v[7] = n;
+        v
+    };
+    let trace = vec![seed; 16];
+    let spans = (0..6u8)
+        .map(|n| Span {
+            trace_id: trace.clone(),
+            span_id: id(n + 1),
+            parent_span_id: if n == 0 { vec![] } else { id(1) },
+            trace_state: if n == 2 {
+                "vendor=a,other=b".into()
+            } else {
+                String::new()
+            },
+            name: format!("span {n}"),
+            kind: if otlp { n as i32 % 6 } else { n as i32 % 5 + 1 },
+            start_time_unix_nano: t0 + n as u64 * 1_000_001,
+            end_time_unix_nano: t0 + n as u64 * 1_000_001 + 999_999_999,
+            attributes: if n == 1 {
+                attributes.clone()
+            } else {
+                vec![attr::int("n", n as i64)]
+            },
+            events: if n == 1 {
+                vec![
+                    span::Event {
+                        time_unix_nano: t0 + 5,
+                        name: "checkpoint".into(),
+                        attributes: vec![attr::double("residual", 1.5e-3)],
+                        dropped_attributes_count: 0,
+                    },
+                    span::Event {
+                        time_unix_nano: t0 + 7,
+                        name: "bare".into(),
+                        attributes: vec![],
+                        dropped_attributes_count: 0,
+                    },
+                ]
+            } else {
+                vec![]
+            },
+            links: if n == 3 {
+                vec![
+                    span::Link {
+                        trace_id: vec![0xee; 16],
+                        span_id: vec![0xdd; 8],
+                        trace_state: "k=v".into(),
+                        attributes: vec![attr::string("why", "follows")],
+                        dropped_attributes_count: 0,
+                        flags: 0,
+                    },
+                    span::Link {
+                        trace_id: trace.clone(),
+                        span_id: id(1),
+                        trace_state: String::new(),
+                        attributes: vec![],
+                        dropped_attributes_count: 0,
+                        flags: 0,
+                    },
+                ]
+            } else {
+                vec![]
+            },
+            status: Some(Status {
+                code: n as i32 % 3,
+                message: if n % 3 == 2 {
+                    "boom: it failed".into()
+                } else {
+                    String::new()
+                },
+            }),
+            ..Default::default()
+        })
+        .collect::<Vec<_>>();
+    let resource = |rank: i64| Resource {
+        attributes: vec![
+            attr::string("service.name", "sim"),
+            attr::int("mpi.rank", rank),
+            attr::strings("tags", ["hpc".to_string(), "test".to_string()]),
+        ],
+        ..Default::default()
+    };
+    let scope = |name: &str| InstrumentationScope {
+        name: name.into(),
+        version: "1.2".into(),
+        attributes: vec![attr::boolean("scoped", true)],
+        dropped_attributes_count: 0,
+    };
+    vec![
+        ResourceSpans {
+            resource: Some(resource(0)),
+            scope_spans: vec![
+                ScopeSpans {
+                    scope: Some(scope("lib.a")),
+                    spans: spans[..3].to_vec(),
+                    schema_url: if otlp {
+                        "https://scope/1".into()
+                    } else {
+                        String::new()
+                    },
+                },
+                ScopeSpans {
+                    scope: Some(scope("lib.b")),
+                    spans: spans[3..5].to_vec(),
+                    schema_url: String::new(),
+                },
+            ],
+            schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
+        },
+        ResourceSpans {
+            resource: Some(resource(1)),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope("lib.a")),
+                spans: spans[5..].to_vec(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        },
+    ]
+}
+
+fn write_file(path: &Path, format: LineFormat, data: &[ResourceSpans]) {
+    let mut buf = Vec::new();
+    render(&mut buf, format, data);
+    std::fs::write(path, buf).unwrap();
+}
+
+/// The full data of a file (resource, scope and schema URLs included), via otel-run's reader.
+fn read_data(path: &Path) -> Vec<ResourceSpans> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader =
+        otel_run::format::Reader::new(path.display().to_string(), BufReader::new(file));
+    let mut out = Vec::new();
+    while let Some((_, data)) = reader.next_data().unwrap() {
+        out.extend(data.resource_spans);
+    }
+    out
+}
+
+/// The real Python SDK's file (tests/support/py_reference.py).
+fn sdk_file(dir: &Path) -> PathBuf {
+    let path = dir.join("sdk.jsonl");
+    let out = run(Command::new(python())
+        .arg(support("py_reference.py"))
+        .arg(&path));
+    assert!(
+        out.status.success(),
+        "py_reference.py: {}",
+        text(&out.stderr)
+    );
+    path
+}
+
+/// Span files written by the otel-run binary itself, in both formats.
+fn launcher_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for (name, format, cmd) in [
+        ("run-python.jsonl", "python", "exit 3"),
+        ("run-otlp.jsonl", "otlp", "true"),
+    ] {
+        let out = run(otel_run(dir).args([
+            "--jsonlines-path",
+            name,
+            "--jsonlines-format",
+            format,
+            "--",
+            "sh",
+            "-c",
+            cmd,
+        ]));
+        assert!(out.status.code().is_some(), "{}", text(&out.stderr));
+        files.push(dir.join(name));
+    }
+    files
+}
+
+fn replay(dir: &Path, args: &[&str]) -> Output {
+    run(otel_run(dir).arg("replay").args(args))
+}
+
+fn endpoint_args(rotel: &Rotel, protocol: &str) -> Vec<String> {
+    let port = if protocol == "grpc" {
+        rotel.grpc
+    } else {
+        rotel.http
+    };
+    vec![
+        "--exporter-otlp-protocol".into(),
+        protocol.into(),
+        "--exporter-otlp-endpoint".into(),
+        format!("http://127.0.0.1:{port}"),
+    ]
+}
+
+fn args<'a>(fixed: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
+    fixed
+        .iter()
+        .copied()
+        .chain(more.iter().map(String::as_str))
+        .collect()
+}
+
+/// The `sent N of M` of a failed replay.
+fn sent_of(stderr: &str) -> (u64, u64) {
+    let at = stderr
+        .find("sent ")
+        .unwrap_or_else(|| panic!("no 'sent N of M' in: {stderr}"));
+    let words: Vec<&str> = stderr[at..].split_whitespace().collect();
+    assert_eq!(words[2], "of", "{stderr}");
+    (words[1].parse().unwrap(), words[3].parse().unwrap())
+}
+
+/// The `(K more were sent without an answer` of a failed export.
+fn unacknowledged(stderr: &str) -> u64 {
+    let at = stderr
+        .find(" more were sent without an answer")
+        .unwrap_or_else(|| panic!("no unacknowledged count in: {stderr}"));
+    let start = stderr[..at].rfind('(').unwrap() + 1;
+    stderr[start..at].parse().unwrap()
+}
+
+fn assert_no_panic(out: &Output) {
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn round_trip_is_lossless_over_grpc_and_http() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut files = Vec::new();
+    for (name, format, otlp, seed) in [
+        ("rich.otlp.jsonl", LineFormat::Otlp, true, 0x11),
+        ("rich.python.jsonl", LineFormat::Python, false, 0x22),
+    ] {
+        let data = rich(otlp, seed);
+        write_file(&d.join(name), format, &data);
+        // What was built, not what the reader makes of it: the comparison checks the reader too.
+        files.push((d.join(name), data));
+    }
+    for path in launcher_files(d).into_iter().chain([sdk_file(d)]) {
+        let data = read_data(&path);
+        files.push((path, data));
+    }
+    let total: usize = files
+        .iter()
+        .map(|(_, d)| otel_run::format::span_count(d))
+        .sum();
+    let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    for protocol in ["grpc", "http/protobuf"] {
+        let rotel = Rotel::start();
+        let ep = endpoint_args(&rotel, protocol);
+        let mut a = args(&["--keep-timestamps", "--batch-size", "4"], &ep);
+        a.extend(paths.iter().map(String::as_str));
+        let out = replay(d, &a);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{protocol}: {stderr}");
+        assert!(
+            stderr.contains(&format!("5 files, {total} spans read, {total} sent, 0 rejected, 0 lines skipped, timestamps kept")),
+            "{protocol}: {stderr}"
+        );
+        assert_received_exactly(&rotel, &files, 0);
+    }
+}
+
+#[test]
+fn default_shift_moves_the_latest_end_to_now_and_keeps_every_offset() {
+    let dir = tempdir();
+    let path = sdk_file(dir.path());
+    let data = read_data(&path);
+    let latest = data
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.end_time_unix_nano)
+        .max()
+        .unwrap();
+    let rotel = Rotel::start();
+    let ep = endpoint_args(&rotel, "http/protobuf");
+    let mut a = args(&["--service-name", "replayed"], &ep);
+    a.push("sdk.jsonl");
+    let out = replay(dir.path(), &a);
+    let now = otel_run::format::time::now_nanos() as i128;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The summary states the shift exactly; every time moved by exactly that much.
+    let shown = stderr
+        .split("time shift +")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let (secs, nanos) = shown.split_once(" s").unwrap().0.split_once('.').unwrap();
+    let shift = secs.parse::<i128>().unwrap() * 1_000_000_000 + nanos.parse::<i128>().unwrap();
+    let new_latest = latest as i128 + shift;
+    assert!(
+        new_latest <= now && now - new_latest < 1_000_000_000,
+        "latest end {new_latest}, now {now}"
+    );
+    let renamed: Vec<ResourceSpans> = data
+        .into_iter()
+        .map(|mut rs| {
+            let r = rs.resource.get_or_insert_with(Default::default);
+            attr::upsert(&mut r.attributes, attr::string("service.name", "replayed"));
+            rs
+        })
+        .collect();
+    assert_received_exactly(&rotel, &[(path, renamed)], shift);
+}
+
+#[test]
+fn globs_gzip_and_stdin_are_read_and_counted() {
+    let dir = tempdir();
+    let d = dir.path();
+    let a = rich(true, 0x31);
+    let b = rich(false, 0x32);
+    let c = rich(true, 0x33);
+    write_file(&d.join("rank0.jsonl"), LineFormat::Python, &b);
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(d.join("rank1.jsonl.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut buf = Vec::new();
+    render(&mut buf, LineFormat::Otlp, &a);
+    gz.write_all(&buf).unwrap();
+    gz.finish().unwrap();
+    let mut piped = Vec::new();
+    render(&mut piped, LineFormat::Otlp, &c);
+    // Stdin is gzip too, and is read twice (default time shift): through the temporary copy.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&piped).unwrap();
+    let piped = gz.finish().unwrap();
+    let rotel = Rotel::start();
+    let ep = endpoint_args(&rotel, "grpc");
+    let mut child = otel_run(d)
+        .arg("replay")
+        .args(&ep)
+        .args(["rank*", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&piped).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr
+            .contains("3 files, 18 spans read, 18 sent, 0 rejected, 0 lines skipped, time shift +"),
+        "{stderr}"
+    );
+    rotel.wait_spans(18);
+    let got = printed(&rotel.output());
+    for data in [&a, &b, &c] {
+        for s in data
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+        {
+            assert_eq!(
+                got.get(&hex(&s.span_id)).map(Vec::len),
+                Some(1),
+                "{}",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn dry_run_validates_and_counts_without_a_collector() {
+    let dir = tempdir();
+    write_file(
+        &dir.path().join("a.jsonl"),
+        LineFormat::Python,
+        &rich(false, 0x41),
+    );
+    let t = Instant::now();
+    let out = replay(
+        dir.path(),
+        &[
+            "--dry-run",
+            "--exporter-otlp-endpoint",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "a.jsonl",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("1 file, 6 spans read, dry run: none sent, 0 lines skipped, time shift +"),
+        "{stderr}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // -q: errors only, so no summary.
+    let out = replay(dir.path(), &["-q", "--dry-run", "a.jsonl"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn dead_collector_fails_in_bounded_time_with_exact_counts() {
+    let dir = tempdir();
+    write_file(
+        &dir.path().join("a.jsonl"),
+        LineFormat::Python,
+        &rich(false, 0x51),
+    );
+    let port = free_port(); // nothing listens there
+    for protocol in ["grpc", "http/protobuf"] {
+        let t = Instant::now();
+        let out = replay(
+            dir.path(),
+            &[
+                "--exporter-otlp-timeout",
+                "1000",
+                "--exporter-otlp-protocol",
+                protocol,
+                "--exporter-otlp-endpoint",
+                &format!("http://127.0.0.1:{port}"),
+                "a.jsonl",
+            ],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "{protocol}: {:?}",
+            t.elapsed()
+        );
+        assert!(
+            stderr.contains("otel-run: error: export to http://127.0.0.1:")
+                && stderr.contains("Connection refused"),
+            "{stderr}"
+        );
+        assert_eq!(sent_of(&stderr), (0, 6), "{stderr}");
+        assert_eq!(
+            unacknowledged(&stderr),
+            6,
+            "one request in flight: {stderr}"
+        );
+        assert_no_panic(&out);
+    }
+}
+
+#[test]
+fn collector_killed_mid_replay_reports_exactly_what_it_accepted() {
+    let dir = tempdir();
+    let path = dir.path().join("big.jsonl");
+    let n = 20_000u64;
+    let mut buf = Vec::new();
+    let mut data = rich(false, 0x61);
+    let template = data[0].scope_spans[0].spans[0].clone();
+    data.truncate(1);
+    data[0].scope_spans.truncate(1);
+    for i in 0..n {
+        let mut s = template.clone();
+        s.span_id = (i + 1).to_be_bytes().to_vec();
+        data[0].scope_spans[0].spans = vec![s];
+        render(&mut buf, LineFormat::Python, &data);
+    }
+    std::fs::write(&path, buf).unwrap();
+    for protocol in ["grpc", "http/protobuf"] {
+        let mut rotel = Rotel::start();
+        let ep = endpoint_args(&rotel, protocol);
+        let t = Instant::now();
+        let child = otel_run(dir.path())
+            .arg("replay")
+            .args(["--batch-size", "100", "--exporter-otlp-timeout", "1000"])
+            .args(&ep)
+            .arg("big.jsonl")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        rotel.wait_spans(1);
+        // SIGTERM: rotel acknowledges a request before its debug exporter prints it, so after
+        // a SIGKILL its log could miss acknowledged spans; on SIGTERM it prints what it holds.
+        let kill = run(Command::new("kill").args(["-TERM", &rotel.child.id().to_string()]));
+        assert!(kill.status.success());
+        rotel.child.wait().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{protocol}: {:?}",
+            t.elapsed()
+        );
+        let (sent, total) = sent_of(&stderr);
+        let received = rotel.span_ids().len() as u64;
+        assert_eq!(total, n, "{stderr}");
+        assert!(
+            sent < n,
+            "{protocol}: the kill came too late to test anything: {stderr}"
+        );
+        // Acknowledged spans all arrived; of the requests that got no answer (at most the four
+        // in flight), rotel may have printed some before it died.
+        let unacked = unacknowledged(&stderr);
+        assert!(
+            sent <= received && received <= sent + unacked,
+            "{protocol}: {sent} acknowledged, {unacked} unanswered, {received} at rotel: {stderr}"
+        );
+        assert!(unacked <= 4 * 100, "{protocol}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{sent} sent, 0 rejected, {unacked} unacknowledged"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+/// A fake OTLP/HTTP collector answering every request with `status` and a protobuf `body`;
+/// returns its port.
+fn fake_collector(status: u16, body: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let body = body.clone();
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut request = vec![0; length];
+                    reader.read_exact(&mut request).unwrap();
+                    let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n", body.len());
+                    if conn
+                        .write_all(head.as_bytes())
+                        .and_then(|_| conn.write_all(&body))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn partial_success_is_counted_as_rejected_not_sent() {
+    let dir = tempdir();
+    write_file(
+        &dir.path().join("a.jsonl"),
+        LineFormat::Python,
+        &rich(false, 0x71),
+    );
+    let body = ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: 1,
+            error_message: "too old".into(),
+        }),
+    }
+    .encode_to_vec();
+    let port = fake_collector(200, body);
+    // 6 spans in requests of 4 and 2: one rejected in each.
+    let out = replay(
+        dir.path(),
+        &[
+            "--batch-size",
+            "4",
+            "--exporter-otlp-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "a.jsonl",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rejected 2 spans") && stderr.contains("too old"),
+        "{stderr}"
+    );
+    assert_eq!(sent_of(&stderr), (4, 6));
+    assert!(
+        stderr.contains("6 spans read, 4 sent, 2 rejected"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn refusing_collector_stops_at_once() {
+    let dir = tempdir();
+    write_file(
+        &dir.path().join("a.jsonl"),
+        LineFormat::Python,
+        &rich(false, 0x72),
+    );
+    let port = fake_collector(401, b"no token".to_vec());
+    let t = Instant::now();
+    let out = replay(
+        dir.path(),
+        &[
+            "--exporter-otlp-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "a.jsonl",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "not retried: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        stderr.contains("HTTP 401") && stderr.contains("no token"),
+        "{stderr}"
+    );
+    assert_eq!(sent_of(&stderr), (0, 6));
+}
+
+const GOOD: &str = r#"{"name":"ok","context":{"trace_id":"0x0af7651916cd43dd8448eb211c80319c","span_id":"0x00f067aa0ba902b7","trace_state":"[]"},"kind":"SpanKind.INTERNAL","parent_id":null,"start_time":"2024-01-01T00:00:00.000001Z","end_time":"2024-01-01T00:00:01Z","status":{"status_code":"UNSET"},"attributes":{},"events":[],"links":[],"resource":{"attributes":{"service.name":"t"},"schema_url":""}}"#;
+
+#[test]
+fn bad_input_is_reported_as_file_line_reason() {
+    let rotel = Rotel::start();
+    let ep = endpoint_args(&rotel, "http/protobuf");
+    let good2 = GOOD.replace("00f067aa0ba902b7", "00f067aa0ba902b8");
+    // (case, bad line, what the message must say)
+    let cases = [
+        ("invalid JSON", GOOD[..60].to_string(), "EOF while parsing"),
+        ("not an object", "[1,2]".to_string(), "invalid type"),
+        ("wrong type", GOOD.replace(r#""name":"ok""#, r#""name":5"#), "invalid type: integer `5`, expected a string"),
+        ("bad hex id", GOOD.replace("0x0af7651916cd43dd8448eb211c80319c", "0xnothex"), "context.trace_id \"0xnothex\" is not a non-zero 32-digit hex id"),
+        ("all-zero id", GOOD.replace("0x00f067aa0ba902b7", "0x0000000000000000"), "context.span_id"),
+        ("missing field", GOOD.replace(r#""name":"ok","#, ""), "missing field `name`"),
+        ("missing time", GOOD.replace(r#""start_time":"2024-01-01T00:00:00.000001Z","#, ""), "start_time is missing"),
+        ("bad time", GOOD.replace("2024-01-01T00:00:01Z", "yesterday"), "end_time: invalid timestamp \"yesterday\""),
+        ("bad kind", GOOD.replace("SpanKind.INTERNAL", "SpanKind.SIDEWAYS"), "unknown span kind"),
+        ("bad otlp id", r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af7","spanId":"00f067aa0ba902b9","name":"x"}]}]}]}"#.to_string(), "traceId must be 32 hex digits"),
+    ];
+    for (case, bad, reason) in &cases {
+        let dir = tempdir();
+        std::fs::write(
+            dir.path().join("in.jsonl"),
+            format!("{GOOD}\n{bad}\n{good2}\n"),
+        )
+        .unwrap();
+        let out = replay(dir.path(), &args(&["in.jsonl"], &ep));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+        assert!(
+            stderr.contains("in.jsonl:2: ") && stderr.contains(reason),
+            "{case}: want {reason:?} in {stderr}"
+        );
+        assert!(stderr.contains("--skip-invalid"), "{case}: {stderr}");
+        assert_no_panic(&out);
+        // --skip-invalid: the other lines go, the bad one is counted.
+        let out = replay(dir.path(), &args(&["--skip-invalid", "in.jsonl"], &ep));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{case}: {stderr}");
+        assert!(
+            stderr.contains("in.jsonl:2: ") && stderr.contains("(skipped)"),
+            "{case}: {stderr}"
+        );
+        assert!(
+            stderr.contains("2 spans read, 2 sent, 0 rejected, 1 lines skipped"),
+            "{case}: {stderr}"
+        );
+    }
+    // A bad line stops the replay before anything is sent: only the --skip-invalid runs arrived.
+    rotel.wait_spans(2 * cases.len());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(rotel.span_ids().len(), 2 * cases.len());
+}
+
+#[test]
+fn torn_last_line_and_bad_arguments() {
+    let dir = tempdir();
+    let d = dir.path();
+    let good2 = GOOD.replace("00f067aa0ba902b7", "00f067aa0ba902b8");
+    std::fs::write(
+        d.join("torn.jsonl"),
+        format!("{GOOD}\n{good2}\n{}", &GOOD[..100]),
+    )
+    .unwrap();
+    let out = replay(d, &["--dry-run", "torn.jsonl"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: torn.jsonl:3: torn last line"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 spans read, dry run: none sent, 1 lines skipped"),
+        "{stderr}"
+    );
+
+    std::fs::write(d.join("empty.jsonl"), "").unwrap();
+    let out = replay(d, &["--dry-run", "empty.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("0 spans read"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // (arguments, exit status, message)
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["nomatch_*.jsonl"],
+            1,
+            "nomatch_*.jsonl: pattern matches no file",
+        ),
+        (&["missing.jsonl"], 1, "missing.jsonl: no such file"),
+        (&["-", "-"], 1, "- (stdin) is given more than once"),
+        (
+            &["--exporter-otlp-compression", "zstd", "empty.jsonl"],
+            1,
+            "not gzip or none",
+        ),
+        (&["--batch-size", "0", "empty.jsonl"], 2, "--batch-size"),
+        (&[], 2, "FILE|GLOB|-"),
+    ];
+    for (a, code, message) in cases {
+        let out = replay(d, a);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{a:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{a:?}: want {message:?} in {stderr}"
+        );
+        assert_no_panic(&out);
+    }
+}
