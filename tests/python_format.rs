@@ -7,18 +7,8 @@ use common::*;
 use serde_json::Value;
 use std::process::Command;
 
-/// The SDK's reference file (tests/support/py_reference.py), produced fresh by the real SDK.
 fn reference(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("reference.jsonl");
-    let out = run(Command::new(python())
-        .arg(support("py_reference.py"))
-        .arg(&path));
-    assert!(
-        out.status.success(),
-        "py_reference.py: {}",
-        text(&out.stderr)
-    );
-    path
+    python_sdk_file(dir, "reference.jsonl")
 }
 
 fn json_lines(path: &std::path::Path) -> Vec<Value> {

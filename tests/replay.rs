@@ -430,16 +430,7 @@ fn read_data(path: &Path) -> Vec<ResourceSpans> {
 
 /// The real Python SDK's file (tests/support/py_reference.py).
 fn sdk_file(dir: &Path) -> PathBuf {
-    let path = dir.join("sdk.jsonl");
-    let out = run(Command::new(python())
-        .arg(support("py_reference.py"))
-        .arg(&path));
-    assert!(
-        out.status.success(),
-        "py_reference.py: {}",
-        text(&out.stderr)
-    );
-    path
+    python_sdk_file(dir, "sdk.jsonl")
 }
 
 /// Span files written by the otel-run binary itself, in both formats.

@@ -11,19 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 fn probe() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/signal_probe");
-    assert!(
-        p.exists(),
-        "{} missing: build it with cargo build --examples",
-        p.display()
-    );
-    p
+    example("signal_probe")
 }
 
 /// Files named `<prefix>.<pid>` in `dir`, by pid.

@@ -144,19 +144,7 @@ fn python_child_spans_land_in_the_rank_file_over_http_and_grpc() {
 
 #[test]
 fn rust_child_spans_land_in_the_rank_file() {
-    // examples/otlp_child.rs, built by `cargo test` next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let child = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/otlp_child");
-    assert!(
-        child.exists(),
-        "{} missing: build it with cargo build --examples",
-        child.display()
-    );
+    let child = example("otlp_child");
     let dir = tempdir();
     let out = run(otel_run(dir.path()).arg("--").arg(&child));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

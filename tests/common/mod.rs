@@ -44,6 +44,38 @@ pub fn support(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A program from examples/ (real SDK children), which `cargo test` builds next to the tests.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} missing: build it with cargo build --examples",
+        path.display()
+    );
+    path
+}
+
+/// A fresh file written by the real OpenTelemetry Python SDK's `to_json` (tests/support/py_reference.py).
+pub fn python_sdk_file(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let out = run(Command::new(python())
+        .arg(support("py_reference.py"))
+        .arg(&path));
+    assert!(
+        out.status.success(),
+        "py_reference.py: {}",
+        text(&out.stderr)
+    );
+    path
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("otel-run-test-")
