@@ -126,9 +126,10 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
             // Connections already queued by the kernel are served before stopping: a child that
             // exported and exited must not lose that request.
             a = listener.accept() => a,
-            _ = stopped.changed() => match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-                Ok(a) => a,
-                Err(_) => break,
+            // A poll, not a zero timeout: tokio's timer would wait for its next 1 ms tick.
+            _ = stopped.changed() => match std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
+                Poll::Ready(a) => a,
+                Poll::Pending => break,
             },
         };
         let (stream, _) = match accepted {
