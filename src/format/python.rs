@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------- writing
 
@@ -548,7 +549,7 @@ const RESOURCE_CACHE: usize = 4096;
 /// Resources already parsed on this thread, by their JSON text, with their schema URL.
 #[derive(Default)]
 struct ResourceCache {
-    parsed: HashMap<String, (Resource, String), BuildHasherDefault<TextHasher>>,
+    parsed: HashMap<String, Arc<SharedResource>, BuildHasherDefault<TextHasher>>,
     /// The distinct text lengths in `parsed` (a few: rank files differ in a number or two),
     /// while there are at most [`RESOURCE_LENGTHS`] of them.
     lengths: Vec<usize>,
@@ -585,20 +586,40 @@ impl Hasher for TextHasher {
     }
 }
 
-/// Calls `f` with the resource (and its schema URL) of `json`, parsed only the first time this
-/// text is seen.
-fn with_resource<T>(json: &str, f: impl FnOnce(&Resource, &str) -> T) -> Result<T, String> {
+/// A python line's resource and its schema URL, parsed once per distinct text and shared by the
+/// lines that carry it (see [`ResourceMode::Shared`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedResource {
+    pub resource: Resource,
+    pub schema_url: String,
+}
+
+/// What becomes of a python line's resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceMode {
+    /// Copied into the `ResourceSpans`.
+    Copy,
+    /// Checked, not copied (`resource` is `None`): for passes that only validate and count.
+    Skip,
+    /// Checked and handed out shared, beside a `ResourceSpans` without it: lines of the same
+    /// resource give the same `Arc`, so a consumer can group by it without comparing resources.
+    Shared,
+}
+
+/// The resource of `json`, parsed only the first time this text is seen.
+fn with_resource(json: &str) -> Result<Arc<SharedResource>, String> {
     RESOURCES.with_borrow_mut(|cache| {
-        if let Some((resource, schema)) = cache.parsed.get(json) {
-            return Ok(f(resource, schema));
+        if let Some(found) = cache.parsed.get(json) {
+            return Ok(found.clone());
         }
         let r: ResourceIn = serde_json::from_str(json).map_err(|e| format!("resource: {e}"))?;
-        let resource = Resource {
-            attributes: attrs(r.attributes),
-            ..Default::default()
-        };
-        let schema = r.schema_url.unwrap_or_default();
-        let out = f(&resource, &schema);
+        let out = Arc::new(SharedResource {
+            resource: Resource {
+                attributes: attrs(r.attributes),
+                ..Default::default()
+            },
+            schema_url: r.schema_url.unwrap_or_default(),
+        });
         if cache.parsed.len() >= RESOURCE_CACHE {
             cache.parsed.clear();
             cache.lengths.clear();
@@ -606,49 +627,61 @@ fn with_resource<T>(json: &str, f: impl FnOnce(&Resource, &str) -> T) -> Result<
         if !cache.lengths.contains(&json.len()) && cache.lengths.len() < RESOURCE_LENGTHS {
             cache.lengths.push(json.len());
         }
-        cache.parsed.insert(json.to_string(), (resource, schema));
+        cache.parsed.insert(json.to_string(), out.clone());
         Ok(out)
     })
 }
 
-/// The resource (copied or not, as [`with_resource`] would give it) of the cached text that
-/// `rest` starts with, and that text's length. A cached text is a whole JSON object (it parsed),
-/// so when the line continues with it, that is exactly the resource value: no need to find where
-/// the value ends.
-#[allow(clippy::type_complexity)]
-fn cached_resource(rest: &str, copy: bool) -> Option<(usize, (Option<Resource>, String))> {
+/// The resource of the cached text that `rest` starts with, and that text's length. A cached text
+/// is a whole JSON object (it parsed), so when the line continues with it, that is exactly the
+/// resource value: no need to find where the value ends.
+fn cached_resource(rest: &str) -> Option<(usize, Arc<SharedResource>)> {
     RESOURCES.with_borrow(|cache| {
         if cache.lengths.len() >= RESOURCE_LENGTHS {
             return None;
         }
         cache.lengths.iter().find_map(|&n| {
             let text = rest.get(..n).filter(|t| t.ends_with('}'))?;
-            let (resource, schema) = cache.parsed.get(text)?;
-            Some(match copy {
-                true => (n, (Some(resource.clone()), schema.clone())),
-                false => (n, (None, String::new())),
-            })
+            Some((n, cache.parsed.get(text)?.clone()))
         })
     })
 }
 
+/// A line's resource (`None`: the line has none, or null) as `mode` wants it: in the
+/// `ResourceSpans` (with its schema URL) or shared beside it.
+type Resolved = (Option<Resource>, String, Option<Arc<SharedResource>>);
+
+fn resolve(found: Option<Arc<SharedResource>>, mode: ResourceMode) -> Resolved {
+    match (found, mode) {
+        (None, ResourceMode::Copy) => (Some(Resource::default()), String::new(), None),
+        (_, ResourceMode::Skip) => (None, String::new(), None),
+        (None, ResourceMode::Shared) => (None, String::new(), Some(Arc::default())),
+        (Some(r), ResourceMode::Copy) => (Some(r.resource.clone()), r.schema_url.clone(), None),
+        (Some(r), ResourceMode::Shared) => (None, String::new(), Some(r)),
+    }
+}
+
 /// Parses one python-format line into a `ResourceSpans` holding exactly that span.
 pub fn parse_line(line: &[u8]) -> Result<ResourceSpans, String> {
-    parse(line, true)
+    parse(line, ResourceMode::Copy).map(|(rs, _)| rs)
 }
 
 /// Like [`parse_line`] for passes that only validate and count: the resource is checked but not
 /// copied out (`resource` is `None`), which saves a fifth of the time.
 pub fn parse_line_without_resource(line: &[u8]) -> Result<ResourceSpans, String> {
-    parse(line, false)
+    parse(line, ResourceMode::Skip).map(|(rs, _)| rs)
 }
 
-fn parse(line: &[u8], with_resource_copy: bool) -> Result<ResourceSpans, String> {
+/// Parses one python-format line, its resource as `mode` says (shared beside it, or not).
+pub fn parse(
+    line: &[u8],
+    mode: ResourceMode,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
     // One UTF-8 check for the whole line instead of one per string.
     let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
-    match parse_fast(line, with_resource_copy) {
-        Some(rs) => Ok(rs),
-        None => parse_serde(line, with_resource_copy),
+    match parse_fast(line, mode) {
+        Some(parsed) => Ok(parsed),
+        None => parse_serde(line, mode),
     }
 }
 
@@ -658,10 +691,10 @@ fn parse(line: &[u8], with_resource_copy: bool) -> Result<ResourceSpans, String>
 #[doc(hidden)]
 pub fn scanner_agrees(line: &str) -> Result<bool, String> {
     let mut taken = Vec::new();
-    for with_resource_copy in [true, false] {
-        let fast = parse_fast(line, with_resource_copy);
+    for mode in [ResourceMode::Copy, ResourceMode::Skip, ResourceMode::Shared] {
+        let fast = parse_fast(line, mode);
         if let Some(fast) = &fast {
-            let serde = parse_serde(line, with_resource_copy);
+            let serde = parse_serde(line, mode);
             if serde.as_ref() != Ok(fast) {
                 return Err(format!("scanner: {fast:?}\nserde: {serde:?}\nline: {line}"));
             }
@@ -669,13 +702,16 @@ pub fn scanner_agrees(line: &str) -> Result<bool, String> {
         taken.push(fast.is_some());
     }
     match taken[..] {
-        [a, b] if a == b => Ok(a),
-        _ => Err(format!("taken with the resource copy only one way: {line}")),
+        [a, b, c] if a == b && b == c => Ok(a),
+        _ => Err(format!("taken in some resource modes only: {line}")),
     }
 }
 
 /// The reference reading of a python line: serde, with its error messages.
-fn parse_serde(line: &str, with_resource_copy: bool) -> Result<ResourceSpans, String> {
+fn parse_serde(
+    line: &str,
+    mode: ResourceMode,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
     let py: PySpanIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let trace_id = id::<16>("context.trace_id", &py.context.trace_id)?;
     let span_id = id::<8>("context.span_id", &py.context.span_id)?;
@@ -744,12 +780,11 @@ fn parse_serde(line: &str, with_resource_copy: bool) -> Result<ResourceSpans, St
         dropped_links_count: 0,
         status,
     };
-    let (resource, resource_schema) = match (py.resource, with_resource_copy) {
-        (None, true) => (Some(Resource::default()), String::new()),
-        (None, false) => (None, String::new()),
-        (Some(raw), true) => with_resource(raw.get(), |r, s| (Some(r.clone()), s.to_string()))?,
-        (Some(raw), false) => (with_resource(raw.get(), |_, _| None)?, String::new()),
+    let found = match py.resource {
+        None => None,
+        Some(raw) => Some(with_resource(raw.get())?),
     };
+    let (resource, resource_schema, shared) = resolve(found, mode);
     let (scope, scope_schema) = match py.instrumentation_scope {
         None => (InstrumentationScope::default(), String::new()),
         Some(s) => (
@@ -762,7 +797,7 @@ fn parse_serde(line: &str, with_resource_copy: bool) -> Result<ResourceSpans, St
             s.schema_url.unwrap_or_default(),
         ),
     };
-    Ok(ResourceSpans {
+    let rs = ResourceSpans {
         resource,
         scope_spans: vec![ScopeSpans {
             scope: Some(scope),
@@ -770,7 +805,8 @@ fn parse_serde(line: &str, with_resource_copy: bool) -> Result<ResourceSpans, St
             schema_url: scope_schema,
         }],
         schema_url: resource_schema,
-    })
+    };
+    Ok((rs, shared))
 }
 
 // ---------------------------------------------------------------- fast reading
@@ -1090,7 +1126,10 @@ fn once(seen: &mut u32, bit: u32) -> Option<()> {
 }
 
 /// The scanner's reading of a python line; `None` leaves the line to the serde path.
-fn parse_fast(line: &str, with_resource_copy: bool) -> Option<ResourceSpans> {
+fn parse_fast(
+    line: &str,
+    mode: ResourceMode,
+) -> Option<(ResourceSpans, Option<Arc<SharedResource>>)> {
     let mut s = Scan {
         s: line,
         b: line.as_bytes(),
@@ -1217,9 +1256,8 @@ fn parse_fast(line: &str, with_resource_copy: bool) -> Option<ResourceSpans> {
             "resource" => {
                 once(&mut seen, 1024)?;
                 if s.word(b"null") {
-                } else if let Some((len, found)) = s
-                    .peek()
-                    .and_then(|_| cached_resource(&s.s[s.i..], with_resource_copy))
+                } else if let Some((len, found)) =
+                    s.peek().and_then(|_| cached_resource(&s.s[s.i..]))
                 {
                     s.i += len;
                     resource = Some(Ok(found));
@@ -1283,17 +1321,14 @@ fn parse_fast(line: &str, with_resource_copy: bool) -> Option<ResourceSpans> {
     };
     span.start_time_unix_nano = parse_iso(start?).ok()?;
     span.end_time_unix_nano = parse_iso(end?).ok()?;
-    let (resource, resource_schema) = match (resource, with_resource_copy) {
-        (None, true) => (Some(Resource::default()), String::new()),
-        (None, false) => (None, String::new()),
-        (Some(Ok(found)), _) => found,
-        (Some(Err(raw)), true) => {
-            with_resource(raw, |r, s| (Some(r.clone()), s.to_string())).ok()?
-        }
-        (Some(Err(raw)), false) => (with_resource(raw, |_, _| None).ok()?, String::new()),
+    let found = match resource {
+        None => None,
+        Some(Ok(found)) => Some(found),
+        Some(Err(raw)) => Some(with_resource(raw).ok()?),
     };
+    let (resource, resource_schema, shared) = resolve(found, mode);
     let (scope, scope_schema) = scope.unwrap_or_default();
-    Some(ResourceSpans {
+    let rs = ResourceSpans {
         resource,
         scope_spans: vec![ScopeSpans {
             scope: Some(scope),
@@ -1301,7 +1336,8 @@ fn parse_fast(line: &str, with_resource_copy: bool) -> Option<ResourceSpans> {
             schema_url: scope_schema,
         }],
         schema_url: resource_schema,
-    })
+    };
+    Some((rs, shared))
 }
 
 /// Standard base64 with padding (what Python's `base64.b64encode` writes).
@@ -1376,10 +1412,10 @@ mod tests {
     /// the line (and then field for field the same), through serde itself otherwise.
     fn same_as_serde(line: &str) -> bool {
         let taken = scanner_agrees(line).unwrap();
-        for copy in [true, false] {
+        for mode in [ResourceMode::Copy, ResourceMode::Skip, ResourceMode::Shared] {
             assert_eq!(
-                parse(line.as_bytes(), copy),
-                parse_serde(line, copy),
+                parse(line.as_bytes(), mode),
+                parse_serde(line, mode),
                 "{line}"
             );
         }
