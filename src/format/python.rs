@@ -1419,6 +1419,15 @@ mod tests {
                 "{line}"
             );
         }
+        // Shared: the same resource as copied, beside a ResourceSpans that is otherwise the same.
+        if let (Ok((copied, _)), Ok((mut bare, Some(shared)))) = (
+            parse(line.as_bytes(), ResourceMode::Copy),
+            parse(line.as_bytes(), ResourceMode::Shared),
+        ) {
+            bare.resource = Some(shared.resource.clone());
+            bare.schema_url = shared.schema_url.clone();
+            assert_eq!(bare, copied, "{line}");
+        }
         taken
     }
 
