@@ -2,6 +2,8 @@
 # scripts/bench-replay.sh - `otel-run replay` against bsb-otel's replay, side by side, in one run.
 #
 #   scripts/bench-replay.sh [N_SPANS]        (default 200000: a ~140 MB python-format file)
+#   OTEL_RUN_BASELINE=/path/to/older/otel-run scripts/bench-replay.sh
+#                                            (also measures that binary, for before/after)
 #
 # Measures, on the same file and into the same collector (rotel on 127.0.0.1, blackhole exporter,
 # `--debug-log-verbosity basic`: one line per request, which is how received spans are counted):
@@ -95,8 +97,16 @@ echo "bench-replay: $N spans, $(du -m "$FILE" | cut -f1) MB, $RANKS ranks interl
 INSTR=(env OTEL_TRACES_EXPORTER=otlp OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
   OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$HTTP"
   "$BSB/bin/opentelemetry-instrument")
+BASE=${OTEL_RUN_BASELINE:-}
+[ -z "$BASE" ] || measure "parse+convert: baseline replay --dry-run" "$BASE" replay -q --dry-run "$FILE"
 measure "parse+convert: otel-run replay --dry-run" "$BIN" replay -q --dry-run "$FILE"
 measure "parse+convert: bsb load_spans+replay_spans" "$BSB/bin/python" -c "$BSB_CONVERT" "$FILE"
+if [ -n "$BASE" ]; then
+  measure "end to end: baseline replay (http/protobuf)" "$BASE" replay -q \
+    --exporter-otlp-endpoint "http://127.0.0.1:$HTTP" "$FILE"
+  measure "end to end: baseline replay (grpc)" "$BASE" replay -q --exporter-otlp-protocol grpc \
+    --exporter-otlp-endpoint "http://127.0.0.1:$GRPC" "$FILE"
+fi
 measure "end to end: otel-run replay (http/protobuf)" "$BIN" replay -q \
   --exporter-otlp-endpoint "http://127.0.0.1:$HTTP" "$FILE"
 measure "end to end: otel-run replay (grpc)" "$BIN" replay -q --exporter-otlp-protocol grpc \

@@ -10,6 +10,7 @@
 //! copies it to an unlinked temporary file.
 
 use crate::cli::ReplayArgs;
+use crate::format::python::SharedResource;
 use crate::format::{time::now_nanos, Reader};
 use crate::input::{self, Counts, Input};
 use crate::otlp::OtlpClient;
@@ -410,7 +411,7 @@ fn stream(
     tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> anyhow::Result<Counts> {
     let mut counts = Counts::default();
-    let mut batcher = Batcher::new(plan.batch_spans);
+    let mut batcher = Batcher::new(plan.batch_spans, plan.service_name.clone());
     let mut send = |batch: Batch| tx.blocking_send(batch).map_err(|_| Stopped);
     for input in inputs {
         let mut reader = match (input, &spool) {
@@ -421,7 +422,8 @@ fn stream(
                 input::open_stream(input.name(), Box::new(file))
             }
             _ => input::open(input)?,
-        };
+        }
+        .shared_resources();
         counts.files += 1;
         match stream_one(&mut reader, plan, &mut counts, &mut batcher, &mut send) {
             Err(e) if e.is::<Stopped>() => return Ok(counts),
@@ -447,9 +449,10 @@ fn stream_one<R: BufRead>(
         match reader.next_data() {
             Ok(None) => return Ok(()),
             Ok(Some((_, data))) => {
+                let shared = reader.shared_resource();
                 for mut rs in data.resource_spans {
-                    rewrite(&mut rs, plan);
-                    counts.spans += batcher.add(rs, send)?;
+                    rewrite(&mut rs, plan, shared.is_none());
+                    counts.spans += batcher.add(rs, shared, send)?;
                 }
             }
             Err(e) if e.torn || plan.skip_invalid => {}
@@ -459,14 +462,11 @@ fn stream_one<R: BufRead>(
     }
 }
 
-/// Applies the time shift and the --service-name override.
-fn rewrite(rs: &mut ResourceSpans, plan: &Plan) {
-    if let Some(name) = &plan.service_name {
-        let resource = rs.resource.get_or_insert_with(Resource::default);
-        crate::attr::upsert(
-            &mut resource.attributes,
-            crate::attr::string("service.name", name.as_str()),
-        );
+/// Applies the time shift and, to a resource of its own (`own_resource`; shared ones get it in
+/// the batcher), the --service-name override.
+fn rewrite(rs: &mut ResourceSpans, plan: &Plan, own_resource: bool) {
+    if let (Some(name), true) = (&plan.service_name, own_resource) {
+        rename_service(rs.resource.get_or_insert_with(Resource::default), name);
     }
     if plan.shift != 0 {
         for ss in &mut rs.scope_spans {
@@ -479,6 +479,13 @@ fn rewrite(rs: &mut ResourceSpans, plan: &Plan) {
             }
         }
     }
+}
+
+fn rename_service(resource: &mut Resource, name: &str) {
+    crate::attr::upsert(
+        &mut resource.attributes,
+        crate::attr::string("service.name", name),
+    );
 }
 
 /// Exact integer shift. Times only leave u64 when the recorded ones lie in the future and the
@@ -495,27 +502,37 @@ struct Batcher {
     /// ranks, and comparing every span's resource with every group's costs more than the parse.
     index: HashMap<u64, Vec<usize>>,
     last: Option<usize>,
+    /// Resource groups by the address of a shared resource (kept alive here, so the address is
+    /// not reused while it is a key): one lookup per span instead of a resource copy, a hash and
+    /// a comparison.
+    shared: HashMap<usize, (Arc<SharedResource>, usize)>,
     spans: usize,
     bytes: usize,
     max_spans: usize,
+    /// --service-name, for shared resources (the others are renamed by `rewrite`).
+    service_name: Option<String>,
 }
 
 impl Batcher {
-    fn new(max_spans: usize) -> Self {
+    fn new(max_spans: usize, service_name: Option<String>) -> Self {
         Batcher {
             groups: Vec::new(),
             index: HashMap::new(),
             last: None,
+            shared: HashMap::new(),
             spans: 0,
             bytes: 0,
             max_spans,
+            service_name,
         }
     }
 
-    /// Adds the spans of `rs`, sending every request that fills up; returns how many spans.
+    /// Adds the spans of `rs`, whose resource is `shared` if given (`rs` then holds none),
+    /// sending every request that fills up; returns how many spans.
     fn add(
         &mut self,
         rs: ResourceSpans,
+        shared: Option<&Arc<SharedResource>>,
         send: &mut impl FnMut(Batch) -> Result<(), Stopped>,
     ) -> Result<u64, Stopped> {
         let ResourceSpans {
@@ -538,7 +555,10 @@ impl Batcher {
                 self.bytes += size;
                 self.spans += 1;
                 added += 1;
-                let r = self.resource_group(&resource, &schema_url);
+                let r = match shared {
+                    Some(shared) => self.shared_group(shared),
+                    None => self.resource_group(&resource, &schema_url),
+                };
                 scope_group(&mut self.groups[r].scope_spans, &scope, &scope_schema).push(span);
                 if self.spans >= self.max_spans {
                     send(self.take().expect("non-empty batch"))?;
@@ -575,11 +595,28 @@ impl Batcher {
         r
     }
 
+    /// The group of a shared resource: found by its address, or (the first time in a request) by
+    /// its content as any other resource.
+    fn shared_group(&mut self, shared: &Arc<SharedResource>) -> usize {
+        let key = Arc::as_ptr(shared) as usize;
+        if let Some(&(_, r)) = self.shared.get(&key) {
+            return r;
+        }
+        let mut resource = shared.resource.clone();
+        if let Some(name) = &self.service_name {
+            rename_service(&mut resource, name);
+        }
+        let r = self.resource_group(&Some(resource), &shared.schema_url);
+        self.shared.insert(key, (shared.clone(), r));
+        r
+    }
+
     fn take(&mut self) -> Option<Batch> {
         if self.spans == 0 {
             return None;
         }
         self.index.clear();
+        self.shared.clear();
         self.last = None;
         let batch = Batch {
             request: ExportTraceServiceRequest {
@@ -695,7 +732,7 @@ mod tests {
 
     #[test]
     fn groups_by_resource_and_scope_in_bounded_batches() {
-        let mut batcher = Batcher::new(3);
+        let mut batcher = Batcher::new(3, None);
         let mut out = Vec::new();
         let mut send = |b: Batch| {
             out.push(b);
@@ -706,12 +743,16 @@ mod tests {
             .enumerate()
         {
             batcher
-                .add(rs(svc, scope, vec![span(i as u8 + 1, 100)]), &mut send)
+                .add(
+                    rs(svc, scope, vec![span(i as u8 + 1, 100)]),
+                    None,
+                    &mut send,
+                )
                 .unwrap();
         }
         // One line holding more spans than a batch is split.
         let many = (10..17).map(|i| span(i, 100)).collect();
-        assert_eq!(batcher.add(rs("c", "x", many), &mut send).unwrap(), 7);
+        assert_eq!(batcher.add(rs("c", "x", many), None, &mut send).unwrap(), 7);
         out.extend(batcher.take());
         let sizes: Vec<u64> = out.iter().map(|b| b.spans).collect();
         assert_eq!(sizes, [3, 3, 3, 3]);
@@ -730,8 +771,44 @@ mod tests {
     }
 
     #[test]
+    fn shared_resources_group_like_copied_ones() {
+        let resource = |svc: &str, schema: &str| SharedResource {
+            resource: rs(svc, "x", vec![]).resource.unwrap(),
+            schema_url: schema.into(),
+        };
+        let a = Arc::new(resource("a", "s"));
+        let same_as_a = Arc::new(resource("a", "s"));
+        let b = Arc::new(resource("b", ""));
+        let mut batcher = Batcher::new(100, Some("renamed".into()));
+        let mut out = Vec::new();
+        let mut send = |b: Batch| {
+            out.push(b);
+            Ok(())
+        };
+        for (i, shared) in [&a, &b, &same_as_a, &a].into_iter().enumerate() {
+            let mut line = rs("ignored", "x", vec![span(i as u8 + 1, 100)]);
+            line.resource = None;
+            batcher.add(line, Some(shared), &mut send).unwrap();
+        }
+        out.extend(batcher.take());
+        let groups = &out[0].request.resource_spans;
+        assert_eq!(
+            groups.len(),
+            2,
+            "a (twice the same Arc, once an equal one) and b"
+        );
+        assert_eq!(groups[0].scope_spans[0].spans.len(), 3);
+        assert_eq!(groups[0].schema_url, "s");
+        for g in groups {
+            let attrs = &g.resource.as_ref().unwrap().attributes;
+            assert_eq!(attrs.len(), 1);
+            assert_eq!(attr::get_str(attrs, "service.name"), Some("renamed"));
+        }
+    }
+
+    #[test]
     fn requests_stay_under_the_byte_bound() {
-        let mut batcher = Batcher::new(65536);
+        let mut batcher = Batcher::new(65536, None);
         let mut out = Vec::new();
         let mut send = |b: Batch| {
             out.push(b);
@@ -741,7 +818,7 @@ mod tests {
         big.name = "x".repeat(1 << 20);
         for _ in 0..5 {
             batcher
-                .add(rs("a", "x", vec![big.clone()]), &mut send)
+                .add(rs("a", "x", vec![big.clone()]), None, &mut send)
                 .unwrap();
         }
         out.extend(batcher.take());
@@ -763,7 +840,7 @@ mod tests {
             batch_spans: 1,
             skip_invalid: false,
         };
-        rewrite(&mut r, &plan);
+        rewrite(&mut r, &plan, true);
         let s = &r.scope_spans[0].spans[0];
         assert_eq!(s.end_time_unix_nano, 700_000_000_123_456_789);
         assert_eq!(s.start_time_unix_nano, 700_000_000_123_456_779);

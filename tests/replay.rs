@@ -433,6 +433,25 @@ fn sdk_file(dir: &Path) -> PathBuf {
     python_sdk_file(dir, "sdk.jsonl")
 }
 
+/// The scanner that reads plain python lines reads the real SDK's file exactly as the serde reader
+/// does, line for line (lines it does not take, such as those with escapes, go to serde).
+#[test]
+fn python_scanner_agrees_with_serde_on_the_sdk_file() {
+    let dir = tempdir();
+    let text = std::fs::read_to_string(sdk_file(dir.path())).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut taken = 0;
+    for line in &lines {
+        taken += otel_run::format::python::scanner_agrees(line).unwrap() as usize;
+    }
+    eprintln!("the scanner took {taken} of {} lines", lines.len());
+    assert!(taken * 2 > lines.len(), "{taken} of {}", lines.len());
+}
+
 /// Span files written by the otel-run binary itself, in both formats.
 fn launcher_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -21,6 +21,8 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------- writing
 
@@ -296,6 +298,10 @@ fn trace_state_to_python(w3c: &str) -> String {
 
 /// Python's `repr(TraceState)` (or a plain W3C string) → W3C `k1=v1,k2=v2`.
 fn trace_state_from_python(repr: &str) -> String {
+    // What nearly every line holds.
+    if repr == "[]" {
+        return String::new();
+    }
     let repr = repr.trim();
     let Some(inner) = repr.strip_prefix('[').and_then(|r| r.strip_suffix(']')) else {
         return repr.to_string();
@@ -544,47 +550,185 @@ fn time(field: &str, s: Option<&str>) -> Result<u64, String> {
 /// Distinct resources remembered per thread; a merged file of this many ranks still hits.
 const RESOURCE_CACHE: usize = 4096;
 
-thread_local! {
-    /// Resources already parsed on this thread, by their JSON text, with their schema URL.
-    static RESOURCES: RefCell<HashMap<String, (Resource, String)>> = RefCell::default();
+/// Resources already parsed on this thread, by their JSON text, with their schema URL.
+#[derive(Default)]
+struct ResourceCache {
+    parsed: HashMap<String, Arc<SharedResource>, BuildHasherDefault<TextHasher>>,
+    /// The distinct text lengths in `parsed` (a few: rank files differ in a number or two),
+    /// while there are at most [`RESOURCE_LENGTHS`] of them.
+    lengths: Vec<usize>,
 }
 
-/// Calls `f` with the resource (and its schema URL) of `json`, parsed only the first time this
-/// text is seen.
-fn with_resource<T>(json: &str, f: impl FnOnce(&Resource, &str) -> T) -> Result<T, String> {
+const RESOURCE_LENGTHS: usize = 8;
+
+thread_local! {
+    static RESOURCES: RefCell<ResourceCache> = RefCell::default();
+}
+
+/// A multiply-rotate hash (FxHash) over 8-byte words: resource texts are hashed for every line,
+/// and SipHash cost more than the lookup. Span files are the user's own input, not an attacker's.
+#[derive(Default)]
+struct TextHasher(u64);
+
+impl Hasher for TextHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        // Four independent lanes over 32-byte blocks, so the multiplications overlap: resource
+        // texts are a few hundred bytes.
+        let mut lanes = [self.0, self.0 ^ K, self.0.rotate_left(1), self.0 ^ 1];
+        let mut blocks = bytes.chunks_exact(32);
+        for block in &mut blocks {
+            for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+                let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+                *lane = (lane.rotate_left(5) ^ w).wrapping_mul(K);
+            }
+        }
+        let mut h = lanes[0]
+            ^ lanes[1].rotate_left(16)
+            ^ lanes[2].rotate_left(32)
+            ^ lanes[3].rotate_left(48);
+        let mut words = blocks.remainder().chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in words.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A python line's resource and its schema URL, parsed once per distinct text and shared by the
+/// lines that carry it (see [`ResourceMode::Shared`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedResource {
+    pub resource: Resource,
+    pub schema_url: String,
+}
+
+/// What becomes of a python line's resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceMode {
+    /// Copied into the `ResourceSpans`.
+    Copy,
+    /// Checked, not copied (`resource` is `None`): for passes that only validate and count.
+    Skip,
+    /// Checked and handed out shared, beside a `ResourceSpans` without it: lines of the same
+    /// resource give the same `Arc`, so a consumer can group by it without comparing resources.
+    Shared,
+}
+
+/// The resource of `json`, parsed only the first time this text is seen.
+fn with_resource(json: &str) -> Result<Arc<SharedResource>, String> {
     RESOURCES.with_borrow_mut(|cache| {
-        if let Some((resource, schema)) = cache.get(json) {
-            return Ok(f(resource, schema));
+        if let Some(found) = cache.parsed.get(json) {
+            return Ok(found.clone());
         }
         let r: ResourceIn = serde_json::from_str(json).map_err(|e| format!("resource: {e}"))?;
-        let resource = Resource {
-            attributes: attrs(r.attributes),
-            ..Default::default()
-        };
-        let schema = r.schema_url.unwrap_or_default();
-        let out = f(&resource, &schema);
-        if cache.len() >= RESOURCE_CACHE {
-            cache.clear();
+        let out = Arc::new(SharedResource {
+            resource: Resource {
+                attributes: attrs(r.attributes),
+                ..Default::default()
+            },
+            schema_url: r.schema_url.unwrap_or_default(),
+        });
+        if cache.parsed.len() >= RESOURCE_CACHE {
+            cache.parsed.clear();
+            cache.lengths.clear();
         }
-        cache.insert(json.to_string(), (resource, schema));
+        if !cache.lengths.contains(&json.len()) && cache.lengths.len() < RESOURCE_LENGTHS {
+            cache.lengths.push(json.len());
+        }
+        cache.parsed.insert(json.to_string(), out.clone());
         Ok(out)
     })
 }
 
+/// The resource of the cached text that `rest` starts with, and that text's length. A cached text
+/// is a whole JSON object (it parsed), so when the line continues with it, that is exactly the
+/// resource value: no need to find where the value ends.
+fn cached_resource(rest: &str) -> Option<(usize, Arc<SharedResource>)> {
+    RESOURCES.with_borrow(|cache| {
+        if cache.lengths.len() >= RESOURCE_LENGTHS {
+            return None;
+        }
+        cache.lengths.iter().find_map(|&n| {
+            let text = rest.get(..n).filter(|t| t.ends_with('}'))?;
+            Some((n, cache.parsed.get(text)?.clone()))
+        })
+    })
+}
+
+/// A line's resource (`None`: the line has none, or null) as `mode` wants it: in the
+/// `ResourceSpans` (with its schema URL) or shared beside it.
+type Resolved = (Option<Resource>, String, Option<Arc<SharedResource>>);
+
+fn resolve(found: Option<Arc<SharedResource>>, mode: ResourceMode) -> Resolved {
+    match (found, mode) {
+        (None, ResourceMode::Copy) => (Some(Resource::default()), String::new(), None),
+        (_, ResourceMode::Skip) => (None, String::new(), None),
+        (None, ResourceMode::Shared) => (None, String::new(), Some(Arc::default())),
+        (Some(r), ResourceMode::Copy) => (Some(r.resource.clone()), r.schema_url.clone(), None),
+        (Some(r), ResourceMode::Shared) => (None, String::new(), Some(r)),
+    }
+}
+
 /// Parses one python-format line into a `ResourceSpans` holding exactly that span.
 pub fn parse_line(line: &[u8]) -> Result<ResourceSpans, String> {
-    parse(line, true)
+    parse(line, ResourceMode::Copy).map(|(rs, _)| rs)
 }
 
 /// Like [`parse_line`] for passes that only validate and count: the resource is checked but not
 /// copied out (`resource` is `None`), which saves a fifth of the time.
 pub fn parse_line_without_resource(line: &[u8]) -> Result<ResourceSpans, String> {
-    parse(line, false)
+    parse(line, ResourceMode::Skip).map(|(rs, _)| rs)
 }
 
-fn parse(line: &[u8], with_resource_copy: bool) -> Result<ResourceSpans, String> {
+/// Parses one python-format line, its resource as `mode` says (shared beside it, or not).
+pub fn parse(
+    line: &[u8],
+    mode: ResourceMode,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
     // One UTF-8 check for the whole line instead of one per string.
     let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+    match parse_fast(line, mode) {
+        Some(parsed) => Ok(parsed),
+        None => parse_serde(line, mode),
+    }
+}
+
+/// Whether the scanner reads `line` (`Ok(false)`: it leaves it to serde) and, if it does,
+/// whether it reads exactly what serde reads, with and without the resource copy (`Err` says
+/// how they differ). For tests.
+#[doc(hidden)]
+pub fn scanner_agrees(line: &str) -> Result<bool, String> {
+    let mut taken = Vec::new();
+    for mode in [ResourceMode::Copy, ResourceMode::Skip, ResourceMode::Shared] {
+        let fast = parse_fast(line, mode);
+        if let Some(fast) = &fast {
+            let serde = parse_serde(line, mode);
+            if serde.as_ref() != Ok(fast) {
+                return Err(format!("scanner: {fast:?}\nserde: {serde:?}\nline: {line}"));
+            }
+        }
+        taken.push(fast.is_some());
+    }
+    match taken[..] {
+        [a, b, c] if a == b && b == c => Ok(a),
+        _ => Err(format!("taken in some resource modes only: {line}")),
+    }
+}
+
+/// The reference reading of a python line: serde, with its error messages.
+fn parse_serde(
+    line: &str,
+    mode: ResourceMode,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
     let py: PySpanIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let trace_id = id::<16>("context.trace_id", &py.context.trace_id)?;
     let span_id = id::<8>("context.span_id", &py.context.span_id)?;
@@ -653,12 +797,11 @@ fn parse(line: &[u8], with_resource_copy: bool) -> Result<ResourceSpans, String>
         dropped_links_count: 0,
         status,
     };
-    let (resource, resource_schema) = match (py.resource, with_resource_copy) {
-        (None, true) => (Some(Resource::default()), String::new()),
-        (None, false) => (None, String::new()),
-        (Some(raw), true) => with_resource(raw.get(), |r, s| (Some(r.clone()), s.to_string()))?,
-        (Some(raw), false) => (with_resource(raw.get(), |_, _| None)?, String::new()),
+    let found = match py.resource {
+        None => None,
+        Some(raw) => Some(with_resource(raw.get())?),
     };
+    let (resource, resource_schema, shared) = resolve(found, mode);
     let (scope, scope_schema) = match py.instrumentation_scope {
         None => (InstrumentationScope::default(), String::new()),
         Some(s) => (
@@ -671,7 +814,7 @@ fn parse(line: &[u8], with_resource_copy: bool) -> Result<ResourceSpans, String>
             s.schema_url.unwrap_or_default(),
         ),
     };
-    Ok(ResourceSpans {
+    let rs = ResourceSpans {
         resource,
         scope_spans: vec![ScopeSpans {
             scope: Some(scope),
@@ -679,7 +822,539 @@ fn parse(line: &[u8], with_resource_copy: bool) -> Result<ResourceSpans, String>
             schema_url: scope_schema,
         }],
         schema_url: resource_schema,
-    })
+    };
+    Ok((rs, shared))
+}
+
+// ---------------------------------------------------------------- fast reading
+
+// The serde path above is the reference. Most lines are plain: the keys Python and otel-run
+// write, strings without escapes. Those are read by a hand-written scanner straight into the
+// proto types, borrowing from the line until a field is owned. Anything the scanner does not
+// expect (an escape, an unknown or repeated key, any error at all) makes it give up, and the
+// line is read again by serde: results and error messages are serde's whatever the line.
+
+/// A cursor over a line that is valid UTF-8.
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Bytes that may stand in a string the scanner reads: not a quote, backslash or control.
+static PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = false;
+        c += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+/// The high bit of each byte of `w` (little-endian) that is a quote, a backslash or a control
+/// character, and possibly of bytes after the first such byte (borrows): the lowest one is exact.
+fn special_bytes(w: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (LO * b'"' as u64);
+    let backslash = w ^ (LO * b'\\' as u64);
+    (quote.wrapping_sub(LO) & !quote
+        | backslash.wrapping_sub(LO) & !backslash
+        | w.wrapping_sub(LO * 0x20) & !w)
+        & HI
+}
+
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && is_ws(self.b[self.i]) {
+            self.i += 1;
+        }
+    }
+
+    /// The next byte that is not whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    fn word(&mut self, w: &[u8]) -> bool {
+        self.ws();
+        let hit = self.b[self.i..].starts_with(w);
+        if hit {
+            self.i += w.len();
+        }
+        hit
+    }
+
+    /// A string without escapes or control characters, borrowed from the line.
+    fn str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        // Eight bytes at a time, then byte by byte: most strings are a few dozen bytes long, too
+        // short for memchr to pay off.
+        let mut i = start;
+        while let Some(word) = self.b.get(i..i + 8) {
+            let special = special_bytes(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+            if special != 0 {
+                i += special.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        while i < self.b.len() && PLAIN[self.b[i] as usize] {
+            i += 1;
+        }
+        if self.b.get(i) != Some(&b'"') {
+            return None;
+        }
+        self.i = i + 1;
+        // Both ends are next to an ASCII quote: character boundaries.
+        Some(&self.s[start..i])
+    }
+
+    /// A string or null.
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        if self.word(b"null") {
+            Some(None)
+        } else {
+            self.str().map(Some)
+        }
+    }
+
+    /// An object: `f` reads the value of each key.
+    fn object(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.str()?;
+            self.eat(b':')?;
+            f(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array: `f` reads each element.
+    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            f(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An attribute object, or null (no attributes).
+    fn attrs(&mut self) -> Option<Vec<KeyValue>> {
+        if self.word(b"null") {
+            return Some(Vec::new());
+        }
+        self.attr_map()
+    }
+
+    fn attr_map(&mut self) -> Option<Vec<KeyValue>> {
+        let mut out = Vec::with_capacity(4);
+        self.object(|s, key| {
+            let value = s.any()?;
+            out.push(KeyValue {
+                key: key.to_string(),
+                value: Some(value),
+                ..Default::default()
+            });
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    fn any(&mut self) -> Option<AnyValue> {
+        let value = match self.peek()? {
+            b'"' => Value::StringValue(self.str()?.to_string()),
+            b't' if self.word(b"true") => Value::BoolValue(true),
+            b'f' if self.word(b"false") => Value::BoolValue(false),
+            b'n' if self.word(b"null") => return Some(AnyValue { value: None }),
+            b'[' => {
+                let mut values = Vec::with_capacity(4);
+                self.array(|s| {
+                    values.push(s.any()?);
+                    Some(())
+                })?;
+                Value::ArrayValue(ArrayValue { values })
+            }
+            b'{' => Value::KvlistValue(KeyValueList {
+                values: self.attr_map()?,
+            }),
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        };
+        Some(AnyValue { value: Some(value) })
+    }
+
+    /// A JSON number as serde_json reads it into an attribute: integers that fit i64 (but not
+    /// `-0`, a double for serde_json) here, anything with a fraction or exponent through
+    /// serde_json's own float parser, anything else (huge integers) left to the serde path.
+    fn number(&mut self) -> Option<Value> {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let neg = b[i] == b'-';
+        if neg {
+            i += 1;
+        }
+        let digits = |mut i: usize| {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            i
+        };
+        let int_start = i;
+        i = digits(i);
+        let int_end = i;
+        if int_end == int_start || (b[int_start] == b'0' && int_end - int_start > 1) {
+            return None;
+        }
+        if matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
+            if b[i] == b'.' {
+                let frac = i + 1;
+                i = digits(frac);
+                if i == frac {
+                    return None;
+                }
+            }
+            if matches!(b.get(i), Some(b'e' | b'E')) {
+                i += 1;
+                if matches!(b.get(i), Some(b'+' | b'-')) {
+                    i += 1;
+                }
+                let exp = i;
+                i = digits(exp);
+                if i == exp {
+                    return None;
+                }
+            }
+            let v: f64 = serde_json::from_str(&self.s[start..i]).ok()?;
+            self.i = i;
+            return Some(Value::DoubleValue(v));
+        }
+        let n = b[int_start..int_end].iter().try_fold(0u64, |n, &c| {
+            n.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        })?;
+        let v = match neg {
+            false => i64::try_from(n).ok()?,
+            true if n == 0 || n > 1 << 63 => return None,
+            true => (n as i64).wrapping_neg(),
+        };
+        self.i = i;
+        Some(Value::IntValue(v))
+    }
+
+    /// `context{trace_id, span_id, trace_state?}`.
+    fn context(&mut self) -> Option<(&'a str, &'a str, Option<&'a str>)> {
+        let (mut trace, mut span, mut state) = (None, None, None);
+        self.object(|s, key| {
+            match key {
+                "trace_id" if trace.is_none() => trace = Some(s.str()?),
+                "span_id" if span.is_none() => span = Some(s.str()?),
+                "trace_state" if state.is_none() => state = Some(s.opt_str()?),
+                _ => return None,
+            }
+            Some(())
+        })?;
+        Some((trace?, span?, state.flatten()))
+    }
+
+    /// The text of an object value, for the resource cache: its end is found by matching braces
+    /// outside strings. Whether it is valid JSON is for `with_resource` to check (it parses every
+    /// text the first time it sees it).
+    fn raw_object(&mut self) -> Option<&'a str> {
+        let b = self.b;
+        if self.peek()? != b'{' {
+            return None;
+        }
+        let start = self.i;
+        let mut i = start;
+        let mut depth = 0usize;
+        loop {
+            let j = i + memchr::memchr3(b'"', b'{', b'}', &b[i..])?;
+            match b[j] {
+                b'"' => {
+                    let mut k = j + 1;
+                    loop {
+                        let q = k + memchr::memchr2(b'"', b'\\', b.get(k..)?)?;
+                        k = q + if b[q] == b'\\' { 2 } else { 1 };
+                        if b[q] == b'"' {
+                            break;
+                        }
+                    }
+                    i = k;
+                }
+                b'{' => {
+                    depth += 1;
+                    i = j + 1;
+                }
+                _ => {
+                    depth -= 1;
+                    i = j + 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        self.i = i;
+        Some(&self.s[start..i])
+    }
+}
+
+/// Marks `bit` as seen; `None` when it was already (a repeated key: serde reports it).
+fn once(seen: &mut u32, bit: u32) -> Option<()> {
+    let first = *seen & bit == 0;
+    *seen |= bit;
+    first.then_some(())
+}
+
+/// The scanner's reading of a python line; `None` leaves the line to the serde path.
+fn parse_fast(
+    line: &str,
+    mode: ResourceMode,
+) -> Option<(ResourceSpans, Option<Arc<SharedResource>>)> {
+    let mut s = Scan {
+        s: line,
+        b: line.as_bytes(),
+        i: 0,
+    };
+    let mut seen = 0u32;
+    let mut span = Span::default();
+    let mut context = None;
+    let mut kind = None;
+    let mut parent = None;
+    let (mut start, mut end) = (None, None);
+    let mut resource = None;
+    let mut scope = None;
+    s.object(|s, key| {
+        match key {
+            "name" => {
+                once(&mut seen, 1)?;
+                span.name = s.str()?.to_string();
+            }
+            "context" => {
+                once(&mut seen, 2)?;
+                context = Some(s.context()?);
+            }
+            "kind" => {
+                once(&mut seen, 4)?;
+                kind = s.opt_str()?;
+            }
+            "parent_id" => {
+                once(&mut seen, 8)?;
+                parent = s.opt_str()?;
+            }
+            "start_time" => {
+                once(&mut seen, 16)?;
+                start = s.opt_str()?;
+            }
+            "end_time" => {
+                once(&mut seen, 32)?;
+                end = s.opt_str()?;
+            }
+            "status" => {
+                once(&mut seen, 64)?;
+                if !s.word(b"null") {
+                    let (mut code, mut description) = (None, None);
+                    s.object(|s, key| {
+                        match key {
+                            "status_code" if code.is_none() => code = Some(s.str()?),
+                            "description" if description.is_none() => {
+                                description = Some(s.opt_str()?)
+                            }
+                            _ => return None,
+                        }
+                        Some(())
+                    })?;
+                    let code = match code?.strip_prefix("StatusCode.").unwrap_or(code?) {
+                        "UNSET" => StatusCode::Unset,
+                        "OK" => StatusCode::Ok,
+                        "ERROR" => StatusCode::Error,
+                        _ => return None,
+                    };
+                    span.status = Some(Status {
+                        code: code as i32,
+                        message: description.flatten().unwrap_or("").to_string(),
+                    });
+                }
+            }
+            "attributes" => {
+                once(&mut seen, 128)?;
+                span.attributes = s.attrs()?;
+            }
+            "events" => {
+                once(&mut seen, 256)?;
+                if !s.word(b"null") {
+                    s.array(|s| {
+                        let (mut name, mut timestamp, mut attributes) = (None, None, None);
+                        s.object(|s, key| {
+                            match key {
+                                "name" if name.is_none() => name = Some(s.str()?),
+                                "timestamp" if timestamp.is_none() => timestamp = Some(s.str()?),
+                                "attributes" if attributes.is_none() => {
+                                    attributes = Some(s.attrs()?)
+                                }
+                                _ => return None,
+                            }
+                            Some(())
+                        })?;
+                        span.events.push(Event {
+                            time_unix_nano: parse_iso(timestamp?).ok()?,
+                            name: name?.to_string(),
+                            attributes: attributes.unwrap_or_default(),
+                            dropped_attributes_count: 0,
+                        });
+                        Some(())
+                    })?;
+                }
+            }
+            "links" => {
+                once(&mut seen, 512)?;
+                if !s.word(b"null") {
+                    s.array(|s| {
+                        let (mut context, mut attributes) = (None, None);
+                        s.object(|s, key| {
+                            match key {
+                                "context" if context.is_none() => context = Some(s.context()?),
+                                "attributes" if attributes.is_none() => {
+                                    attributes = Some(s.attrs()?)
+                                }
+                                _ => return None,
+                            }
+                            Some(())
+                        })?;
+                        let (trace, span_id, state) = context?;
+                        span.links.push(Link {
+                            trace_id: id::<16>("", trace).ok()?.to_vec(),
+                            span_id: id::<8>("", span_id).ok()?.to_vec(),
+                            trace_state: trace_state_from_python(state.unwrap_or("")),
+                            attributes: attributes.unwrap_or_default(),
+                            dropped_attributes_count: 0,
+                            flags: 0,
+                        });
+                        Some(())
+                    })?;
+                }
+            }
+            "resource" => {
+                once(&mut seen, 1024)?;
+                if s.word(b"null") {
+                } else if let Some((len, found)) =
+                    s.peek().and_then(|_| cached_resource(&s.s[s.i..]))
+                {
+                    s.i += len;
+                    resource = Some(Ok(found));
+                } else {
+                    resource = Some(Err(s.raw_object()?));
+                }
+            }
+            "instrumentation_scope" => {
+                once(&mut seen, 2048)?;
+                if !s.word(b"null") {
+                    let mut sc = InstrumentationScope::default();
+                    let mut schema = None;
+                    let mut got = 0u32;
+                    s.object(|s, key| {
+                        let field = match key {
+                            "name" => {
+                                once(&mut got, 1)?;
+                                &mut sc.name
+                            }
+                            "version" => {
+                                once(&mut got, 2)?;
+                                &mut sc.version
+                            }
+                            "schema_url" => {
+                                once(&mut got, 4)?;
+                                schema.get_or_insert_with(String::new)
+                            }
+                            "attributes" => {
+                                once(&mut got, 8)?;
+                                sc.attributes = s.attrs()?;
+                                return Some(());
+                            }
+                            _ => return None,
+                        };
+                        if let Some(v) = s.opt_str()? {
+                            *field = v.to_string();
+                        }
+                        Some(())
+                    })?;
+                    scope = Some((sc, schema.unwrap_or_default()));
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    s.ws();
+    if s.i != s.b.len() || seen & 3 != 3 {
+        return None;
+    }
+    let (trace, span_id, state) = context?;
+    span.trace_id = id::<16>("", trace).ok()?.to_vec();
+    span.span_id = id::<8>("", span_id).ok()?.to_vec();
+    span.trace_state = trace_state_from_python(state.unwrap_or(""));
+    if let Some(p) = parent {
+        span.parent_span_id = id::<8>("", p).ok()?.to_vec();
+    }
+    span.kind = match kind {
+        None => SpanKind::Internal as i32,
+        Some(k) => kind_from_name(k).ok()?,
+    };
+    span.start_time_unix_nano = parse_iso(start?).ok()?;
+    span.end_time_unix_nano = parse_iso(end?).ok()?;
+    let found = match resource {
+        None => None,
+        Some(Ok(found)) => Some(found),
+        Some(Err(raw)) => Some(with_resource(raw).ok()?),
+    };
+    let (resource, resource_schema, shared) = resolve(found, mode);
+    let (scope, scope_schema) = scope.unwrap_or_default();
+    let rs = ResourceSpans {
+        resource,
+        scope_spans: vec![ScopeSpans {
+            scope: Some(scope),
+            spans: vec![span],
+            schema_url: scope_schema,
+        }],
+        schema_url: resource_schema,
+    };
+    Some((rs, shared))
 }
 
 /// Standard base64 with padding (what Python's `base64.b64encode` writes).
@@ -747,6 +1422,166 @@ mod tests {
             let attrs = &rs.resource.unwrap().attributes;
             assert_eq!(crate::attr::get_int(attrs, "mpi.rank"), Some(rank as i64));
             assert_eq!(rs.schema_url, "s");
+        }
+    }
+
+    /// Every line `parse_line` reads gives what serde gives: through the scanner when it takes
+    /// the line (and then field for field the same), through serde itself otherwise.
+    fn same_as_serde(line: &str) -> bool {
+        let taken = scanner_agrees(line).unwrap();
+        for mode in [ResourceMode::Copy, ResourceMode::Skip, ResourceMode::Shared] {
+            assert_eq!(
+                parse(line.as_bytes(), mode),
+                parse_serde(line, mode),
+                "{line}"
+            );
+        }
+        // Shared: the same resource as copied, beside a ResourceSpans that is otherwise the same.
+        if let (Ok((copied, _)), Ok((mut bare, Some(shared)))) = (
+            parse(line.as_bytes(), ResourceMode::Copy),
+            parse(line.as_bytes(), ResourceMode::Shared),
+        ) {
+            bare.resource = Some(shared.resource.clone());
+            bare.schema_url = shared.schema_url.clone();
+            assert_eq!(bare, copied, "{line}");
+        }
+        taken
+    }
+
+    /// The same line with Python's separators (`", "`, `": "`), keys in another order (serde_json's
+    /// map sorts them), and spread over several lines.
+    fn variants(line: &str) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let python = line.replace("\",\"", "\", \"").replace("\":", "\": ");
+        vec![
+            line.to_string(),
+            python,
+            serde_json::to_string(&v).unwrap(),
+            serde_json::to_string_pretty(&v).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn scanner_reads_what_serde_reads() {
+        use crate::format::tests::sample;
+        let mut written = Vec::new();
+        let mut rs = sample();
+        let span = &mut rs.scope_spans[0].spans[0];
+        let extra = [
+            ("neg", Value::IntValue(i64::MIN + 1)),
+            ("max", Value::IntValue(i64::MAX)),
+            ("zero", Value::IntValue(0)),
+            ("tiny", Value::DoubleValue(5e-324)),
+            ("third", Value::DoubleValue(1.0 / 3.0)),
+            ("big", Value::DoubleValue(1.7976931348623157e308)),
+            ("negd", Value::DoubleValue(-0.1)),
+            ("nan", Value::DoubleValue(f64::NAN)),
+            ("unicode", Value::StringValue("é✓ 𝄞 \u{7f}".into())),
+            ("empty", Value::StringValue(String::new())),
+            ("bytes", Value::BytesValue(vec![0, 1, 255])),
+            ("f", Value::BoolValue(false)),
+        ];
+        for (k, v) in extra {
+            span.attributes.push(KeyValue {
+                key: k.into(),
+                value: Some(AnyValue { value: Some(v) }),
+                ..Default::default()
+            });
+        }
+        span.name = "plain name ✓".into();
+        let mut second = span.clone();
+        second.parent_span_id.clear();
+        second.status = None;
+        second.events.clear();
+        second.links.clear();
+        rs.scope_spans[0].spans.push(second);
+        write_resource_spans(&mut written, &rs);
+        let written = String::from_utf8(written).unwrap();
+        let mut lines: Vec<&str> = written.lines().collect();
+        // Python's own layout, nulls and a line without resource, scope or optional fields.
+        let python = r#"{"name": "a", "context": {"trace_id": "0x0af7651916cd43dd8448eb211c80319c", "span_id": "0x00f067aa0ba902b7", "trace_state": "[]"}, "kind": "SpanKind.SERVER", "parent_id": null, "start_time": "2024-01-01T00:00:00.000001Z", "end_time": "2024-01-01T00:00:01+02:00", "status": {"status_code": "ERROR", "description": "boom"}, "attributes": {"xs": [1, 2.5, "s", true, null, [], {}], "n": null}, "events": [{"name": "e", "timestamp": "2024-01-01T00:00:00.5Z", "attributes": {}}], "links": [{"context": {"trace_id": "0x0af7651916cd43dd8448eb211c80319d", "span_id": "0x00f067aa0ba902b8", "trace_state": "['{key=a, value=1}']"}, "attributes": {"k": "v"}}], "resource": {"attributes": {"service.name": "x", "nested": {"a": [1, {"b": "}{"}]}}, "schema_url": "https://s"}}"#;
+        let bare = r#"{"name":"b","context":{"trace_id":"0x0af7651916cd43dd8448eb211c80319c","span_id":"0x00f067aa0ba902b7"},"start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:00Z"}"#;
+        let nulls = r#"{"name":"c","context":{"trace_id":"0x0af7651916cd43dd8448eb211c80319c","span_id":"0x00f067aa0ba902b7","trace_state":null},"kind":null,"parent_id":null,"start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:00Z","status":null,"attributes":null,"events":null,"links":null,"resource":null,"instrumentation_scope":null}"#;
+        lines.extend([python, bare, nulls]);
+        for line in lines {
+            for variant in variants(line) {
+                assert!(same_as_serde(&variant), "the scanner declined {variant}");
+                // Twice: the second time the resource comes from the cache.
+                assert!(same_as_serde(&variant), "the scanner declined {variant}");
+            }
+        }
+        // Left to serde (escapes, unknown or repeated keys, numbers it reads its own way) or bad.
+        let mut escaped = Vec::new();
+        write_resource_spans(&mut escaped, &crate::format::tests::sample());
+        let good = bare;
+        let odd = [
+            String::from_utf8(escaped).unwrap().trim_end().to_string(),
+            good.replace(r#""b""#, r#""b\"q\u00e9""#),
+            good.replace(r#""0x0af7"#, r#""\u0030x0af7"#),
+            good.replace(r#""name":"b""#, r#""name":"b","unknown":[1,{"x":null}]"#),
+            good.replace(r#""name":"b""#, r#""name":"b","name":"c""#),
+            good.replace(r#""name":"b""#, r#""name":"b","attributes":{"z":-0}"#),
+            good.replace(
+                r#""name":"b""#,
+                r#""name":"b","attributes":{"z":-0.0,"e":1E3}"#,
+            ),
+            good.replace(
+                r#""name":"b""#,
+                r#""name":"b","attributes":{"z":9223372036854775808}"#,
+            ),
+            good.replace(
+                r#""name":"b""#,
+                r#""name":"b","attributes":{"z":99999999999999999999999}"#,
+            ),
+            good.replace(
+                r#""name":"b""#,
+                r#""name":"b","attributes":{"z":-9223372036854775809}"#,
+            ),
+            good.replace(r#""name":"b""#, r#""name":"b","attributes":{"z":1e400}"#),
+            good.replace(r#""name":"b""#, r#""name":"b","attributes":{"z":01}"#),
+            good.replace(r#""name":"b""#, r#""name":"b","attributes":{"z":1.}"#),
+            good.replace(r#""name":"b""#, r#""name":"b","attributes":{"z":tru}"#),
+            good.replace(r#""b""#, "\"b\tc\""),
+            good.replace(r#""b""#, r#"null"#),
+            good.replace(r#""name":"b","#, ""),
+            good.replace(
+                r#""span_id":"0x00f067aa0ba902b7""#,
+                r#""span_id":"0x0000000000000000""#,
+            ),
+            good.replace("00:00:00Z\"}", "00:00:00\"}x"),
+            good.replace("00:00:00Z\"}", "00:00:00\"}}"),
+            good.replace(
+                "00:00:00Z\"}",
+                "00:00:00Z\",\"resource\":{\"attributes\":{\"a\":1},\"x\":[}]}",
+            ),
+            good.replace(
+                "00:00:00Z\"}",
+                "00:00:00Z\",\"resource\":{\"attributes\":{\"a\":\"}\\\"\"}}}",
+            ),
+            good.replace(
+                "00:00:00Z\"}",
+                "00:00:00Z\",\"resource\":{\"attributes\":5}}",
+            ),
+            good.replace(
+                "00:00:00Z\"}",
+                "00:00:00Z\",\"resource\":{\"attributes\":{}}",
+            ),
+            good.replace(
+                "00:00:00Z\"}",
+                "00:00:00Z\",\"instrumentation_scope\":{\"name\":\"n\",\"name\":\"m\"}}",
+            ),
+            good.replace(
+                "00:00:00Z\"}",
+                "00:00:00Z\",\"status\":{\"status_code\":\"MAYBE\"}}",
+            ),
+            good.replace("00:00:00Z\"}", "00:00:00Z\",\"events\":[{\"name\":\"e\"}]}"),
+            good.replace("2024-01-01T00:00:00Z", "2024-13-01T00:00:00Z"),
+            good[..good.len() - 1].to_string(),
+            "[1,2]".to_string(),
+            "{}".to_string(),
+        ];
+        for line in &odd {
+            same_as_serde(line);
         }
     }
 

@@ -42,6 +42,13 @@ impl IsoTime {
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into Unix nanoseconds. Accepts 0–9 fraction
 /// digits (Python writes 6, otel-run 9) and a space instead of `T`.
 pub fn parse_iso(s: &str) -> Result<u64, String> {
+    match parse_iso_plain(s.as_bytes()) {
+        Some(nanos) => Ok(nanos),
+        None => parse_iso_general(s),
+    }
+}
+
+fn parse_iso_general(s: &str) -> Result<u64, String> {
     let err =
         || format!("invalid timestamp {s:?} (want ISO 8601 like 2024-05-01T12:00:00.000000Z)");
     let b = s.as_bytes();
@@ -109,6 +116,49 @@ pub fn parse_iso(s: &str) -> Result<u64, String> {
     Ok(secs as u64 * 1_000_000_000 + frac)
 }
 
+/// The layout Python and otel-run write, `YYYY-MM-DDTHH:MM:SS.f…fZ` with 1–9 fraction digits,
+/// read in one go (replay reads two or more of these per span); anything else, valid or not, is
+/// left to [`parse_iso`]'s general path, which gives the same value for these.
+fn parse_iso_plain(b: &[u8]) -> Option<u64> {
+    if !(22..=30).contains(&b.len())
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[b.len() - 1] != b'Z'
+    {
+        return None;
+    }
+    let digit = |i: usize| {
+        let d = b[i].wrapping_sub(b'0');
+        (d < 10).then_some(u64::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if year < 1970
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let fraction = &b[20..b.len() - 1];
+    let mut frac = 0;
+    for i in 20..b.len() - 1 {
+        frac = frac * 10 + digit(i)?;
+    }
+    frac *= 10u64.pow(9 - fraction.len() as u32);
+    let days = days_from_civil(year as i64, month as u32, day as u32);
+    let secs = days * 86_400 + (hour * 3600 + minute * 60 + second) as i64;
+    Some(u64::try_from(secs).ok()? * 1_000_000_000 + frac)
+}
+
 // Howard Hinnant's algorithms (public domain): exact proleptic Gregorian conversions.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -174,6 +224,37 @@ mod tests {
             format_iso(1_709_210_096_123_456_000),
             "2024-02-29T12:34:56.123456000Z"
         );
+    }
+
+    #[test]
+    fn plain_layout_reads_as_the_general_path() {
+        let mut cases = vec![
+            "2024-02-29T12:34:56.Z".to_string(),
+            "2024-02-29T12:34:56.1234567890Z".to_string(),
+            "1969-12-31T23:59:59.5Z".to_string(),
+            "2024-02-30T24:00:00.0Z".to_string(),
+            "2024-02-29T12:34:60.000001Z".to_string(),
+            "2024-0a-29T12:34:56.000001Z".to_string(),
+            "2024-02-29T12:34:56.00000aZ".to_string(),
+        ];
+        for n in [
+            0u64,
+            1,
+            1_700_000_000_123_456_789,
+            4_102_444_800_000_000_000,
+        ] {
+            let iso = format_iso(n);
+            for digits in 1..=9 {
+                cases.push(format!("{}Z", &iso[..20 + digits]));
+            }
+        }
+        for case in &cases {
+            if let Some(plain) = parse_iso_plain(case.as_bytes()) {
+                assert_eq!(Ok(plain), parse_iso_general(case), "{case}");
+            }
+            assert_eq!(parse_iso(case), parse_iso_general(case), "{case}");
+        }
+        assert!(parse_iso_plain(b"2023-11-14T22:13:20.123456Z").is_some());
     }
 
     #[test]
