@@ -411,7 +411,7 @@ mod tests {
                     version: "1.2".into(),
                     ..Default::default()
                 }),
-                schema_url: String::new(),
+                schema_url: "https://opentelemetry.io/schemas/scope".into(),
                 spans: vec![Span {
                     trace_id: vec![0xab; 16],
                     span_id: vec![0x01; 8],
@@ -533,9 +533,10 @@ mod tests {
         bare.resource_spans[0].schema_url = full.resource_spans[0].schema_url.clone();
         assert_eq!(bare, full);
         // The resource is still validated.
-        let bad = String::from_utf8(line)
-            .unwrap()
-            .replace(r#""schema_url":"https"#, r#""schema_url":5,"x":"https"#);
+        let bad = String::from_utf8(line).unwrap().replace(
+            r#""schema_url":"https://opentelemetry.io/schemas/1.21.0""#,
+            r#""schema_url":5"#,
+        );
         let err = Reader::new("f", bad.as_bytes())
             .without_resources()
             .next_data()

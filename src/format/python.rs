@@ -48,6 +48,7 @@ pub fn write_resource_spans(out: &mut Vec<u8>, rs: &ResourceSpans) {
         let scope_out = ScopeOut {
             name: &scope.name,
             version: &scope.version,
+            schema_url: &ss.schema_url,
             attributes: (!scope.attributes.is_empty()).then_some(AttrsOut(&scope.attributes)),
         };
         serde_json::to_writer(&mut tail, &scope_out).expect("serialising to memory");
@@ -206,6 +207,8 @@ struct ResourceOut<'a> {
 struct ScopeOut<'a> {
     name: &'a str,
     version: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    schema_url: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     attributes: Option<AttrsOut<'a>>,
 }
