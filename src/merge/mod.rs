@@ -11,6 +11,7 @@ mod extsort;
 mod output;
 mod record;
 mod repair;
+mod scan;
 mod stream;
 
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
@@ -21,7 +22,7 @@ use extsort::ExtSorter;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use output::Output;
 use record::{Ids, Record};
-use repair::{Analysis, Facts};
+use repair::{Analysis, Facts, SpanFacts};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -76,19 +77,25 @@ impl Filter {
     }
 
     fn keep(&self, rs: &ResourceSpans, span: &opentelemetry_proto::tonic::trace::v1::Span) -> bool {
-        if self.trace.is_some_and(|t| span.trace_id != t) {
+        self.keep_ids(&span.trace_id, || {
+            let attrs = rs
+                .resource
+                .as_ref()
+                .map(|r| &r.attributes[..])
+                .unwrap_or(&[]);
+            attr::get_int(attrs, semconv::MPI_RANK)
+        })
+    }
+
+    /// [`Filter::keep`] from a span's trace id and (asked only with `--rank`) its rank.
+    fn keep_ids(&self, trace_id: &[u8], rank: impl FnOnce() -> Option<i64>) -> bool {
+        if self.trace.is_some_and(|t| trace_id != t) {
             return false;
         }
         match &self.ranks {
             None => true,
             Some(ranges) => {
-                let attrs = rs
-                    .resource
-                    .as_ref()
-                    .map(|r| &r.attributes[..])
-                    .unwrap_or(&[]);
-                attr::get_int(attrs, semconv::MPI_RANK)
-                    .is_some_and(|rank| ranges.iter().any(|(a, b)| (*a..=*b).contains(&rank)))
+                rank().is_some_and(|rank| ranges.iter().any(|(a, b)| (*a..=*b).contains(&rank)))
             }
         }
     }
@@ -172,12 +179,94 @@ impl Reading {
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
-            hash: record::content_hash(&rs, &mut self.scratch),
+            hash: match python_line {
+                Some(line) => record::line_hash(line),
+                None => record::content_hash(&rs, &mut self.scratch),
+            },
             data: record::encode(&rs, python_line),
             file,
         };
         if let Some(facts) = &mut self.facts {
-            facts.add(&rs, span, &record)?;
+            facts.add(&SpanFacts::of(span), &record, || {
+                rs.resource.clone().unwrap_or_default()
+            })?;
+        }
+        sink(record)
+    }
+
+    /// One raw line: a python line through the scanner when it can read it, anything else (and
+    /// any line the scanner leaves to it) through the full parser.
+    fn raw_line(
+        &mut self,
+        file: u32,
+        name: &str,
+        line: scan::Line,
+        cache: &mut scan::ResourceCache,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let raw = line.text;
+        if record::is_python_line(raw) {
+            if let Some(key) = scan::scan(raw, cache) {
+                return self.scanned(file, raw, &key, sink);
+            }
+        }
+        match crate::format::parse_line(raw) {
+            Ok(data) => self.line(file, raw, data, sink),
+            Err(reason) => {
+                let e = crate::format::LineError {
+                    file: name.to_string(),
+                    line: line.no,
+                    torn: !line.complete,
+                    reason: if line.complete {
+                        reason
+                    } else {
+                        format!("torn last line (no newline): {reason}")
+                    },
+                };
+                input::handle_bad_line(e, self.skip_invalid, &mut self.counts)
+            }
+        }
+    }
+
+    /// A python line the scanner read: the same record and facts as [`Reading::span`] makes.
+    fn scanned(
+        &mut self,
+        file: u32,
+        raw: &[u8],
+        key: &scan::Key,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.counts.lines += 1;
+        self.counts.spans += 1;
+        self.progress.tick(self.counts.spans);
+        if !self.filter.keep_ids(&key.trace_id, || key.rank) {
+            return Ok(());
+        }
+        self.kept += 1;
+        let record = Record {
+            time: match self.sort {
+                SortOrder::Start => key.start,
+                SortOrder::End => key.end,
+                SortOrder::None => 0,
+            },
+            ids: record::ids(&key.trace_id, &key.span_id),
+            hash: record::line_hash(raw),
+            data: record::encode_line(raw),
+            file,
+        };
+        if let Some(facts) = &mut self.facts {
+            let span = SpanFacts {
+                start: key.start,
+                end: key.end,
+                role: key.role,
+                parent: key.parent,
+            };
+            facts.add(&span, &record, || {
+                crate::format::python::parse_line(raw)
+                    .ok()
+                    .and_then(|rs| rs.resource)
+                    .unwrap_or_default()
+            })?;
         }
         sink(record)
     }
@@ -189,18 +278,36 @@ impl Reading {
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         for (i, input) in inputs.iter().enumerate() {
-            let mut reader = input::open(input)?;
+            let mut reader = scan::LineReader::open(input, 256 * 1024)?;
+            let mut cache = scan::ResourceCache::default();
+            let name = reader.name().to_string();
             loop {
-                match reader.next_data() {
+                let next =
+                    reader.next_line(|line| self.raw_line(i as u32, &name, line, &mut cache, sink));
+                match next {
                     Ok(None) => break,
-                    Ok(Some((_, data))) => self.line(i as u32, reader.last_line(), data, sink)?,
-                    Err(e) => input::handle_bad_line(e, self.skip_invalid, &mut self.counts)?,
+                    Ok(Some(done)) => done?,
+                    Err(e) => input::handle_bad_line(
+                        read_error(&name, reader.line_no() + 1, e),
+                        self.skip_invalid,
+                        &mut self.counts,
+                    )?,
                 }
             }
             self.counts.files += 1;
             self.progress.file_done();
         }
         Ok(())
+    }
+}
+
+/// A read error as the line readers report it.
+fn read_error(name: &str, line: u64, e: std::io::Error) -> crate::format::LineError {
+    crate::format::LineError {
+        file: name.to_string(),
+        line,
+        reason: format!("read error: {e}"),
+        torn: false,
     }
 }
 

@@ -32,9 +32,10 @@ pub struct Record {
     /// Start or end time (ns) for the time orders; 0 where only the ids matter.
     pub time: u64,
     pub ids: Ids,
-    /// For spans: a hash of the span's protobuf encoding, however it was read. Ordering by it
-    /// before `data` makes the copy kept of conflicting duplicates the same whichever format
-    /// each copy came in (so merging is idempotent); 0 for facts.
+    /// For spans: a hash of the span's python line, as read or as otel-run renders it for a span
+    /// read from otlp ([`line_hash`]). Ordering by it before `data` makes the copy kept of
+    /// conflicting duplicates the same whichever format each copy came in (so merging is
+    /// idempotent); 0 for facts.
     pub hash: u64,
     /// For spans: a tag byte, then a protobuf `ResourceSpans` holding the span alone or the
     /// python line it was read from. Facts (see repair.rs) put their own layout here.
@@ -169,15 +170,18 @@ pub fn the_span(rs: &ResourceSpans) -> Option<&Span> {
     rs.scope_spans.first()?.spans.first()
 }
 
+/// The record data of a python line, copied through as read.
+pub fn encode_line(line: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + line.len());
+    data.push(PYTHON_LINE);
+    data.extend_from_slice(line);
+    data
+}
+
 /// A span's record data: its python line when it has one, else its protobuf encoding.
 pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
     match python_line {
-        Some(line) => {
-            let mut data = Vec::with_capacity(1 + line.len());
-            data.push(PYTHON_LINE);
-            data.extend_from_slice(line);
-            data
-        }
+        Some(line) => encode_line(line),
         None => {
             let mut data = Vec::with_capacity(1 + rs.encoded_len());
             data.push(PROTO);
@@ -187,14 +191,30 @@ pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
-/// The content hash of a span (see [`Record::hash`]); `scratch` is reused for the encoding.
-pub fn content_hash(rs: &ResourceSpans, scratch: &mut Vec<u8>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    scratch.clear();
-    rs.encode(scratch).expect("a Vec grows as needed");
+/// The content hash of a python line as read (see [`Record::hash`]).
+///
+/// Two copies of a span are the same content when their python lines are byte-identical: a
+/// python line read is hashed as it is (trimmed), a span read from an otlp line as the python
+/// line otel-run writes for it ([`content_hash`]). So copies merge itself wrote (or otel-run
+/// wrote, in either format) are duplicates, while two python lines that differ in any byte
+/// (key order, spacing, number formatting) but carry the same ids are counted as a conflict.
+pub fn line_hash(line: &[u8]) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    scratch.hash(&mut hasher);
+    hasher.write(line);
     hasher.finish()
+}
+
+/// The content hash of a span without a python line: that of the python line otel-run renders
+/// for it (see [`line_hash`]); `scratch` is reused for the rendering.
+pub fn content_hash(rs: &ResourceSpans, scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    crate::format::render(
+        scratch,
+        crate::format::LineFormat::Python,
+        std::slice::from_ref(rs),
+    );
+    line_hash(scratch.trim_ascii())
 }
 
 /// Whether a line is in the python format (otlp lines start with `{"resourceSpans"`).

@@ -21,17 +21,43 @@ const PRESENT: u8 = 0;
 const CHILD: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Other = 0,
     Process = 1,
     Step = 2,
 }
 
-fn role(span: &Span) -> Role {
+pub fn role(span: &Span) -> Role {
     match attr::get_str(&span.attributes, semconv::SPAN_ROLE) {
         Some(semconv::ROLE_PROCESS) => Role::Process,
         Some(semconv::ROLE_STEP) => Role::Step,
         _ => Role::Other,
+    }
+}
+
+/// What the parent checks need of one span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanFacts {
+    pub start: u64,
+    pub end: u64,
+    pub role: Role,
+    /// `None`: a root span.
+    pub parent: Option<[u8; 8]>,
+}
+
+impl SpanFacts {
+    pub fn of(span: &Span) -> SpanFacts {
+        SpanFacts {
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+            role: role(span),
+            parent: (!span.parent_span_id.is_empty()).then(|| {
+                let mut p = [0u8; 8];
+                let n = span.parent_span_id.len().min(8);
+                p[..n].copy_from_slice(&span.parent_span_id[..n]);
+                p
+            }),
+        }
     }
 }
 
@@ -56,15 +82,21 @@ impl Facts {
         }
     }
 
-    /// Records the facts of `rs` (one span), whose encoding is `record.data`.
-    pub fn add(&mut self, rs: &ResourceSpans, span: &Span, record: &Record) -> anyhow::Result<()> {
+    /// Records the facts of one span (of `record`); `resource` gives its resource, asked for only
+    /// for the first span of each file.
+    pub fn add(
+        &mut self,
+        span: &SpanFacts,
+        record: &Record,
+        resource: impl FnOnce() -> Resource,
+    ) -> anyhow::Result<()> {
         let file = record.file;
         if let Some(slot) = self.file_resources.get_mut(file as usize) {
             if slot.is_none() {
-                *slot = Some(rs.resource.clone().unwrap_or_default());
+                *slot = Some(resource());
             }
         }
-        let role = role(span);
+        let role = span.role;
         if role == Role::Process {
             if let Some(slot) = self.file_process.get_mut(file as usize) {
                 *slot = Some(record.ids);
@@ -84,10 +116,10 @@ impl Facts {
         let mut data = Vec::with_capacity(26);
         data.push(PRESENT);
         data.extend_from_slice(&record.hash.to_be_bytes());
-        data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
-        data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
+        data.extend_from_slice(&span.start.to_be_bytes());
+        data.extend_from_slice(&span.end.to_be_bytes());
         data.push(role as u8);
-        data.push(span.parent_span_id.is_empty() as u8);
+        data.push(span.parent.is_none() as u8);
         self.sorter.push(Record {
             time: 0,
             ids: record.ids,
@@ -95,15 +127,15 @@ impl Facts {
             data,
             file,
         })?;
-        if !span.parent_span_id.is_empty() {
+        if let Some(parent) = span.parent {
             let mut data = Vec::with_capacity(18);
             data.push(CHILD);
-            data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
-            data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
+            data.extend_from_slice(&span.start.to_be_bytes());
+            data.extend_from_slice(&span.end.to_be_bytes());
             data.push(role as u8);
             self.sorter.push(Record {
                 time: 0,
-                ids: ids(&span.trace_id, &span.parent_span_id),
+                ids: ids(&record.ids[..16], &parent),
                 hash: 0,
                 data,
                 file,

@@ -4,18 +4,18 @@
 //! small inversions of batched exporters; a file that is out of order beyond it is reported.
 
 use super::record::{Ids, Record};
+use super::scan::{LineReader, ResourceCache};
 use super::Reading;
-use crate::format::Reader;
 use crate::input::{self, Input};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::BufRead;
 
 /// Read buffer per open file (two for gzip): a few lines ahead is all a merge needs.
 const READ_BUFFER: usize = 32 * 1024;
 
 struct FileStream {
-    reader: Reader<Box<dyn BufRead>>,
+    reader: LineReader,
+    cache: ResourceCache,
     file: u32,
     window: BinaryHeap<Reverse<Record>>,
     bytes: usize,
@@ -43,7 +43,8 @@ impl Merge {
         let mut files = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             files.push(FileStream {
-                reader: input::open_with_buffer(input, READ_BUFFER)?,
+                reader: LineReader::open(input, READ_BUFFER)?,
+                cache: ResourceCache::default(),
                 file: i as u32,
                 window: BinaryHeap::new(),
                 bytes: 0,
@@ -93,20 +94,33 @@ impl Merge {
         let f = &mut self.files[i];
         while !f.eof && (f.bytes < budget || f.window.is_empty()) {
             let file = f.file;
-            match f.reader.next_data() {
+            let FileStream {
+                reader,
+                cache,
+                window,
+                bytes,
+                ..
+            } = &mut *f;
+            let name = reader.name().to_string();
+            let next = reader.next_line(|line| {
+                reading.raw_line(file, &name, line, cache, &mut |r| {
+                    *bytes += r.footprint();
+                    window.push(Reverse(r));
+                    Ok(())
+                })
+            });
+            match next {
                 Ok(None) => {
                     f.eof = true;
                     reading.counts.files += 1;
                     reading.progress.file_done();
                 }
-                Ok(Some((_, data))) => {
-                    reading.line(file, f.reader.last_line(), data, &mut |r| {
-                        f.bytes += r.footprint();
-                        f.window.push(Reverse(r));
-                        Ok(())
-                    })?;
-                }
-                Err(e) => input::handle_bad_line(e, reading.skip_invalid, &mut reading.counts)?,
+                Ok(Some(done)) => done?,
+                Err(e) => input::handle_bad_line(
+                    super::read_error(&name, f.reader.line_no() + 1, e),
+                    reading.skip_invalid,
+                    &mut reading.counts,
+                )?,
             }
         }
         let Some(Reverse(r)) = f.window.pop() else {
