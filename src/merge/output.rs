@@ -31,6 +31,15 @@ impl Output {
     pub fn create(path: Option<&Path>, format: MergeFormat) -> anyhow::Result<Output> {
         let (sink, rename, name): (Box<dyn Write + Send>, _, _) = match path {
             None => (Box::new(std::io::stdout()), None, "<stdout>".to_string()),
+            // A device or pipe (-o /dev/null, a FIFO) is written in place: renaming a temporary
+            // file over it would replace the device node itself.
+            Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("-o {}: cannot open", path.display()))?;
+                (Box::new(file), None, path.display().to_string())
+            }
             Some(path) => {
                 let file_name = path
                     .file_name()
