@@ -448,3 +448,239 @@ impl LineReader {
         self.line_no
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{attr, semconv};
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{
+        span::Event, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+    };
+
+    /// Scans `line` with a cold and a warm cache; when the scanner reads it, the full parser must
+    /// read it too, with the same key. Returns whether the scanner read it.
+    fn agrees(line: &[u8]) -> bool {
+        let full = crate::format::python::parse_line(line);
+        let mut cache = ResourceCache::default();
+        let cold = scan(line, &mut cache);
+        let warm = scan(line, &mut cache);
+        assert_eq!(cold, warm, "{}", String::from_utf8_lossy(line));
+        let Some(key) = cold else {
+            return false;
+        };
+        let rs = full.unwrap_or_else(|e| {
+            panic!(
+                "scanned a line the parser rejects ({e}): {}",
+                String::from_utf8_lossy(line)
+            )
+        });
+        let span = &rs.scope_spans[0].spans[0];
+        let resource = rs
+            .resource
+            .as_ref()
+            .map(|r| &r.attributes[..])
+            .unwrap_or(&[]);
+        let want = Key {
+            trace_id: span.trace_id[..].try_into().unwrap(),
+            span_id: span.span_id[..].try_into().unwrap(),
+            parent: (!span.parent_span_id.is_empty())
+                .then(|| span.parent_span_id[..].try_into().unwrap()),
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+            role: super::super::repair::role(span),
+            rank: attr::get_int(resource, semconv::MPI_RANK),
+        };
+        assert_eq!(key, want, "{}", String::from_utf8_lossy(line));
+        true
+    }
+
+    fn span(role: Option<&str>, parent: bool, rank: i64) -> ResourceSpans {
+        let mut attributes = vec![attr::int("i", 3), attr::string("solver", "cg")];
+        if let Some(r) = role {
+            attributes.push(attr::string(semconv::SPAN_ROLE, r));
+        }
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    attr::string("service.name", "sim"),
+                    attr::string("host.name", "node0"),
+                    attr::int(semconv::MPI_RANK, rank),
+                ],
+                ..Default::default()
+            }),
+            schema_url: String::new(),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "otel-run".into(),
+                    version: "0.1.0".into(),
+                    ..Default::default()
+                }),
+                schema_url: String::new(),
+                spans: vec![Span {
+                    trace_id: vec![0xab; 16],
+                    span_id: vec![0x01; 8],
+                    parent_span_id: if parent { vec![0x02; 8] } else { vec![] },
+                    name: "process \"sim\"".into(),
+                    start_time_unix_nano: 1_700_000_000_123_456_789,
+                    end_time_unix_nano: 1_700_000_001_000_000_001,
+                    attributes,
+                    status: Some(Status {
+                        code: StatusCode::Error as i32,
+                        message: "exit 3".into(),
+                    }),
+                    ..Default::default()
+                }],
+            }],
+        }
+    }
+
+    fn render(rs: &ResourceSpans) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::format::render(
+            &mut out,
+            crate::format::LineFormat::Python,
+            std::slice::from_ref(rs),
+        );
+        out.trim_ascii().to_vec()
+    }
+
+    /// The same line with its keys in another (sorted) order, at every level.
+    fn reordered(line: &[u8]) -> Vec<u8> {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn otel_run_lines_are_scanned_as_the_parser_reads_them() {
+        for role in [None, Some("process"), Some("step"), Some("exit")] {
+            for parent in [false, true] {
+                let line = render(&span(role, parent, 5));
+                assert!(agrees(&line), "{}", String::from_utf8_lossy(&line));
+                assert!(agrees(&reordered(&line)), "any key order");
+            }
+        }
+        let key = scan(
+            &render(&span(Some("step"), false, 7)),
+            &mut Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (key.role, key.rank, key.parent),
+            (Role::Step, Some(7), None)
+        );
+    }
+
+    #[test]
+    fn one_cache_serves_lines_of_different_resources() {
+        let mut cache = ResourceCache::default();
+        for rank in [1, 2, 2, 1] {
+            let key = scan(&render(&span(None, true, rank)), &mut cache).unwrap();
+            assert_eq!(key.rank, Some(rank));
+        }
+    }
+
+    /// Lines the scanner leaves to the full parser: what it does not read itself, and every error
+    /// (the parser then reports it as it always did).
+    #[test]
+    fn anything_unusual_falls_back_to_the_full_parser() {
+        let line = String::from_utf8(render(&span(Some("process"), true, 5))).unwrap();
+        let with_event = {
+            let mut rs = span(None, true, 5);
+            rs.scope_spans[0].spans[0].events.push(Event {
+                time_unix_nano: 1_700_000_000_500_000_000,
+                name: "mark".into(),
+                ..Default::default()
+            });
+            String::from_utf8(render(&rs)).unwrap()
+        };
+        let trace = format!("0x{}", "ab".repeat(16));
+        let cases = [
+            with_event,
+            // an escape inside an id
+            line.replacen(&trace, &format!("\\u0030x{}", "ab".repeat(16)), 1),
+            // a duplicate key (serde's derive rejects it)
+            line.replacen("\"kind\":", "\"kind\": \"SpanKind.SERVER\", \"kind\":", 1),
+            line.replacen("SpanKind.INTERNAL", "SpanKind.ODD", 1),
+            line.replacen("\"i\":3", "\"i\":18446744073709551615", 1),
+            line.replacen("2023-11-14T22:13:20", "2023-13-14T22:13:20", 1),
+            line.replacen(&trace, &format!("0x{}", "0".repeat(32)), 1),
+            line.replacen("\"status_code\":\"ERROR\"", "\"status_code\":\"BAD\"", 1),
+            line.replacen(
+                "\"attributes\":{\"service.name\"",
+                "\"attributes\":[{\"service.name\"",
+                1,
+            ),
+            line.replacen("\"name\":\"process", "\"name\":3,\"x\":\"process", 1),
+            line[..line.len() - 1].to_string(),
+        ];
+        for case in &cases {
+            assert_ne!(case, &line, "the case must change the line");
+            assert!(!agrees(case.as_bytes()), "scanned: {case}");
+        }
+        let mut invalid = line.clone().into_bytes();
+        let at = invalid.len() - 20;
+        invalid[at] = 0xff;
+        assert!(!agrees(&invalid));
+    }
+
+    #[test]
+    fn attribute_lookups_match_attr_get() {
+        let line = String::from_utf8(render(&span(Some("step"), true, 5))).unwrap();
+        // attr::get finds the last copy of a key; a string rank is parsed; null means none.
+        for (from, to, rank) in [
+            ("\"mpi.rank\":5", "\"mpi.rank\":5,\"mpi.rank\":9", Some(9)),
+            ("\"mpi.rank\":5", "\"mpi.rank\":\"12\"", Some(12)),
+            ("\"mpi.rank\":5", "\"mpi.rank\":null", None),
+            ("\"mpi.rank\":5", "\"mpi.rank\":5.0", None),
+        ] {
+            let case = line.replacen(from, to, 1);
+            assert_ne!(case, line);
+            assert!(agrees(case.as_bytes()), "{case}");
+            let key = scan(case.as_bytes(), &mut Default::default()).unwrap();
+            assert_eq!(key.rank, rank, "{case}");
+        }
+        let case = line.replacen(
+            "\"otel_run.span\":\"step\"",
+            "\"otel_run.span\":\"step\",\"otel_run.span\":1",
+            1,
+        );
+        assert_ne!(case, line);
+        assert!(agrees(case.as_bytes()));
+    }
+
+    /// The real Python SDK's lines (tests/support/py_reference.py): each one is read exactly as
+    /// the full parser reads it, or left to it.
+    #[test]
+    fn python_sdk_lines_agree_with_the_full_parser() {
+        let python = match std::env::var("OTEL_RUN_TEST_PYTHON") {
+            Ok(p) if !p.is_empty() => p,
+            _ => panic!(
+                "OTEL_RUN_TEST_PYTHON is not set: this test needs the Python SDK. Run the suite \
+                 with scripts/test.sh, which sets it."
+            ),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ref.jsonl");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/py_reference.py");
+        let status = std::process::Command::new(python)
+            .arg(script)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let text = std::fs::read(&out).unwrap();
+        let lines: Vec<&[u8]> = text
+            .split(|b| *b == b'\n')
+            .map(|l| l.trim_ascii())
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(lines.len() >= 5);
+        let scanned = lines.iter().filter(|l| agrees(l)).count();
+        let reordered = lines.iter().filter(|l| agrees(&reordered(l))).count();
+        assert!(scanned > 0, "no SDK line took the fast path");
+        assert_eq!(scanned, reordered);
+    }
+}
