@@ -320,12 +320,15 @@ fn sort_time(sort: SortOrder, span: &opentelemetry_proto::tonic::trace::v1::Span
 }
 
 /// Drops adjacent copies (same sort time and ids: identical duplicates and same-time conflicts
-/// sort next to each other, by content hash), and spans that repair replaced. What
-/// is kept goes in batches to a writer thread, which decodes and renders it: reading and
-/// writing each get a core.
+/// sort next to each other, by content hash), and spans that repair replaced. What is kept goes
+/// in chunks to a writer thread, which decodes, renders and writes it: reading and writing each
+/// get a core. Python lines for a python output are copied into a chunk of bytes here, so the
+/// records are freed on the thread that allocated them.
 struct Emitter<'a> {
     writer: Writer,
     batch: Vec<Record>,
+    /// Python lines ready to write (python output only), and how many.
+    lines: Option<(Vec<u8>, u64)>,
     prev: Option<Record>,
     replaced: &'a HashSet<Ids>,
     /// `--sort none` has no order to find copies by: it remembers every id.
@@ -333,12 +336,17 @@ struct Emitter<'a> {
 }
 
 const BATCH: usize = 512;
+const LINES_CHUNK: usize = 256 << 10;
 
 impl<'a> Emitter<'a> {
     fn new(out: Output, replaced: &'a HashSet<Ids>, remember_ids: bool) -> Self {
+        let lines = out
+            .copies_python_lines()
+            .then(|| (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0));
         Emitter {
             writer: Writer::start(out),
             batch: Vec::with_capacity(BATCH),
+            lines,
             prev: None,
             replaced,
             seen: remember_ids.then(HashSet::new),
@@ -367,27 +375,65 @@ impl<'a> Emitter<'a> {
     }
 
     fn emit(&mut self, r: Record) -> anyhow::Result<()> {
+        if let (Some(_), Some(line)) = (&self.lines, r.python_line()) {
+            if !self.batch.is_empty() {
+                self.send_batch()?;
+            }
+            let (buf, count) = self.lines.as_mut().expect("checked");
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            *count += 1;
+            if buf.len() >= LINES_CHUNK {
+                self.send_lines()?;
+            }
+            return Ok(());
+        }
+        self.send_lines()?;
         self.batch.push(r);
         if self.batch.len() >= BATCH {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-            self.writer.send(batch)?;
+            self.send_batch()?;
         }
         Ok(())
+    }
+
+    fn send_batch(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.writer.send(Chunk::Records(batch))
+    }
+
+    fn send_lines(&mut self) -> anyhow::Result<()> {
+        match &mut self.lines {
+            Some((buf, count)) if *count > 0 => {
+                let chunk = Chunk::Lines(
+                    std::mem::replace(buf, Vec::with_capacity(LINES_CHUNK + (64 << 10))),
+                    std::mem::take(count),
+                );
+                self.writer.send(chunk)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn finish(mut self) -> anyhow::Result<u64> {
         if let Some(prev) = self.prev.take() {
             self.emit(prev)?;
         }
-        let batch = std::mem::take(&mut self.batch);
-        self.writer.send(batch)?;
+        self.send_lines()?;
+        self.send_batch()?;
         self.writer.finish()
     }
 }
 
+/// What the writer thread gets, in order.
+enum Chunk {
+    Records(Vec<Record>),
+    /// Python lines ready to write, and how many.
+    Lines(Vec<u8>, u64),
+}
+
 /// The thread that decodes, renders and writes.
 struct Writer {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<Record>>>,
+    tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
     /// Set when the merge failed: the output must not be completed (renamed into place).
     abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -395,14 +441,19 @@ struct Writer {
 
 impl Writer {
     fn start(mut out: Output) -> Self {
-        // A few batches in flight: enough to keep both sides busy, little memory.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(8);
+        // A few chunks in flight: enough to keep both sides busy, little memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
         let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let aborted = abort.clone();
         let thread = std::thread::spawn(move || {
-            for batch in rx {
-                for r in batch {
-                    out.write_record(&r)?;
+            for chunk in rx {
+                match chunk {
+                    Chunk::Records(batch) => {
+                        for r in batch {
+                            out.write_record(&r)?;
+                        }
+                    }
+                    Chunk::Lines(lines, count) => out.write_lines(&lines, count)?,
                 }
             }
             if aborted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -420,9 +471,9 @@ impl Writer {
         }
     }
 
-    fn send(&mut self, batch: Vec<Record>) -> anyhow::Result<()> {
+    fn send(&mut self, chunk: Chunk) -> anyhow::Result<()> {
         let tx = self.tx.as_ref().expect("open until finish");
-        if tx.send(batch).is_err() {
+        if tx.send(chunk).is_err() {
             // The writer stopped on an error: finish() reports it.
             return Err(self
                 .join()

@@ -75,6 +75,27 @@ impl Output {
         Ok(out)
     }
 
+    /// Whether python lines are written as they were read (see [`Output::write_lines`]).
+    pub fn copies_python_lines(&self) -> bool {
+        self.format == MergeFormat::Python
+    }
+
+    /// Writes `count` python lines (each ending in a newline) as they are.
+    pub fn write_lines(&mut self, lines: &[u8], count: u64) -> anyhow::Result<()> {
+        self.written += count;
+        if self.buf.is_empty() {
+            return self
+                .sink
+                .write_all(lines)
+                .with_context(|| format!("cannot write {}", self.name));
+        }
+        self.buf.extend_from_slice(lines);
+        if self.buf.len() >= FLUSH_AT {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
     /// Writes one record's span: a python line as it was read when the output is python too.
     pub fn write_record(&mut self, r: &Record) -> anyhow::Result<()> {
         match r.python_line() {
