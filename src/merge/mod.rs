@@ -199,7 +199,6 @@ impl Reading {
     fn raw_line(
         &mut self,
         file: u32,
-        name: &str,
         line: scan::Line,
         cache: &mut scan::ResourceCache,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
@@ -214,7 +213,7 @@ impl Reading {
             Ok(data) => self.line(file, raw, data, sink),
             Err(reason) => {
                 let e = crate::format::LineError {
-                    file: name.to_string(),
+                    file: line.name.to_string(),
                     line: line.no,
                     torn: !line.complete,
                     reason: if line.complete {
@@ -282,8 +281,7 @@ impl Reading {
             let mut cache = scan::ResourceCache::default();
             let name = reader.name().to_string();
             loop {
-                let next =
-                    reader.next_line(|line| self.raw_line(i as u32, &name, line, &mut cache, sink));
+                let next = reader.next_line(|line| self.raw_line(i as u32, line, &mut cache, sink));
                 match next {
                     Ok(None) => break,
                     Ok(Some(done)) => done?,

@@ -362,6 +362,8 @@ pub struct LineReader {
 
 /// One line handed to [`LineReader::next_line`]'s callback.
 pub struct Line<'a> {
+    /// The input's name, for messages.
+    pub name: &'a str,
     pub no: u64,
     /// Trimmed of surrounding whitespace; never empty.
     pub text: &'a [u8],
@@ -415,6 +417,7 @@ impl LineReader {
                 let text = available[..end].trim_ascii();
                 let out = (!text.is_empty()).then(|| {
                     call(Line {
+                        name: &self.name,
                         no: self.line_no,
                         text,
                         complete: true,
@@ -437,6 +440,7 @@ impl LineReader {
                 continue;
             }
             return Ok(Some(call(Line {
+                name: &self.name,
                 no: self.line_no,
                 text,
                 complete,

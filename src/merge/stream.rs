@@ -103,9 +103,8 @@ impl Merge {
                 bytes,
                 ..
             } = &mut *f;
-            let name = reader.name().to_string();
             let next = reader.next_line(|line| {
-                reading.raw_line(file, &name, line, cache, &mut |r| {
+                reading.raw_line(file, line, cache, &mut |r| {
                     *bytes += r.footprint();
                     insert_sorted(window, r);
                     Ok(())
@@ -119,7 +118,7 @@ impl Merge {
                 }
                 Ok(Some(done)) => done?,
                 Err(e) => input::handle_bad_line(
-                    super::read_error(&name, f.reader.line_no() + 1, e),
+                    super::read_error(f.reader.name(), f.reader.line_no() + 1, e),
                     reading.skip_invalid,
                     &mut reading.counts,
                 )?,
