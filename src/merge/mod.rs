@@ -57,7 +57,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// Which spans to keep (`--trace`, `--rank`).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Filter {
     trace: Option<[u8; 16]>,
     ranks: Option<Vec<(i64, i64)>>,
@@ -268,37 +268,6 @@ impl Reading {
             })?;
         }
         sink(record)
-    }
-
-    /// A `Reading` for another thread reading other files: the same filter and options, its own
-    /// counts, facts going to the same sorting thread (see [`Reading::absorb`]).
-    fn fork(&self) -> Reading {
-        Reading {
-            filter: self.filter.clone(),
-            sort: self.sort,
-            skip_invalid: self.skip_invalid,
-            facts: self.facts.as_ref().map(Facts::fork),
-            counts: Counts::default(),
-            kept: 0,
-            progress: Progress(self.progress.0.clone()),
-            scratch: Vec::new(),
-        }
-    }
-
-    /// Adds a forked `Reading`'s counts and facts to this one's.
-    fn absorb(&mut self, other: Reading) -> anyhow::Result<()> {
-        let c = other.counts;
-        self.counts.files += c.files;
-        self.counts.lines += c.lines;
-        self.counts.spans += c.spans;
-        self.counts.invalid += c.invalid;
-        self.counts.torn += c.torn;
-        self.kept += other.kept;
-        match (&mut self.facts, other.facts) {
-            (Some(mine), Some(theirs)) => mine.absorb(theirs),
-            (_, None) => Ok(()),
-            (None, Some(_)) => Err(anyhow!("internal: facts of a forked reading left over")),
-        }
     }
 
     /// Reads every input once, in order.
@@ -690,14 +659,14 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             // Enough to absorb the small inversions of batched exporters; more would only read
             // whole files ahead.
             let window = (span_budget / inputs.len().max(1)).clamp(16 << 10, 256 << 10);
-            let mut merge = stream::Merge::open(&inputs, window, extra, Some(&reading))?;
+            let mut merge = stream::Merge::open(&inputs, window, extra)?;
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
             let mut emitter = Emitter::new(out, replaced, false);
             while let Some(r) = merge.next(&mut reading)? {
                 emitter.push(r)?;
             }
             report.written = emitter.finish()?;
-            report.out_of_order = merge.finish(&mut reading)?;
+            report.out_of_order = merge.out_of_order();
             report.analysis = finish_analysis(&mut reading, pre)?;
         }
         (SortOrder::None, pre) => {

@@ -121,53 +121,6 @@ impl Facts {
         })
     }
 
-    /// Facts for another thread reading other files: its facts go to the same sorting thread;
-    /// the rest joins this one's in [`Facts::absorb`].
-    pub fn fork(&self) -> Facts {
-        Facts {
-            sorter: FactSorter {
-                batch: Vec::with_capacity(FACT_BATCH),
-                tx: self.sorter.tx.clone(),
-                thread: None,
-            },
-            steps: BTreeMap::new(),
-            file_resources: vec![None; self.file_resources.len()],
-            file_process: vec![None; self.file_process.len()],
-        }
-    }
-
-    /// Takes in the facts of a fork (which read other files than this one).
-    pub fn absorb(&mut self, other: Facts) -> anyhow::Result<()> {
-        let Facts {
-            mut sorter,
-            steps,
-            file_resources,
-            file_process,
-        } = other;
-        sorter.flush()?;
-        drop(sorter);
-        for (mine, theirs) in self.file_resources.iter_mut().zip(file_resources) {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        }
-        for (mine, theirs) in self.file_process.iter_mut().zip(file_process) {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        }
-        for (ids, record) in steps {
-            let keep = self
-                .steps
-                .get(&ids)
-                .is_none_or(|kept| (record.hash, &record.data) < (kept.hash, &kept.data));
-            if keep {
-                self.steps.insert(ids, record);
-            }
-        }
-        Ok(())
-    }
-
     /// Sorts the facts and works out the counts and, with `repair`, the spans to add or replace.
     pub fn analyse(self, repair: bool) -> anyhow::Result<Analysis> {
         let Facts {
@@ -313,17 +266,6 @@ impl FactSorter {
                 .map_err(|_| anyhow::anyhow!("the fact sorting thread panicked"))?,
             None => Err(anyhow::anyhow!("internal: the fact sorting thread is gone")),
         }
-    }
-
-    /// A fork's last facts, sent (a fork has no thread to join).
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        let tx = self.tx.as_ref().expect("open until flushed");
-        tx.send(batch)
-            .map_err(|_| anyhow::anyhow!("the fact sorting thread stopped"))
     }
 
     /// Every fact pushed, in the external sorter.

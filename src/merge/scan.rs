@@ -355,7 +355,7 @@ impl<'de> Deserialize<'de> for Value {
 /// from 1, for the scanner; the full parser is the caller's fallback.
 pub struct LineReader {
     name: String,
-    input: Box<dyn BufRead + Send>,
+    input: Box<dyn BufRead>,
     line_no: u64,
     buf: Vec<u8>,
 }
@@ -373,8 +373,8 @@ pub struct Line<'a> {
 
 impl LineReader {
     pub fn open(input: &Input, capacity: usize) -> anyhow::Result<LineReader> {
-        let raw: Box<dyn Read + Send> = match input {
-            Input::Stdin => Box::new(io::stdin()),
+        let raw: Box<dyn Read> = match input {
+            Input::Stdin => Box::new(io::stdin().lock()),
             Input::File(p) => Box::new(
                 std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
             ),
@@ -385,7 +385,7 @@ impl LineReader {
             .map(|b| b.starts_with(&[0x1f, 0x8b]))
             .unwrap_or(false);
         let name = input.name();
-        let input: Box<dyn BufRead + Send> = if is_gzip {
+        let input: Box<dyn BufRead> = if is_gzip {
             Box::new(BufReader::with_capacity(
                 capacity,
                 flate2::bufread::MultiGzDecoder::new(buffered),

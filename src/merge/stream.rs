@@ -30,53 +30,24 @@ struct FileStream {
 pub struct Merge {
     files: Vec<FileStream>,
     added: std::vec::IntoIter<Record>,
-    /// The other half of the files, merged on a thread of its own.
-    helper: Option<Helper>,
     heads: BinaryHeap<Reverse<(Record, usize)>>,
     window_budget: usize,
     started: bool,
 }
 
 impl Merge {
-    /// Opens every input at once; `added` (already sorted) joins as one more source. With
-    /// `reading` given and more than one file, every other file is read, scanned and merged on a
-    /// second thread (its own `Reading`, forked from this one), whose stream joins as one more
-    /// source: scanning lines is most of the work, and there are two cores.
+    /// Opens every input at once; `added` (already sorted) joins as one more source.
     pub fn open(
         inputs: &[Input],
         window_budget: usize,
         added: Vec<Record>,
-        split: Option<&Reading>,
-    ) -> anyhow::Result<Self> {
-        let numbered: Vec<(u32, Input)> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| (i as u32, input.clone()))
-            .collect();
-        match split {
-            Some(reading) if inputs.len() > 1 => {
-                let (mine, theirs): (Vec<_>, Vec<_>) =
-                    numbered.into_iter().partition(|(i, _)| i % 2 == 0);
-                let mut merge = Merge::open_numbered(&mine, window_budget, added)?;
-                let other = Merge::open_numbered(&theirs, window_budget, Vec::new())?;
-                merge.helper = Some(Helper::start(other, reading.fork()));
-                Ok(merge)
-            }
-            _ => Merge::open_numbered(&numbered, window_budget, added),
-        }
-    }
-
-    fn open_numbered(
-        inputs: &[(u32, Input)],
-        window_budget: usize,
-        added: Vec<Record>,
     ) -> anyhow::Result<Self> {
         let mut files = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs {
+        for (i, input) in inputs.iter().enumerate() {
             files.push(FileStream {
                 reader: LineReader::open(input, READ_BUFFER)?,
                 cache: ResourceCache::default(),
-                file: *i,
+                file: i as u32,
                 window: VecDeque::new(),
                 bytes: 0,
                 eof: false,
@@ -87,7 +58,6 @@ impl Merge {
         Ok(Merge {
             files,
             added: added.into_iter(),
-            helper: None,
             heads: BinaryHeap::new(),
             window_budget,
             started: false,
@@ -106,17 +76,12 @@ impl Merge {
             if let Some(r) = self.added.next() {
                 self.heads.push(Reverse((r, usize::MAX)));
             }
-            if let Some(r) = self.helper_next()? {
-                self.heads.push(Reverse((r, HELPER)));
-            }
         }
         let Some(Reverse((record, i))) = self.heads.pop() else {
             return Ok(None);
         };
         let next = if i == usize::MAX {
             self.added.next()
-        } else if i == HELPER {
-            self.helper_next()?
         } else {
             self.pop(i, reading)?
         };
@@ -180,28 +145,9 @@ impl Merge {
         Ok(Some(r))
     }
 
-    fn helper_next(&mut self) -> anyhow::Result<Option<Record>> {
-        match &mut self.helper {
-            None => Ok(None),
-            Some(h) => h.next(),
-        }
-    }
-
     /// Spans that came out later than their end time allowed.
     pub fn out_of_order(&self) -> u64 {
-        self.files.iter().map(|f| f.out_of_order).sum::<u64>()
-            + self.helper.as_ref().map_or(0, |h| h.out_of_order)
-    }
-
-    /// Ends the merge (read to its end): the helper thread's counts and facts join `reading`.
-    pub fn finish(mut self, reading: &mut Reading) -> anyhow::Result<u64> {
-        if let Some(mut h) = self.helper.take() {
-            let (theirs, out_of_order) = h.join()?;
-            h.out_of_order = out_of_order;
-            reading.absorb(theirs)?;
-            self.helper = Some(h);
-        }
-        Ok(self.out_of_order())
+        self.files.iter().map(|f| f.out_of_order).sum()
     }
 }
 
@@ -212,100 +158,5 @@ fn insert_sorted(window: &mut VecDeque<Record>, r: Record) {
     } else {
         let at = window.partition_point(|x| *x <= r);
         window.insert(at, r);
-    }
-}
-
-/// Heads index of the helper thread's stream.
-const HELPER: usize = usize::MAX - 1;
-/// Records per batch from the helper thread; two batches in flight at most.
-const HELPER_BATCH: usize = 256;
-
-type HelperResult = anyhow::Result<(Reading, u64)>;
-
-/// A [`Merge`] of some of the files on a thread of its own, as a stream of records.
-struct Helper {
-    rx: Option<std::sync::mpsc::Receiver<Vec<Record>>>,
-    batch: std::vec::IntoIter<Record>,
-    thread: Option<std::thread::JoinHandle<HelperResult>>,
-    /// What the thread returned, once its stream ended.
-    done: Option<(Reading, u64)>,
-    out_of_order: u64,
-}
-
-impl Helper {
-    fn start(mut merge: Merge, mut reading: Reading) -> Helper {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(2);
-        let thread = std::thread::spawn(move || -> HelperResult {
-            let mut batch = Vec::with_capacity(HELPER_BATCH);
-            while let Some(r) = merge.next(&mut reading)? {
-                batch.push(r);
-                if batch.len() >= HELPER_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(HELPER_BATCH));
-                    if tx.send(full).is_err() {
-                        // The main thread stopped (on an error of its own).
-                        anyhow::bail!("merge stopped");
-                    }
-                }
-            }
-            if !batch.is_empty() && tx.send(batch).is_err() {
-                anyhow::bail!("merge stopped");
-            }
-            Ok((reading, merge.out_of_order()))
-        });
-        Helper {
-            rx: Some(rx),
-            batch: Vec::new().into_iter(),
-            thread: Some(thread),
-            done: None,
-            out_of_order: 0,
-        }
-    }
-
-    fn next(&mut self) -> anyhow::Result<Option<Record>> {
-        loop {
-            if let Some(r) = self.batch.next() {
-                return Ok(Some(r));
-            }
-            let Some(rx) = &self.rx else {
-                return Ok(None);
-            };
-            match rx.recv() {
-                Ok(batch) => self.batch = batch.into_iter(),
-                Err(_) => {
-                    // The stream ended: the thread's own error (a bad line) is reported here.
-                    self.rx = None;
-                    self.done = Some(self.wait()?);
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    fn wait(&mut self) -> HelperResult {
-        self.rx = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("a merge thread panicked"))?,
-            None => Err(anyhow::anyhow!("internal: merge thread already joined")),
-        }
-    }
-
-    /// The thread's `Reading` and out-of-order count.
-    fn join(&mut self) -> HelperResult {
-        match self.done.take() {
-            Some(done) => Ok(done),
-            None => self.wait(),
-        }
-    }
-}
-
-impl Drop for Helper {
-    /// Stopped early (an error): the thread's next send fails and it ends.
-    fn drop(&mut self) {
-        self.rx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
