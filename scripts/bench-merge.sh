@@ -11,7 +11,10 @@
 # and prints throughput (input MB/s, MB = 10^6 bytes) and peak RSS for each.
 # Results: stdout and target/bench/merge.md. Generated data is deleted at the end.
 # Knobs: OTEL_RUN_BIN (default target/release/otel-run, built here), BENCH_SIZES_MB (default
-#        "512 1024"), BENCH_FILES (default 1024), BENCH_DIR (default target/bench/merge-data).
+#        "512 1024"), BENCH_FILES (default 1024), BENCH_DIR (default target/bench/merge-data),
+#        BENCH_BASELINE_BIN (another otel-run, e.g. a build of the previous commit: its merge
+#        rows run in the same run, right after the current ones, for a before/after ratio on a
+#        shared machine).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -114,6 +117,12 @@ for size in $SIZES; do
     measure "otel-run merge --sort $sort" "$bytes" \
       "'$OTEL_RUN_BIN' merge -q --sort $sort '$DATA/*.jsonl' -o '$OUT/merge-out'"
   done
+  if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+    for sort in end start none; do
+      measure "baseline merge --sort $sort" "$bytes" \
+        "'$BENCH_BASELINE_BIN' merge -q --sort $sort '$DATA/*.jsonl' -o '$OUT/merge-out'"
+    done
+  fi
   measure "otel-run merge --sort end --format chrome" "$bytes" \
     "'$OTEL_RUN_BIN' merge -q --sort end --format chrome '$DATA/*.jsonl' -o '$OUT/merge-out'"
   measure "cat | sort -S 256M (start_time key)" "$bytes" \

@@ -762,6 +762,34 @@ fn filters_and_bad_input() {
     assert!(text(&out.stderr).contains("stdin"));
 }
 
+/// `-o` naming a device or a pipe writes into it: renaming a temporary file over it (what `-o`
+/// does for files) would replace `/dev/null` itself when run as root.
+#[test]
+fn output_to_a_fifo_writes_into_it() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut g = Gen::new(11);
+    let trace: [u8; 16] = g.rng.random();
+    write(
+        &d.join("in.jsonl"),
+        LineFormat::Python,
+        &g.rank(trace, 0, 3),
+    );
+    let fifo = d.join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let s = merge_ok(d, &["in.jsonl", "--sort", "none", "-o", "fifo"]);
+    let got = reader.join().unwrap();
+    assert_eq!(got, std::fs::read(d.join("in.jsonl")).unwrap());
+    assert_eq!(s["written"], 4);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
 // ------------------------------------------------------------------ chrome
 
 /// The structure the Trace Event Format document asks for, checked field by field.

@@ -11,6 +11,7 @@ mod extsort;
 mod output;
 mod record;
 mod repair;
+mod scan;
 mod stream;
 
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
@@ -21,7 +22,7 @@ use extsort::ExtSorter;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
 use output::Output;
 use record::{Ids, Record};
-use repair::{Analysis, Facts};
+use repair::{Analysis, Facts, SpanFacts};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -76,19 +77,25 @@ impl Filter {
     }
 
     fn keep(&self, rs: &ResourceSpans, span: &opentelemetry_proto::tonic::trace::v1::Span) -> bool {
-        if self.trace.is_some_and(|t| span.trace_id != t) {
+        self.keep_ids(&span.trace_id, || {
+            let attrs = rs
+                .resource
+                .as_ref()
+                .map(|r| &r.attributes[..])
+                .unwrap_or(&[]);
+            attr::get_int(attrs, semconv::MPI_RANK)
+        })
+    }
+
+    /// [`Filter::keep`] from a span's trace id and (asked only with `--rank`) its rank.
+    fn keep_ids(&self, trace_id: &[u8], rank: impl FnOnce() -> Option<i64>) -> bool {
+        if self.trace.is_some_and(|t| trace_id != t) {
             return false;
         }
         match &self.ranks {
             None => true,
             Some(ranges) => {
-                let attrs = rs
-                    .resource
-                    .as_ref()
-                    .map(|r| &r.attributes[..])
-                    .unwrap_or(&[]);
-                attr::get_int(attrs, semconv::MPI_RANK)
-                    .is_some_and(|rank| ranges.iter().any(|(a, b)| (*a..=*b).contains(&rank)))
+                rank().is_some_and(|rank| ranges.iter().any(|(a, b)| (*a..=*b).contains(&rank)))
             }
         }
     }
@@ -172,12 +179,93 @@ impl Reading {
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
-            hash: record::content_hash(&rs, &mut self.scratch),
+            hash: match python_line {
+                Some(line) => record::line_hash(line),
+                None => record::content_hash(&rs, &mut self.scratch),
+            },
             data: record::encode(&rs, python_line),
             file,
         };
         if let Some(facts) = &mut self.facts {
-            facts.add(&rs, span, &record)?;
+            facts.add(&SpanFacts::of(span), &record, || {
+                rs.resource.clone().unwrap_or_default()
+            })?;
+        }
+        sink(record)
+    }
+
+    /// One raw line: a python line through the scanner when it can read it, anything else (and
+    /// any line the scanner leaves to it) through the full parser.
+    fn raw_line(
+        &mut self,
+        file: u32,
+        line: scan::Line,
+        cache: &mut scan::ResourceCache,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let raw = line.text;
+        if record::is_python_line(raw) {
+            if let Some(key) = scan::scan(raw, cache) {
+                return self.scanned(file, raw, &key, sink);
+            }
+        }
+        match crate::format::parse_line(raw) {
+            Ok(data) => self.line(file, raw, data, sink),
+            Err(reason) => {
+                let e = crate::format::LineError {
+                    file: line.name.to_string(),
+                    line: line.no,
+                    torn: !line.complete,
+                    reason: if line.complete {
+                        reason
+                    } else {
+                        format!("torn last line (no newline): {reason}")
+                    },
+                };
+                input::handle_bad_line(e, self.skip_invalid, &mut self.counts)
+            }
+        }
+    }
+
+    /// A python line the scanner read: the same record and facts as [`Reading::span`] makes.
+    fn scanned(
+        &mut self,
+        file: u32,
+        raw: &[u8],
+        key: &scan::Key,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.counts.lines += 1;
+        self.counts.spans += 1;
+        self.progress.tick(self.counts.spans);
+        if !self.filter.keep_ids(&key.trace_id, || key.rank) {
+            return Ok(());
+        }
+        self.kept += 1;
+        let record = Record {
+            time: match self.sort {
+                SortOrder::Start => key.start,
+                SortOrder::End => key.end,
+                SortOrder::None => 0,
+            },
+            ids: record::ids(&key.trace_id, &key.span_id),
+            hash: record::line_hash(raw),
+            data: record::encode_line(raw),
+            file,
+        };
+        if let Some(facts) = &mut self.facts {
+            let span = SpanFacts {
+                start: key.start,
+                end: key.end,
+                role: key.role,
+                parent: key.parent,
+            };
+            facts.add(&span, &record, || {
+                crate::format::python::parse_line(raw)
+                    .ok()
+                    .and_then(|rs| rs.resource)
+                    .unwrap_or_default()
+            })?;
         }
         sink(record)
     }
@@ -189,18 +277,35 @@ impl Reading {
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         for (i, input) in inputs.iter().enumerate() {
-            let mut reader = input::open(input)?;
+            let mut reader = scan::LineReader::open(input, 256 * 1024)?;
+            let mut cache = scan::ResourceCache::default();
+            let name = reader.name().to_string();
             loop {
-                match reader.next_data() {
+                let next = reader.next_line(|line| self.raw_line(i as u32, line, &mut cache, sink));
+                match next {
                     Ok(None) => break,
-                    Ok(Some((_, data))) => self.line(i as u32, reader.last_line(), data, sink)?,
-                    Err(e) => input::handle_bad_line(e, self.skip_invalid, &mut self.counts)?,
+                    Ok(Some(done)) => done?,
+                    Err(e) => input::handle_bad_line(
+                        read_error(&name, reader.line_no() + 1, e),
+                        self.skip_invalid,
+                        &mut self.counts,
+                    )?,
                 }
             }
             self.counts.files += 1;
             self.progress.file_done();
         }
         Ok(())
+    }
+}
+
+/// A read error as the line readers report it.
+fn read_error(name: &str, line: u64, e: std::io::Error) -> crate::format::LineError {
+    crate::format::LineError {
+        file: name.to_string(),
+        line,
+        reason: format!("read error: {e}"),
+        torn: false,
     }
 }
 
@@ -213,12 +318,15 @@ fn sort_time(sort: SortOrder, span: &opentelemetry_proto::tonic::trace::v1::Span
 }
 
 /// Drops adjacent copies (same sort time and ids: identical duplicates and same-time conflicts
-/// sort next to each other, by content hash), and spans that repair replaced. What
-/// is kept goes in batches to a writer thread, which decodes and renders it: reading and
-/// writing each get a core.
+/// sort next to each other, by content hash), and spans that repair replaced. What is kept goes
+/// in chunks to a writer thread, which decodes, renders and writes it: reading and writing each
+/// get a core. Python lines for a python output are copied into a chunk of bytes here, so the
+/// records are freed on the thread that allocated them.
 struct Emitter<'a> {
     writer: Writer,
     batch: Vec<Record>,
+    /// Python lines ready to write (python output only), and how many.
+    lines: Option<(Vec<u8>, u64)>,
     prev: Option<Record>,
     replaced: &'a HashSet<Ids>,
     /// `--sort none` has no order to find copies by: it remembers every id.
@@ -226,12 +334,17 @@ struct Emitter<'a> {
 }
 
 const BATCH: usize = 512;
+const LINES_CHUNK: usize = 256 << 10;
 
 impl<'a> Emitter<'a> {
     fn new(out: Output, replaced: &'a HashSet<Ids>, remember_ids: bool) -> Self {
+        let lines = out
+            .copies_python_lines()
+            .then(|| (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0));
         Emitter {
             writer: Writer::start(out),
             batch: Vec::with_capacity(BATCH),
+            lines,
             prev: None,
             replaced,
             seen: remember_ids.then(HashSet::new),
@@ -260,27 +373,65 @@ impl<'a> Emitter<'a> {
     }
 
     fn emit(&mut self, r: Record) -> anyhow::Result<()> {
+        if let (Some(_), Some(line)) = (&self.lines, r.python_line()) {
+            if !self.batch.is_empty() {
+                self.send_batch()?;
+            }
+            let (buf, count) = self.lines.as_mut().expect("checked");
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            *count += 1;
+            if buf.len() >= LINES_CHUNK {
+                self.send_lines()?;
+            }
+            return Ok(());
+        }
+        self.send_lines()?;
         self.batch.push(r);
         if self.batch.len() >= BATCH {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-            self.writer.send(batch)?;
+            self.send_batch()?;
         }
         Ok(())
+    }
+
+    fn send_batch(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.writer.send(Chunk::Records(batch))
+    }
+
+    fn send_lines(&mut self) -> anyhow::Result<()> {
+        match &mut self.lines {
+            Some((buf, count)) if *count > 0 => {
+                let chunk = Chunk::Lines(
+                    std::mem::replace(buf, Vec::with_capacity(LINES_CHUNK + (64 << 10))),
+                    std::mem::take(count),
+                );
+                self.writer.send(chunk)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn finish(mut self) -> anyhow::Result<u64> {
         if let Some(prev) = self.prev.take() {
             self.emit(prev)?;
         }
-        let batch = std::mem::take(&mut self.batch);
-        self.writer.send(batch)?;
+        self.send_lines()?;
+        self.send_batch()?;
         self.writer.finish()
     }
 }
 
+/// What the writer thread gets, in order.
+enum Chunk {
+    Records(Vec<Record>),
+    /// Python lines ready to write, and how many.
+    Lines(Vec<u8>, u64),
+}
+
 /// The thread that decodes, renders and writes.
 struct Writer {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<Record>>>,
+    tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
     /// Set when the merge failed: the output must not be completed (renamed into place).
     abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -288,14 +439,19 @@ struct Writer {
 
 impl Writer {
     fn start(mut out: Output) -> Self {
-        // A few batches in flight: enough to keep both sides busy, little memory.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(8);
+        // A few chunks in flight: enough to keep both sides busy, little memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
         let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let aborted = abort.clone();
         let thread = std::thread::spawn(move || {
-            for batch in rx {
-                for r in batch {
-                    out.write_record(&r)?;
+            for chunk in rx {
+                match chunk {
+                    Chunk::Records(batch) => {
+                        for r in batch {
+                            out.write_record(&r)?;
+                        }
+                    }
+                    Chunk::Lines(lines, count) => out.write_lines(&lines, count)?,
                 }
             }
             if aborted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -313,9 +469,9 @@ impl Writer {
         }
     }
 
-    fn send(&mut self, batch: Vec<Record>) -> anyhow::Result<()> {
+    fn send(&mut self, chunk: Chunk) -> anyhow::Result<()> {
         let tx = self.tx.as_ref().expect("open until finish");
-        if tx.send(batch).is_err() {
+        if tx.send(chunk).is_err() {
             // The writer stopped on an error: finish() reports it.
             return Err(self
                 .join()

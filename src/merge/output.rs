@@ -31,6 +31,15 @@ impl Output {
     pub fn create(path: Option<&Path>, format: MergeFormat) -> anyhow::Result<Output> {
         let (sink, rename, name): (Box<dyn Write + Send>, _, _) = match path {
             None => (Box::new(std::io::stdout()), None, "<stdout>".to_string()),
+            // A device or pipe (-o /dev/null, a FIFO) is written in place: renaming a temporary
+            // file over it would replace the device node itself.
+            Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("-o {}: cannot open", path.display()))?;
+                (Box::new(file), None, path.display().to_string())
+            }
             Some(path) => {
                 let file_name = path
                     .file_name()
@@ -64,6 +73,27 @@ impl Output {
             out.chrome.begin(&mut out.buf);
         }
         Ok(out)
+    }
+
+    /// Whether python lines are written as they were read (see [`Output::write_lines`]).
+    pub fn copies_python_lines(&self) -> bool {
+        self.format == MergeFormat::Python
+    }
+
+    /// Writes `count` python lines (each ending in a newline) as they are.
+    pub fn write_lines(&mut self, lines: &[u8], count: u64) -> anyhow::Result<()> {
+        self.written += count;
+        if self.buf.is_empty() {
+            return self
+                .sink
+                .write_all(lines)
+                .with_context(|| format!("cannot write {}", self.name));
+        }
+        self.buf.extend_from_slice(lines);
+        if self.buf.len() >= FLUSH_AT {
+            self.flush_buf()?;
+        }
+        Ok(())
     }
 
     /// Writes one record's span: a python line as it was read when the output is python too.

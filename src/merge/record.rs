@@ -32,9 +32,10 @@ pub struct Record {
     /// Start or end time (ns) for the time orders; 0 where only the ids matter.
     pub time: u64,
     pub ids: Ids,
-    /// For spans: a hash of the span's protobuf encoding, however it was read. Ordering by it
-    /// before `data` makes the copy kept of conflicting duplicates the same whichever format
-    /// each copy came in (so merging is idempotent); 0 for facts.
+    /// For spans: a hash of the span's python line, as read or as otel-run renders it for a span
+    /// read from otlp ([`line_hash`]). Ordering by it before `data` makes the copy kept of
+    /// conflicting duplicates the same whichever format each copy came in (so merging is
+    /// idempotent); 0 for facts.
     pub hash: u64,
     /// For spans: a tag byte, then a protobuf `ResourceSpans` holding the span alone or the
     /// python line it was read from. Facts (see repair.rs) put their own layout here.
@@ -169,15 +170,18 @@ pub fn the_span(rs: &ResourceSpans) -> Option<&Span> {
     rs.scope_spans.first()?.spans.first()
 }
 
+/// The record data of a python line, copied through as read.
+pub fn encode_line(line: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + line.len());
+    data.push(PYTHON_LINE);
+    data.extend_from_slice(line);
+    data
+}
+
 /// A span's record data: its python line when it has one, else its protobuf encoding.
 pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
     match python_line {
-        Some(line) => {
-            let mut data = Vec::with_capacity(1 + line.len());
-            data.push(PYTHON_LINE);
-            data.extend_from_slice(line);
-            data
-        }
+        Some(line) => encode_line(line),
         None => {
             let mut data = Vec::with_capacity(1 + rs.encoded_len());
             data.push(PROTO);
@@ -187,14 +191,55 @@ pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
-/// The content hash of a span (see [`Record::hash`]); `scratch` is reused for the encoding.
+/// The content hash of a python line as read (see [`Record::hash`]).
+///
+/// Two copies of a span are the same content when their python lines are byte-identical: a
+/// python line read is hashed as it is (trimmed), a span read from an otlp line as the python
+/// line otel-run writes for it ([`content_hash`]). So copies merge itself wrote (or otel-run
+/// wrote, in either format) are duplicates, while two python lines that differ in any byte
+/// (key order, spacing, number formatting) but carry the same ids are counted as a conflict.
+///
+/// A word-at-a-time multiply-rotate hash with a final avalanche (SipHash cost a few percent of the
+/// merge): fixed, so the same line hashes the same in every run; not for adversarial input, where
+/// a collision would only make two conflicting copies count as duplicates.
+pub fn line_hash(line: &[u8]) -> u64 {
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    let (mut a, mut b) = (
+        0x243F_6A88_85A3_08D3 ^ line.len() as u64,
+        0x1319_8A2E_0370_7344,
+    );
+    let mut words = line.chunks_exact(16);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w[..8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(w[8..].try_into().expect("8 bytes"));
+        a = (a ^ x).wrapping_mul(K1).rotate_left(31);
+        b = (b ^ y).wrapping_mul(K2).rotate_left(27);
+    }
+    let mut tail = [0u8; 16];
+    let rest = words.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    a = (a ^ u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"))).wrapping_mul(K1);
+    b = (b ^ u64::from_le_bytes(tail[8..].try_into().expect("8 bytes"))).wrapping_mul(K2);
+    // MurmurHash3's finalizer over both lanes.
+    let mut h = a ^ b.rotate_left(32);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The content hash of a span without a python line: that of the python line otel-run renders
+/// for it (see [`line_hash`]); `scratch` is reused for the rendering.
 pub fn content_hash(rs: &ResourceSpans, scratch: &mut Vec<u8>) -> u64 {
-    use std::hash::{Hash, Hasher};
     scratch.clear();
-    rs.encode(scratch).expect("a Vec grows as needed");
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    scratch.hash(&mut hasher);
-    hasher.finish()
+    crate::format::render(
+        scratch,
+        crate::format::LineFormat::Python,
+        std::slice::from_ref(rs),
+    );
+    line_hash(scratch.trim_ascii())
 }
 
 /// Whether a line is in the python format (otlp lines start with `{"resourceSpans"`).
@@ -227,6 +272,23 @@ mod tests {
             ..r
         };
         assert_eq!((p.python_line(), p.decode().unwrap()), (None, rs));
+    }
+
+    #[test]
+    fn line_hash_sees_every_byte() {
+        let line: Vec<u8> = (0..100u8).collect();
+        let h = line_hash(&line);
+        assert_eq!(h, line_hash(&line.clone()));
+        for len in 0..line.len() {
+            assert_ne!(line_hash(&line[..len]), h, "prefix {len}");
+        }
+        for i in 0..line.len() {
+            let mut other = line.clone();
+            other[i] ^= 1;
+            assert_ne!(line_hash(&other), h, "byte {i}");
+        }
+        // Trailing zero bytes are not padding.
+        assert_ne!(line_hash(b"ab"), line_hash(b"ab\0"));
     }
 
     #[test]

@@ -21,13 +21,13 @@ const PRESENT: u8 = 0;
 const CHILD: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Other = 0,
     Process = 1,
     Step = 2,
 }
 
-fn role(span: &Span) -> Role {
+pub fn role(span: &Span) -> Role {
     match attr::get_str(&span.attributes, semconv::SPAN_ROLE) {
         Some(semconv::ROLE_PROCESS) => Role::Process,
         Some(semconv::ROLE_STEP) => Role::Step,
@@ -35,11 +35,37 @@ fn role(span: &Span) -> Role {
     }
 }
 
+/// What the parent checks need of one span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanFacts {
+    pub start: u64,
+    pub end: u64,
+    pub role: Role,
+    /// `None`: a root span.
+    pub parent: Option<[u8; 8]>,
+}
+
+impl SpanFacts {
+    pub fn of(span: &Span) -> SpanFacts {
+        SpanFacts {
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+            role: role(span),
+            parent: (!span.parent_span_id.is_empty()).then(|| {
+                let mut p = [0u8; 8];
+                let n = span.parent_span_id.len().min(8);
+                p[..n].copy_from_slice(&span.parent_span_id[..n]);
+                p
+            }),
+        }
+    }
+}
+
 /// Collects the facts of every kept span, plus what repairing needs later: the step roots
 /// themselves (one per job) and the first resource of each input file (the rank a missing
 /// parent's placeholder belongs to).
 pub struct Facts {
-    sorter: ExtSorter,
+    sorter: FactSorter,
     steps: BTreeMap<Ids, Record>,
     file_resources: Vec<Option<Resource>>,
     /// Ids of each file's process span: a placeholder found through a rank's file hangs under it.
@@ -49,22 +75,28 @@ pub struct Facts {
 impl Facts {
     pub fn new(sorter: ExtSorter, files: usize) -> Self {
         Facts {
-            sorter,
+            sorter: FactSorter::start(sorter),
             steps: BTreeMap::new(),
             file_resources: vec![None; files],
             file_process: vec![None; files],
         }
     }
 
-    /// Records the facts of `rs` (one span), whose encoding is `record.data`.
-    pub fn add(&mut self, rs: &ResourceSpans, span: &Span, record: &Record) -> anyhow::Result<()> {
+    /// Records the facts of one span (of `record`); `resource` gives its resource, asked for only
+    /// for the first span of each file.
+    pub fn add(
+        &mut self,
+        span: &SpanFacts,
+        record: &Record,
+        resource: impl FnOnce() -> Resource,
+    ) -> anyhow::Result<()> {
         let file = record.file;
         if let Some(slot) = self.file_resources.get_mut(file as usize) {
             if slot.is_none() {
-                *slot = Some(rs.resource.clone().unwrap_or_default());
+                *slot = Some(resource());
             }
         }
-        let role = role(span);
+        let role = span.role;
         if role == Role::Process {
             if let Some(slot) = self.file_process.get_mut(file as usize) {
                 *slot = Some(record.ids);
@@ -81,35 +113,12 @@ impl Facts {
                 self.steps.insert(record.ids, record.clone());
             }
         }
-        let mut data = Vec::with_capacity(26);
-        data.push(PRESENT);
-        data.extend_from_slice(&record.hash.to_be_bytes());
-        data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
-        data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
-        data.push(role as u8);
-        data.push(span.parent_span_id.is_empty() as u8);
-        self.sorter.push(Record {
-            time: 0,
+        self.sorter.push(Fact {
             ids: record.ids,
-            hash: 0,
-            data,
+            hash: record.hash,
+            span: *span,
             file,
-        })?;
-        if !span.parent_span_id.is_empty() {
-            let mut data = Vec::with_capacity(18);
-            data.push(CHILD);
-            data.extend_from_slice(&span.start_time_unix_nano.to_be_bytes());
-            data.extend_from_slice(&span.end_time_unix_nano.to_be_bytes());
-            data.push(role as u8);
-            self.sorter.push(Record {
-                time: 0,
-                ids: ids(&span.trace_id, &span.parent_span_id),
-                hash: 0,
-                data,
-                file,
-            })?;
-        }
-        Ok(())
+        })
     }
 
     /// Sorts the facts and works out the counts and, with `repair`, the spans to add or replace.
@@ -128,7 +137,7 @@ impl Facts {
         let mut out = Analysis::default();
         let mut trace = TraceState::default();
         let mut group: Option<Group> = None;
-        for fact in sorter.finish()? {
+        for fact in sorter.finish()?.finish()? {
             let fact = fact?;
             if group.as_ref().is_some_and(|g| g.ids != fact.ids) {
                 let done = group.take().expect("checked");
@@ -150,6 +159,129 @@ impl Facts {
         }
         finish_trace(&mut trace, &kept, repair, &mut out);
         Ok(out)
+    }
+}
+
+/// The facts of one span, on their way to the sorting thread.
+#[derive(Clone, Copy)]
+struct Fact {
+    ids: Ids,
+    hash: u64,
+    span: SpanFacts,
+    file: u32,
+}
+
+impl Fact {
+    /// The records sorted by id: "this span exists", and "its parent has a child".
+    fn records(&self, mut each: impl FnMut(Record) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let span = &self.span;
+        let mut data = Vec::with_capacity(27);
+        data.push(PRESENT);
+        data.extend_from_slice(&self.hash.to_be_bytes());
+        data.extend_from_slice(&span.start.to_be_bytes());
+        data.extend_from_slice(&span.end.to_be_bytes());
+        data.push(span.role as u8);
+        data.push(span.parent.is_none() as u8);
+        each(Record {
+            time: 0,
+            ids: self.ids,
+            hash: 0,
+            data,
+            file: self.file,
+        })?;
+        if let Some(parent) = span.parent {
+            let mut data = Vec::with_capacity(18);
+            data.push(CHILD);
+            data.extend_from_slice(&span.start.to_be_bytes());
+            data.extend_from_slice(&span.end.to_be_bytes());
+            data.push(span.role as u8);
+            each(Record {
+                time: 0,
+                ids: ids(&self.ids[..16], &parent),
+                hash: 0,
+                data,
+                file: self.file,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Facts per batch sent to the sorting thread.
+const FACT_BATCH: usize = 4096;
+
+/// The external sort of the facts, on a thread of its own: building, sorting and spilling them is
+/// a third of what merge does per span, and the reading thread has enough to do.
+struct FactSorter {
+    batch: Vec<Fact>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Fact>>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<ExtSorter>>>,
+}
+
+impl FactSorter {
+    fn start(mut sorter: ExtSorter) -> Self {
+        // Two batches in flight at most: bounded memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Fact>>(2);
+        let thread = std::thread::spawn(move || {
+            for batch in rx {
+                for fact in batch {
+                    fact.records(|r| sorter.push(r))?;
+                }
+            }
+            Ok(sorter)
+        });
+        FactSorter {
+            batch: Vec::with_capacity(FACT_BATCH),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn push(&mut self, fact: Fact) -> anyhow::Result<()> {
+        self.batch.push(fact);
+        if self.batch.len() >= FACT_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(FACT_BATCH));
+        let tx = self.tx.as_ref().expect("open until finish");
+        if tx.send(batch).is_err() {
+            // The thread stopped on an error (a spill failed): report it.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("internal: the fact sorting thread stopped")));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> anyhow::Result<ExtSorter> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the fact sorting thread panicked"))?,
+            None => Err(anyhow::anyhow!("internal: the fact sorting thread is gone")),
+        }
+    }
+
+    /// Every fact pushed, in the external sorter.
+    fn finish(mut self) -> anyhow::Result<ExtSorter> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+}
+
+impl Drop for FactSorter {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
     }
 }
 

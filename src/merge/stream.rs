@@ -4,20 +4,22 @@
 //! small inversions of batched exporters; a file that is out of order beyond it is reported.
 
 use super::record::{Ids, Record};
+use super::scan::{LineReader, ResourceCache};
 use super::Reading;
-use crate::format::Reader;
 use crate::input::{self, Input};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::io::BufRead;
+use std::collections::{BinaryHeap, VecDeque};
 
 /// Read buffer per open file (two for gzip): a few lines ahead is all a merge needs.
 const READ_BUFFER: usize = 32 * 1024;
 
 struct FileStream {
-    reader: Reader<Box<dyn BufRead>>,
+    reader: LineReader,
+    cache: ResourceCache,
     file: u32,
-    window: BinaryHeap<Reverse<Record>>,
+    /// Read ahead, in order: files come (nearly) sorted, so a record almost always goes at the
+    /// back, found from there (a heap would pay log n moves per record in and out).
+    window: VecDeque<Record>,
     bytes: usize,
     eof: bool,
     last: Option<(u64, Ids)>,
@@ -43,9 +45,10 @@ impl Merge {
         let mut files = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             files.push(FileStream {
-                reader: input::open_with_buffer(input, READ_BUFFER)?,
+                reader: LineReader::open(input, READ_BUFFER)?,
+                cache: ResourceCache::default(),
                 file: i as u32,
-                window: BinaryHeap::new(),
+                window: VecDeque::new(),
                 bytes: 0,
                 eof: false,
                 last: None,
@@ -93,23 +96,35 @@ impl Merge {
         let f = &mut self.files[i];
         while !f.eof && (f.bytes < budget || f.window.is_empty()) {
             let file = f.file;
-            match f.reader.next_data() {
+            let FileStream {
+                reader,
+                cache,
+                window,
+                bytes,
+                ..
+            } = &mut *f;
+            let next = reader.next_line(|line| {
+                reading.raw_line(file, line, cache, &mut |r| {
+                    *bytes += r.footprint();
+                    insert_sorted(window, r);
+                    Ok(())
+                })
+            });
+            match next {
                 Ok(None) => {
                     f.eof = true;
                     reading.counts.files += 1;
                     reading.progress.file_done();
                 }
-                Ok(Some((_, data))) => {
-                    reading.line(file, f.reader.last_line(), data, &mut |r| {
-                        f.bytes += r.footprint();
-                        f.window.push(Reverse(r));
-                        Ok(())
-                    })?;
-                }
-                Err(e) => input::handle_bad_line(e, reading.skip_invalid, &mut reading.counts)?,
+                Ok(Some(done)) => done?,
+                Err(e) => input::handle_bad_line(
+                    super::read_error(f.reader.name(), f.reader.line_no() + 1, e),
+                    reading.skip_invalid,
+                    &mut reading.counts,
+                )?,
             }
         }
-        let Some(Reverse(r)) = f.window.pop() else {
+        let Some(r) = f.window.pop_front() else {
             return Ok(None);
         };
         f.bytes -= r.footprint();
@@ -133,5 +148,15 @@ impl Merge {
     /// Spans that came out later than their end time allowed.
     pub fn out_of_order(&self) -> u64 {
         self.files.iter().map(|f| f.out_of_order).sum()
+    }
+}
+
+/// Inserts `r` after every record not greater than it: at the back for a file in order.
+fn insert_sorted(window: &mut VecDeque<Record>, r: Record) {
+    if window.back().is_none_or(|last| *last <= r) {
+        window.push_back(r);
+    } else {
+        let at = window.partition_point(|x| *x <= r);
+        window.insert(at, r);
     }
 }
