@@ -423,3 +423,17 @@ fn help_and_version() {
         format!("otel-run {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn process_span_names_the_resolved_executable() {
+    let dir = tempdir();
+    let out = run(otel_run(dir.path()).args(["--", "sleep", "0.2"]));
+    assert_eq!(out.status.code(), Some(0));
+    let s = &read_dir_spans(dir.path())[0].span;
+    let path = attr_str(&s.attributes, "process.executable.path").expect("resolved path");
+    assert!(path.starts_with('/') && path.ends_with("/sleep"), "{path}");
+    assert_eq!(
+        attr_str(&s.attributes, "process.executable.name"),
+        Some("sleep")
+    );
+}

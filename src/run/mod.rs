@@ -125,6 +125,7 @@ async fn launch(mut plan: Plan) -> i32 {
         start,
         exe: &exe,
         written: Default::default(),
+        exe_path: Default::default(),
     };
 
     let (exit_code, signalled) = match child::spawn(&plan.argv_os, &set, &remove) {
@@ -140,6 +141,10 @@ async fn launch(mut plan: Plan) -> i32 {
             (failure.exit_code, false)
         }
         Ok(pid) => {
+            // std returns once exec succeeded, so this is the program (gone if it already exited).
+            if let Ok(path) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+                let _ = launch.exe_path.set(path.display().to_string());
+            }
             let s = match supervise(&launch, pid, &mut signals).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -274,6 +279,8 @@ struct Launch<'a> {
     exe: &'a str,
     /// Everything written to the file, sent to the collector at the end.
     written: Mutex<Vec<ResourceSpans>>,
+    /// The program's resolved executable (PATH lookup, symlinks), read once it runs.
+    exe_path: std::cell::OnceCell<String>,
 }
 
 impl Launch<'_> {
@@ -289,12 +296,12 @@ impl Launch<'_> {
         let plan = self.plan;
         let info = ProcessInfo {
             argv: &plan.argv,
-            executable_path: None,
+            executable_path: self.exe_path.get().cloned(),
             child_pid: pid,
             start: self.start,
             end,
         };
-        let mut process = spans::process_span(&plan.identity, &info, outcome, Vec::new(), events);
+        let mut process = spans::process_span(&plan.identity, &info, outcome, events);
         if killed_after_grace {
             process
                 .attributes

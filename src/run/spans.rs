@@ -3,7 +3,7 @@
 use super::child::{signal_name, SpawnFailure, Termination, Usage};
 use crate::ids::{SpanId, TraceId};
 use crate::{attr, semconv};
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
@@ -56,7 +56,6 @@ pub fn process_span(
     id: &Identity,
     info: &ProcessInfo,
     outcome: &Outcome,
-    extra: Vec<KeyValue>,
     events: Vec<opentelemetry_proto::tonic::trace::v1::span::Event>,
 ) -> Span {
     let exe_name = info
@@ -139,7 +138,6 @@ pub fn process_span(
             }
         }
     };
-    attributes.extend(extra);
     Span {
         trace_id: id.trace_id.to_vec(),
         span_id: id.process_span_id.to_vec(),
