@@ -156,7 +156,11 @@ async fn launch(mut plan: Plan) -> i32 {
             let (termination, usage) = s.ended;
             // The program's last export is answered before otel-run's own spans are final.
             if let Some(sink) = sink.take() {
-                report_sink(sink.shutdown(SINK_DRAIN).await, plan.span_path.is_some());
+                report_sink(
+                    sink.shutdown(SINK_DRAIN).await,
+                    plan.span_path.is_some(),
+                    outputs.otlp.is_some(),
+                );
             }
             let final_spans = launch.own_spans(
                 &Outcome::Ended(termination, usage),
@@ -187,7 +191,11 @@ async fn launch(mut plan: Plan) -> i32 {
         }
     };
     if let Some(sink) = sink.take() {
-        report_sink(sink.shutdown(SINK_DRAIN).await, plan.span_path.is_some());
+        report_sink(
+            sink.shutdown(SINK_DRAIN).await,
+            plan.span_path.is_some(),
+            outputs.otlp.is_some(),
+        );
     }
     let bound = if signalled {
         SIGNALLED_EXPORT_BOUND
@@ -220,7 +228,7 @@ async fn launch(mut plan: Plan) -> i32 {
 }
 
 /// Reports what the sink received, and anything it could not do.
-fn report_sink(stats: SinkStats, to_file: bool) {
+fn report_sink(stats: SinkStats, to_file: bool, forwarding: bool) {
     tracing::info!(
         "sink: {} requests, {} spans received, {} written, {} adopted into the job trace, {} refused requests",
         stats.requests,
@@ -239,6 +247,12 @@ fn report_sink(stats: SinkStats, to_file: bool) {
         tracing::warn!(
             "sink: {} of the program's spans could not be written to the span file",
             stats.spans_received - stats.spans_written - stats.spans_rejected
+        );
+    }
+    if !to_file && !forwarding && stats.spans_received > 0 {
+        tracing::warn!(
+            "sink: {} of the program's spans were received and discarded: no jsonlines or otlp exporter",
+            stats.spans_received
         );
     }
     if stats.forward_dropped > 0 {
