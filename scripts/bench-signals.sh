@@ -12,21 +12,11 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
-export SLURM_STATE_DIR=${SLURM_STATE_DIR:-/tmp/otel-run-slurm}
-S=$SLURM_STATE_DIR
 RUNS=${RUNS:-20}
 scripts/install-deps.sh >/dev/null
 cargo build --release --bin otel-run --example signal_probe 2>&1 | tail -1
-started=0
-if ! { [ -s "$S/slurmctld.pid" ] && kill -0 "$(cat "$S/slurmctld.pid")" 2>/dev/null; }; then
-  started=1
-  scripts/slurm/start.sh >/dev/null
-fi
-# shellcheck disable=SC2317  # reached through the EXIT trap
-cleanup() { if [ "$started" = 1 ]; then scripts/slurm/stop.sh >/dev/null; fi; }
-trap cleanup EXIT
-# shellcheck source=/dev/null
-. "$S/env.sh"
+# shellcheck source=scripts/slurm/use.sh
+. "$REPO/scripts/slurm/use.sh"
 
 "${OTEL_RUN_VENV:-$REPO/target/venv}/bin/python" - "$REPO/target/release/otel-run" "$REPO/target/release/examples/signal_probe" "$RUNS" <<'PY'
 import glob, os, re, signal, statistics, subprocess, sys, tempfile, time

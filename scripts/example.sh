@@ -6,23 +6,13 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
-export SLURM_STATE_DIR=${SLURM_STATE_DIR:-/tmp/otel-run-slurm}
-S=$SLURM_STATE_DIR
 
 scripts/install-deps.sh
 cargo build --release --bin otel-run
 OTEL_RUN=$REPO/target/release/otel-run
 
-started=0
-if ! { [ -s "$S/slurmctld.pid" ] && kill -0 "$(cat "$S/slurmctld.pid")" 2>/dev/null; }; then
-  started=1
-  scripts/slurm/start.sh >/dev/null
-fi
-# shellcheck disable=SC2317  # reached through the EXIT trap
-cleanup() { if [ "$started" = 1 ]; then scripts/slurm/stop.sh >/dev/null; fi; }
-trap cleanup EXIT
-# shellcheck source=/dev/null
-. "$S/env.sh"
+# shellcheck source=scripts/slurm/use.sh
+. "$REPO/scripts/slurm/use.sh"
 scripts/build-support.sh
 
 OUT=$REPO/target/example

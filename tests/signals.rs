@@ -57,6 +57,23 @@ fn wait_ready(dir: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Waits for `n` probes and returns the Slurm job id they run in.
+fn wait_job(dir: &Path, n: usize) -> String {
+    let ready = wait_ready(dir, n);
+    ready[0]
+        .split(' ')
+        .nth(1)
+        .expect("job id in the ready file")
+        .to_string()
+}
+
+fn scancel(job: &str) {
+    assert!(
+        Command::new("scancel").arg(job).status().unwrap().success(),
+        "scancel {job}"
+    );
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -140,30 +157,14 @@ fn scancel_delivers_sigterm_once_and_keeps_every_span() {
     // The launcher's own exit status without otel-run, for comparison.
     let plain = tempdir();
     let mut child = launch(plain.path(), &launcher, false, false);
-    let job = wait_ready(plain.path(), 2)[0]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .to_string();
-    assert!(Command::new("scancel")
-        .arg(&job)
-        .status()
-        .unwrap()
-        .success());
+    let job = wait_job(plain.path(), 2);
+    scancel(&job);
     let plain_status = wait_exit(&mut child, Duration::from_secs(30));
 
     let dir = tempdir();
     let mut child = launch(dir.path(), &launcher, true, false);
-    let job = wait_ready(dir.path(), 2)[0]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .to_string();
-    assert!(Command::new("scancel")
-        .arg(&job)
-        .status()
-        .unwrap()
-        .success());
+    let job = wait_job(dir.path(), 2);
+    scancel(&job);
     let status = wait_exit(&mut child, Duration::from_secs(30));
     assert_eq!(
         status.code(),
@@ -207,17 +208,9 @@ fn scancel_of_a_program_ignoring_sigterm_keeps_spans_before_the_sigkill() {
     slurm();
     let dir = tempdir();
     let mut child = launch(dir.path(), &["srun", "-n", "2"], true, true);
-    let job = wait_ready(dir.path(), 2)[0]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let job = wait_job(dir.path(), 2);
     let t = Instant::now();
-    assert!(Command::new("scancel")
-        .arg(&job)
-        .status()
-        .unwrap()
-        .success());
+    scancel(&job);
     wait_exit(&mut child, Duration::from_secs(30));
     assert!(
         t.elapsed() >= Duration::from_secs(4),
@@ -259,11 +252,7 @@ fn time_limit_keeps_every_span() {
     slurm();
     let dir = tempdir();
     let mut child = launch(dir.path(), &["srun", "-n", "2", "--time=5"], true, false);
-    let job = wait_ready(dir.path(), 2)[0]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let job = wait_job(dir.path(), 2);
     // Make the limit expire now; slurmctld enforces it at its next periodic check (≤ 30 s).
     let out = Command::new("scontrol")
         .args(["update", &format!("JobId={job}"), "EndTime=now"])
