@@ -55,9 +55,18 @@ impl Job {
     }
 }
 
+/// This node's name as the kernel reports it ("unknown" if it cannot be read), for the
+/// resource's `host.name` and for job keys that need one.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Reads the process environment.
 pub fn detect_from_env() -> Job {
-    let host = crate::run::hostname();
+    let host = hostname();
     detect(
         &|k| std::env::var(k).ok().filter(|v| !v.is_empty()),
         &host,

@@ -3,6 +3,7 @@
 //! The child inherits otel-run's stdin/stdout/stderr, process group and every inherited file
 //! descriptor (MPICH passes PMI_FD); otel-run's own files are close-on-exec.
 
+use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -58,13 +59,14 @@ pub fn spawn(
     }
     // argv[0] exactly as given, as a shell does.
     cmd.arg0(program);
-    let parent = std::process::id() as libc::pid_t;
+    let parent = nix::unistd::Pid::this();
     // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             // Never an orphan: if otel-run is SIGKILLed (e.g. by Slurm after KillWait), the
             // program goes with it instead of running on unsupervised.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != parent
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+                || nix::unistd::getppid() != parent
             {
                 return Err(io::Error::other(
                     "otel-run exited while starting the program",
@@ -153,4 +155,14 @@ pub fn signal_name(signal: i32) -> String {
     nix::sys::signal::Signal::try_from(signal)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("SIG{signal}"))
+}
+
+/// Sends signal number `signal` to the (not yet reaped) child. A number that is no signal, or a
+/// child that is already gone, is not worth more than a debug line: the event loop reaps it next.
+pub fn signal(pid: u32, signal: i32) {
+    let result = Signal::try_from(signal)
+        .and_then(|sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig));
+    if let Err(e) = result {
+        tracing::debug!("kill({pid}, {signal}): {e}");
+    }
 }

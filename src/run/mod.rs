@@ -6,8 +6,8 @@ pub mod plan;
 pub mod signals;
 pub mod spans;
 
+pub use plan::Plan;
 use plan::TEMPLATE_VAR;
-pub use plan::{hostname, Plan};
 
 use crate::cli::RunArgs;
 use crate::contract::SinkEndpoint;
@@ -452,8 +452,7 @@ async fn supervise(
                 let sender = signals::sender_name(rec.sender_pid);
                 let (forward, why) = signals::should_forward(plan.forward_policy, &rec, sender.as_deref(), pid);
                 if forward {
-                    // SAFETY: kill(2) on our own, not yet reaped child.
-                    unsafe { libc::kill(pid as libc::pid_t, rec.signal) };
+                    child::signal(pid, rec.signal);
                 }
                 let name = child::signal_name(rec.signal);
                 tracing::info!("received {name} from pid {} ({}): {}", rec.sender_pid, sender.as_deref().unwrap_or("?"), if forward { "forwarded" } else { why });
@@ -470,8 +469,7 @@ async fn supervise(
                         }
                         Some((libc::SIGINT, _)) if rec.signal == libc::SIGINT && !kill_sent => {
                             tracing::info!("second SIGINT: killing the program");
-                            // SAFETY: as above.
-                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                            child::signal(pid, libc::SIGKILL);
                             kill_sent = true;
                         }
                         Some(_) => {}
@@ -480,8 +478,7 @@ async fn supervise(
             }
             _ = sleep_until(grace), if grace.is_some() => {
                 tracing::warn!("program did not exit within the {:?} grace period: killing it", plan.grace);
-                // SAFETY: as above.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                child::signal(pid, libc::SIGKILL);
                 kill_sent = true;
                 s.killed_after_grace = true;
             }

@@ -42,13 +42,6 @@ pub struct Plan {
     pub grace: Duration,
 }
 
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn env_var(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }
@@ -102,7 +95,7 @@ impl Plan {
 
         let job = job::detect_from_env();
         crate::logging::set_rank(job.rank, job.size);
-        let host = hostname();
+        let host = job::hostname();
 
         // Trace identity (DESIGN.md §5): incoming TRACEPARENT, else the job key, else random.
         let incoming = env_var("TRACEPARENT").and_then(|v| match TraceParent::parse(&v) {

@@ -5,8 +5,9 @@
 //! `auto` deliver each signal to the program exactly once: launchers that signal every task
 //! process (or its process group) have already reached the program, a targeted `kill` has not.
 
+use nix::fcntl::OFlag;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use tokio::io::AsyncReadExt;
 
@@ -102,16 +103,12 @@ impl Signals {
     /// Installs the handlers. A signal that otel-run inherited as ignored (e.g. SIGINT for a
     /// background job of a non-interactive shell) stays ignored, so the program inherits that too.
     pub fn install() -> io::Result<Signals> {
-        let mut fds = [0; 2];
-        // SAFETY: plain pipe2 call with a valid array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just created and are owned here (the write end lives for the
-        // whole process, as the handler may run at any time).
-        let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        PIPE_WRITE.store(fds[1], Ordering::Relaxed);
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // The write end lives for the whole process: the handler may run at any time.
+        PIPE_WRITE.store(write.into_raw_fd(), Ordering::Relaxed);
         for &sig in &CAUGHT {
+            // Raw sigaction, because nix's can only query the old disposition by replacing it,
+            // and an inherited SIG_IGN must never be replaced, not even for an instant.
             // SAFETY: querying and setting dispositions with zero-initialised sigaction structs.
             unsafe {
                 let mut old: libc::sigaction = std::mem::zeroed();
