@@ -1,5 +1,5 @@
 //! Job detection: who am I within the launch (rank, size, local rank) and which launch is this
-//! (the job key), read from the environment only — never by calling MPI (DESIGN.md §2, §5).
+//! (the job key), read from the environment only — never by calling MPI (ARCHITECTURE.md §2, §5).
 //!
 //! Precedence matters: `mpirun` inside an `sbatch` allocation inherits `SLURM_PROCID=0` on every
 //! rank, so the MPI launchers' own variables are consulted before Slurm's.

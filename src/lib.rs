@@ -1,4 +1,4 @@
-//! otel-run: OpenTelemetry traces for HPC jobs. See README.md and DESIGN.md for the shape.
+//! otel-run: OpenTelemetry traces for HPC jobs. README.md says what it does; ARCHITECTURE.md how the modules fit and why.
 
 pub mod attr;
 pub mod cli;

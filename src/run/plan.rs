@@ -97,7 +97,7 @@ impl Plan {
         crate::logging::set_rank(job.rank, job.size);
         let host = job::hostname();
 
-        // Trace identity (DESIGN.md §5): incoming TRACEPARENT, else the job key, else random.
+        // Trace identity (ARCHITECTURE.md §5): incoming TRACEPARENT, else the job key, else random.
         let incoming = env_var("TRACEPARENT").and_then(|v| match TraceParent::parse(&v) {
             Ok(tp) => Some(tp),
             Err(e) => {
