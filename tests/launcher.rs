@@ -321,6 +321,27 @@ fn bad_input_is_reported_clearly() {
             false,
         ),
         (&[], &[], 2, "no program to run", false),
+        (
+            &["--grace-period", "1e20", "--", "true"],
+            &[],
+            2,
+            "over the maximum of 604800 s",
+            false,
+        ),
+        (
+            &["--", "true"],
+            &[("OTEL_RUN_GRACE_PERIOD", "1e19")],
+            2,
+            "over the maximum of 604800 s",
+            false,
+        ),
+        (
+            &["--grace-period", "-1", "--", "true"],
+            &[],
+            2,
+            "is not a number of seconds",
+            false,
+        ),
         // The job must still run: warnings only.
         (
             &["--", "touch", "ran"],
@@ -363,6 +384,34 @@ fn bad_input_is_reported_clearly() {
         assert!(stderr.contains(msg), "{args:?}: want {msg:?} in {stderr:?}");
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
         assert_eq!(dir.path().join("ran").exists(), *ran, "{args:?}");
+    }
+}
+
+#[test]
+fn environment_that_is_not_utf8_is_a_warning_not_a_refusal() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    // Variables clap reads (flags' fallbacks) and variables otel-run reads itself.
+    for var in [
+        "OTEL_SERVICE_NAME",
+        "OTEL_RUN_GRACE_PERIOD",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "TRACEPARENT",
+        "SLURM_JOB_ID",
+    ] {
+        let dir = tempdir();
+        let out =
+            run(otel_run(dir.path())
+                .env(var, bad)
+                .args(["--", "sh", "-c", "touch ran; exit 5"]));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{var}: {stderr}");
+        assert!(dir.path().join("ran").exists(), "{var}: the program ran");
+        assert_eq!(
+            stderr.trim(),
+            format!("otel-run: warning: {var} is not valid UTF-8; otel-run ignores it"),
+            "{var}"
+        );
     }
 }
 

@@ -465,3 +465,67 @@ fn sigkill_of_otel_run_leaves_whole_lines_and_no_orphan() {
         "the probe's spans written before the kill are there"
     );
 }
+
+#[test]
+fn a_flood_of_signals_keeps_the_process_span_exact_and_bounded() {
+    // SIGINT starts the unwinding (provisional span written with spare room), then 40 more
+    // signals arrive before a second SIGINT ends the program: the final version must still fit
+    // in place, with a bounded number of events and the rest counted.
+    let dir = tempdir();
+    let log = dir.path().join("otel-run.log");
+    let mut cmd = otel_run(dir.path());
+    cmd.env("PROBE_DIR", dir.path())
+        .env("PROBE_IGNORE", "1")
+        .args(["-v", "--jsonlines-path", "rank.jsonlines"])
+        .args(["--forward-signals", "never", "--grace-period", "1000", "--"])
+        .arg(probe())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    wait_ready(dir.path(), 1);
+    let received = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("received SIG")
+            .count()
+    };
+    // One at a time: the kernel merges a signal that is still pending with the next one.
+    let mut sent = 0;
+    let mut send = |sig: i32| {
+        kill(&child, sig);
+        sent += 1;
+        wait_for(
+            Duration::from_secs(10),
+            "otel-run to log the signal",
+            || received() >= sent,
+        );
+    };
+    send(libc::SIGINT);
+    for _ in 0..40 {
+        send(libc::SIGUSR1);
+    }
+    kill(&child, libc::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(137));
+    let spans = read_dir_spans(dir.path());
+    let procs: Vec<_> = spans
+        .iter()
+        .filter(|s| role(s) == Some("process"))
+        .collect();
+    assert_eq!(procs.len(), 1, "one version of the process span");
+    assert!(
+        !spans.iter().any(|s| role(s) == Some("exit")),
+        "the final version fitted in place"
+    );
+    let p = &procs[0].span;
+    assert_eq!(attr_int(&p.attributes, "process.exit.code"), Some(137));
+    assert_eq!(p.events.len(), 16, "bounded signal events");
+    assert_eq!(
+        attr_int(&p.attributes, "otel_run.signal.events_dropped"),
+        Some(42 - 16)
+    );
+    let last_event = p.events.iter().map(|e| e.time_unix_nano).max().unwrap();
+    assert!(
+        p.end_time_unix_nano >= last_event,
+        "the span ends at the real exit"
+    );
+}

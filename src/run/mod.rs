@@ -135,7 +135,7 @@ async fn launch(mut plan: Plan) -> i32 {
                 &Outcome::NotStarted(&failure),
                 None,
                 now_nanos(),
-                Vec::new(),
+                &SignalLog::default(),
                 false,
             ));
             (failure.exit_code, false)
@@ -166,7 +166,7 @@ async fn launch(mut plan: Plan) -> i32 {
                 &Outcome::Ended(termination, usage),
                 Some(pid),
                 end,
-                s.events,
+                &s.signals,
                 s.killed_after_grace,
             );
             match s.provisional {
@@ -304,7 +304,7 @@ impl Launch<'_> {
         outcome: &Outcome,
         pid: Option<u32>,
         end: u64,
-        events: Vec<Event>,
+        signals: &SignalLog,
         killed_after_grace: bool,
     ) -> Vec<ResourceSpans> {
         let plan = self.plan;
@@ -315,7 +315,14 @@ impl Launch<'_> {
             start: self.start,
             end,
         };
-        let mut process = spans::process_span(&plan.identity, &info, outcome, events);
+        let mut process =
+            spans::process_span(&plan.identity, &info, outcome, signals.events.clone());
+        if signals.dropped > 0 {
+            process.attributes.push(attr::int(
+                semconv::SIGNAL_EVENTS_DROPPED,
+                signals.dropped as i64,
+            ));
+        }
         if killed_after_grace {
             process
                 .attributes
@@ -401,14 +408,36 @@ impl Launch<'_> {
     }
 }
 
-/// Spare bytes after provisional spans: room for the exit code, CPU time, RSS and a few more
-/// signal events in the final version.
-const PROVISIONAL_ROOM: usize = 4096;
+/// Spare bytes after provisional spans: room for the exit code, CPU time, RSS and the signal
+/// events that can still come (at most [`MAX_SIGNAL_EVENTS`], ~250 bytes each), so the final
+/// version always fits and the process span's end stays exact.
+const PROVISIONAL_ROOM: usize = 8192;
+
+/// Signal events kept on the process span; any sender can signal otel-run, so the count is
+/// bounded and the rest only counted (`otel_run.signal.events_dropped`).
+const MAX_SIGNAL_EVENTS: usize = 16;
+
+/// The signals received, as process-span events, bounded.
+#[derive(Default)]
+struct SignalLog {
+    events: Vec<Event>,
+    dropped: u64,
+}
+
+impl SignalLog {
+    fn record(&mut self, event: Event) {
+        if self.events.len() < MAX_SIGNAL_EVENTS {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
 
 /// What happened while the program ran.
 struct Supervised {
     ended: (Termination, child::Usage),
-    events: Vec<Event>,
+    signals: SignalLog,
     /// The first terminating signal and when it came.
     first_stop: Option<(i32, Instant)>,
     /// Set when otel-run's spans were made durable before the program exited: where, and when.
@@ -428,7 +457,7 @@ async fn supervise(
     let plan = launch.plan;
     let mut s = Supervised {
         ended: (Termination::Exited(0), child::Usage::default()),
-        events: Vec::new(),
+        signals: SignalLog::default(),
         first_stop: None,
         provisional: None,
         killed_after_grace: false,
@@ -456,13 +485,13 @@ async fn supervise(
                 }
                 let name = child::signal_name(rec.signal);
                 tracing::info!("received {name} from pid {} ({}): {}", rec.sender_pid, sender.as_deref().unwrap_or("?"), if forward { "forwarded" } else { why });
-                s.events.push(signal_event(&rec, &name, sender.as_deref(), forward));
+                s.signals.record(signal_event(&rec, &name, sender.as_deref(), forward));
                 if signals::is_terminating(rec.signal) {
                     match s.first_stop {
                         None => {
                             s.first_stop = Some((rec.signal, Instant::now()));
                             let end = now_nanos();
-                            let provisional = launch.own_spans(&Outcome::Terminating { signal: rec.signal }, Some(pid), end, s.events.clone(), false);
+                            let provisional = launch.own_spans(&Outcome::Terminating { signal: rec.signal }, Some(pid), end, &s.signals, false);
                             s.provisional = launch.write_provisional(&provisional).map(|r| (r, end));
                             let took = s.first_stop.map(|(_, t)| t.elapsed()).unwrap_or_default();
                             tracing::info!("{name}: otel-run's spans durable (written and fsynced) {} us after the signal", took.as_micros());
