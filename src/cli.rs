@@ -16,7 +16,17 @@ Examples:
 
 The exporter defaults to `otlp` when an OTLP endpoint is configured (--exporter-otlp-endpoint or
 OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT), otherwise to `jsonlines`: compute nodes rarely reach a
-collector, so spans go to a file first and `otel-run replay` sends them later.";
+collector, so spans go to a file first and `otel-run replay` sends them later.
+
+Exit status (every subcommand; see src/error.rs):
+  0      success; the launcher: the program exited 0
+  1      replay/merge/summary ran and failed: a bad input line (file:line: reason), an I/O
+         error, a collector that refused, could not be reached or rejected spans
+  2      usage: unknown flag, unusable flag or variable value, no program, an input that does not
+         exist, is a directory or not a regular file, a glob matching nothing; nothing was done
+  126    the program cannot be executed          127   the program was not found
+  128+N  the program died of signal N (137 also: killed after --grace-period or a second Ctrl-C)
+  other  the program's own exit code";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -2,8 +2,9 @@
 //! (4096 rank files must not hit the shell's argument limit), `-` for stdin, gzip by content.
 //! Lines of both formats are read in a stream; what goes wrong is counted and reported exactly.
 
+use crate::error::usage;
 use crate::format::{LineError, Reader};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -28,7 +29,9 @@ impl Input {
 /// matches nothing and a path that does not exist are errors naming them.
 pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
     if patterns.is_empty() {
-        bail!("no input files (give paths, glob patterns such as 'traces_*.jsonlines', or - for stdin)");
+        return Err(usage(
+            "no input files (give paths, glob patterns such as 'traces_*.jsonlines', or - for stdin)",
+        ));
     }
     let mut out = Vec::new();
     for pattern in patterns {
@@ -36,8 +39,8 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
             out.push(Input::Stdin);
         } else if pattern.contains(['*', '?', '[']) {
             let before = out.len();
-            for entry in
-                glob::glob(pattern).map_err(|e| anyhow!("bad glob pattern {pattern:?}: {e}"))?
+            for entry in glob::glob(pattern)
+                .map_err(|e| usage(format!("bad glob pattern {pattern:?}: {e}")))?
             {
                 let path = entry.map_err(|e| anyhow!("{pattern}: {e}"))?;
                 if path.is_file() {
@@ -45,14 +48,27 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
                 }
             }
             if out.len() == before {
-                bail!("{pattern}: pattern matches no file");
+                return Err(usage(format!("{pattern}: pattern matches no file")));
             }
         } else {
             let path = PathBuf::from(pattern);
-            if !path.is_file() {
-                bail!("{pattern}: no such file");
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => out.push(Input::File(path)),
+                Ok(m) if m.is_dir() => {
+                    return Err(usage(format!("{pattern}: is a directory (give a glob such as '{pattern}/*.jsonlines')")))
+                }
+                // Inputs may be read twice (replay validates before sending) and are reopened
+                // by name: only regular files and stdin can be.
+                Ok(_) => {
+                    return Err(usage(format!(
+                        "{pattern}: not a regular file (a pipe or device); feed it through - (stdin) instead"
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(usage(format!("{pattern}: no such file")))
+                }
+                Err(e) => return Err(usage(format!("{pattern}: {e}"))),
             }
-            out.push(Input::File(path));
         }
     }
     Ok(out)

@@ -3,6 +3,7 @@
 pub mod attr;
 pub mod cli;
 pub mod contract;
+pub mod error;
 pub mod export;
 pub mod format;
 pub mod ids;

@@ -42,7 +42,7 @@ const IN_FLIGHT: usize = 4;
 
 /// Exit status: 0 when every span read was accepted, 1 otherwise (bad input, a collector that
 /// cannot be reached or refuses, spans rejected by partial success). Usage errors are clap's 2.
-pub fn main(args: ReplayArgs) -> i32 {
+pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
     // -q (errors only) also silences the summary and the progress bar.
     let quiet = !tracing::enabled!(tracing::Level::WARN);
     match replay(&args, quiet) {
@@ -50,28 +50,27 @@ pub fn main(args: ReplayArgs) -> i32 {
             if !quiet {
                 eprintln!("otel-run replay: {summary}");
             }
-            0
+            Ok(())
         }
-        Err(Failure { message, summary }) => {
-            tracing::error!("{message}");
+        Err(Failure { error, summary }) => {
             if let Some(summary) = summary.filter(|_| !quiet) {
                 eprintln!("otel-run replay: {summary}");
             }
-            1
+            Err(error)
         }
     }
 }
 
 /// What went wrong, with the counts so far once sending has started.
 struct Failure {
-    message: String,
+    error: anyhow::Error,
     summary: Option<Box<Summary>>,
 }
 
 impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
+    fn from(error: anyhow::Error) -> Self {
         Failure {
-            message: format!("{e:#}"),
+            error,
             summary: None,
         }
     }
@@ -133,13 +132,16 @@ fn seconds(ns: i128) -> String {
 fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     let inputs = input::expand(&args.input.inputs)?;
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
-        return Err(anyhow!("- (stdin) is given more than once").into());
+        return Err(crate::error::usage("- (stdin) is given more than once").into());
     }
     // Flags are checked before the input is read, so a typo does not cost a pass over the input.
     let client = if args.dry_run {
         None
     } else {
-        let config = args.otlp.resolve()?;
+        let config = args
+            .otlp
+            .resolve()
+            .map_err(|e| crate::error::usage(format!("{e:#}")))?;
         Some(OtlpClient::new(config).context("OTLP exporter")?)
     };
     let spool = match (&client, inputs.contains(&Input::Stdin)) {
@@ -244,7 +246,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     let total = summary.spans;
     let fail = |message: String, summary: Summary| {
         Err(Failure {
-            message,
+            error: anyhow!(message),
             summary: Some(Box::new(summary)),
         })
     };

@@ -730,7 +730,7 @@ fn dead_collector_fails_in_bounded_time_with_exact_counts() {
             t.elapsed()
         );
         assert!(
-            stderr.contains("otel-run: error: export to http://127.0.0.1:")
+            stderr.contains("otel-run replay: error: export to http://127.0.0.1:")
                 && stderr.contains("Connection refused"),
             "{stderr}"
         );
@@ -1016,16 +1016,17 @@ fn torn_last_line_and_bad_arguments() {
 
     // (arguments, exit status, message)
     let cases: &[(&[&str], i32, &str)] = &[
+        // Usage errors, as in every subcommand (tests/exit_codes.rs).
         (
             &["nomatch_*.jsonl"],
-            1,
+            2,
             "nomatch_*.jsonl: pattern matches no file",
         ),
-        (&["missing.jsonl"], 1, "missing.jsonl: no such file"),
-        (&["-", "-"], 1, "- (stdin) is given more than once"),
+        (&["missing.jsonl"], 2, "missing.jsonl: no such file"),
+        (&["-", "-"], 2, "- (stdin) is given more than once"),
         (
             &["--exporter-otlp-compression", "zstd", "empty.jsonl"],
-            1,
+            2,
             "not gzip or none",
         ),
         (&["--batch-size", "0", "empty.jsonl"], 2, "--batch-size"),

@@ -29,32 +29,15 @@ use std::path::PathBuf;
 /// Marks records that merge added (placeholders, stretched step roots).
 const ADDED: u32 = u32::MAX;
 
-pub fn main(args: MergeArgs) -> i32 {
-    match run(&args) {
-        Ok(report) => {
-            if tracing::enabled!(tracing::Level::WARN) {
-                eprintln!("{report}");
-            }
-            0
-        }
-        Err(e) if e.is::<UsageError>() => {
-            eprintln!("otel-run merge: {e}");
-            2
-        }
-        Err(e) => {
-            eprintln!("otel-run merge: error: {e:#}");
-            1
-        }
+pub fn main(args: MergeArgs) -> anyhow::Result<()> {
+    let report = run(&args)?;
+    if tracing::enabled!(tracing::Level::WARN) {
+        eprintln!("{report}");
     }
+    Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
-}
+use crate::error::usage;
 
 /// Which spans to keep (`--trace`, `--rank`).
 #[derive(Debug, Default)]
@@ -545,7 +528,7 @@ impl std::fmt::Display for Report {
 
 fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let filter = Filter::parse(args.trace.as_deref(), args.rank.as_deref())?;
-    let inputs = input::expand(&args.input.inputs).map_err(|e| usage(e.to_string()))?;
+    let inputs = input::expand(&args.input.inputs)?;
     let temp_dir: PathBuf = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     if !temp_dir.is_dir() {
         return Err(usage(format!(

@@ -17,6 +17,7 @@ use crate::format::SpanFile;
 use crate::otlp::OtlpClient;
 use crate::sink::{Sink, SinkConfig, SinkStats};
 use crate::{attr, semconv};
+use anyhow::Context;
 use child::Termination;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans};
@@ -26,25 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Runs the launcher; returns the process exit status.
-pub fn main(args: RunArgs) -> i32 {
-    let plan = match Plan::resolve(&args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            return 2;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Runs the launcher; returns the program's exit status, or otel-run's own failure to supervise
+/// it (a usage error when the settings cannot be used; nothing has run then).
+pub fn main(args: RunArgs) -> anyhow::Result<i32> {
+    let plan = Plan::resolve(&args).map_err(|e| crate::error::usage(format!("{e:#}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the event loop: {e}");
-            return 2;
-        }
-    };
+        .context("cannot start the event loop")?;
     runtime.block_on(launch(plan))
 }
 
@@ -55,15 +45,9 @@ const FORWARD_QUEUE: usize = 256;
 /// Collector bound at shutdown after a signal: Slurm's SIGKILL may be seconds away.
 const SIGNALLED_EXPORT_BOUND: Duration = Duration::from_secs(2);
 
-async fn launch(mut plan: Plan) -> i32 {
+async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
     // Installed before anything else, so no signal between here and the spawn is lost.
-    let mut signals = match signals::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot install signal handlers: {e}");
-            return 2;
-        }
-    };
+    let mut signals = signals::Signals::install().context("cannot install signal handlers")?;
     let mut outputs = Outputs {
         console: plan.exporters.console,
         path: plan.span_path.clone(),
@@ -145,13 +129,9 @@ async fn launch(mut plan: Plan) -> i32 {
             if let Ok(path) = std::fs::read_link(format!("/proc/{pid}/exe")) {
                 let _ = launch.exe_path.set(path.display().to_string());
             }
-            let s = match supervise(&launch, pid, &mut signals).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("lost track of the program (pid {pid}): {e}");
-                    return 2;
-                }
-            };
+            let s = supervise(&launch, pid, &mut signals)
+                .await
+                .with_context(|| format!("lost track of the program (pid {pid})"))?;
             let end = now_nanos();
             let (termination, usage) = s.ended;
             // The program's last export is answered before otel-run's own spans are final.
@@ -224,7 +204,7 @@ async fn launch(mut plan: Plan) -> i32 {
     if let Some(path) = &outputs.path {
         tracing::info!("spans written to {}", path.display());
     }
-    exit_code
+    Ok(exit_code)
 }
 
 /// Reports what the sink received, and anything it could not do.
