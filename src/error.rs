@@ -35,14 +35,11 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     #[test]
     fn classification_survives_context() {
-        let plain: anyhow::Result<()> = Err(anyhow::anyhow!("in.jsonl:3: bad id"));
-        assert_eq!(exit_code(&plain.unwrap_err()), FAILURE);
-        let wrapped: anyhow::Result<()> =
-            Err(usage("--batch-size 0: must be at least 1")).context("replay");
-        assert_eq!(exit_code(&wrapped.unwrap_err()), USAGE);
+        assert_eq!(exit_code(&anyhow::anyhow!("in.jsonl:3: bad id")), FAILURE);
+        let wrapped = usage("--batch-size 0: must be at least 1").context("replay");
+        assert_eq!(exit_code(&wrapped), USAGE);
     }
 }
