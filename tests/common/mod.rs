@@ -288,7 +288,19 @@ pub fn free_port() -> u16 {
 }
 
 impl Rotel {
+    /// Starts rotel on two loopback ports. rotel cannot bind port 0 and report the port back, so
+    /// the ports are picked free first; if another process takes one in between, rotel exits,
+    /// and it is started again on fresh ports.
     pub fn start() -> Rotel {
+        for _ in 0..5 {
+            if let Some(r) = Rotel::try_start() {
+                return r;
+            }
+        }
+        panic!("rotel-agent did not start on free loopback ports in 5 attempts");
+    }
+
+    fn try_start() -> Option<Rotel> {
         let dir = tempdir();
         let (grpc, http) = (free_port(), free_port());
         let log = dir.path().join("rotel.out");
@@ -313,19 +325,26 @@ impl Rotel {
             .stdin(Stdio::null())
             .spawn()
             .expect("start rotel-agent");
-        let r = Rotel {
+        let mut r = Rotel {
             child,
             grpc,
             http,
             log,
             _dir: dir,
         };
-        for port in [grpc, http] {
-            wait_for(Duration::from_secs(20), "rotel to listen", || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            });
+        let mut exited = false;
+        wait_for(Duration::from_secs(20), "rotel to listen", || {
+            exited = !matches!(r.child.try_wait(), Ok(None));
+            exited
+                || [grpc, http]
+                    .iter()
+                    .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
+        if exited {
+            r.stop();
+            return None;
         }
-        r
+        Some(r)
     }
 
     pub fn output(&self) -> String {
