@@ -19,12 +19,25 @@ fn exit_status_is_the_programs() {
         ),
         (&["./no-such-file"], 127, Some("command_not_found")),
         (&["./not-executable"], 126, Some("command_not_executable")),
+        // A broken binary is refused like a shell does, not handed to /bin/sh (glibc's execvp).
+        (&["./junk-elf"], 126, Some("command_not_executable")),
+        // An executable text file without #! runs under /bin/sh, as in a shell.
+        (&["./no-shebang"], 7, Some("7")),
         (&["sh", "-c", "kill -TERM $$"], 143, Some("SIGTERM")),
         (&["sh", "-c", "kill -KILL $$"], 137, Some("SIGKILL")),
     ];
     for (argv, code, error_type) in cases {
         let dir = tempdir();
         std::fs::write(dir.path().join("not-executable"), "echo hi\n").unwrap();
+        for (name, content) in [
+            ("junk-elf", &b"\x7fELF\x02\x01\x01garbage\n"[..]),
+            ("no-shebang", &b"exit 7\n"[..]),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let out = run(otel_run(dir.path()).arg("--").args(*argv));
         assert_eq!(
             out.status.code(),
