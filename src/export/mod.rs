@@ -12,6 +12,15 @@ pub mod console;
 pub mod otlp;
 pub mod python;
 
+use crate::cli::MergeFormat;
+use crate::format::{LineFormat, SpanFile};
+use crate::otlp::OtlpClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 /// One output format. A writer appends to a byte buffer; where the bytes go (a span file in one
 /// `write(2)`, merge's output, stderr) is the caller's business.
 pub trait SpanWriter: Send {
@@ -68,15 +77,6 @@ pub fn render(out: &mut Vec<u8>, format: impl Into<Format>, batch: &[ResourceSpa
     writer.write(out, batch);
     writer.end(out);
 }
-
-use crate::cli::MergeFormat;
-use crate::format::{LineFormat, SpanFile};
-use crate::otlp::OtlpClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The rank's span file, shared by otel-run's own spans and the sink (the program's spans).
 pub type SharedFile = Arc<Mutex<Option<SpanFile>>>;
