@@ -3,7 +3,7 @@
 //! Lines of both formats are read in a stream; what goes wrong is counted and reported exactly.
 
 use crate::error::usage;
-use crate::format::{LineError, Reader};
+use crate::format::{LineError, Lines, Reader};
 use anyhow::{anyhow, Context};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use std::fs::File;
@@ -74,18 +74,15 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
     Ok(out)
 }
 
-/// Opens an input for line reading, decompressing gzip (detected by its magic bytes, so a
+/// Opens an input for parsed reading, decompressing gzip (detected by its magic bytes, so a
 /// renamed file still works).
 pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
-    open_with_buffer(input, 256 * 1024)
+    open_lines(input, 256 * 1024).map(Reader::from)
 }
 
-/// [`open`] with read buffers of `capacity` bytes: a merge that holds a thousand files open at
-/// once wants small ones.
-pub fn open_with_buffer(
-    input: &Input,
-    capacity: usize,
-) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
+/// Opens an input for raw line reading with read buffers of `capacity` bytes: a merge that holds a
+/// thousand files open at once wants small ones.
+pub fn open_lines(input: &Input, capacity: usize) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
     let raw: Box<dyn Read> = match input {
         Input::Stdin => Box::new(std::io::stdin().lock()),
         Input::File(p) => {
@@ -98,14 +95,14 @@ pub fn open_with_buffer(
 /// Like [`open`] for any byte stream (replay reads stdin through a copy to a spool file, so it can
 /// read it twice); `name` is what line errors say.
 pub fn open_stream(name: String, raw: Box<dyn Read>) -> Reader<Box<dyn BufRead>> {
-    open_stream_with_buffer(name, raw, 256 * 1024)
+    open_stream_with_buffer(name, raw, 256 * 1024).into()
 }
 
 fn open_stream_with_buffer(
     name: String,
     raw: Box<dyn Read>,
     capacity: usize,
-) -> Reader<Box<dyn BufRead>> {
+) -> Lines<Box<dyn BufRead>> {
     let mut buffered = BufReader::with_capacity(capacity, raw);
     let is_gzip = buffered
         .fill_buf()
@@ -119,7 +116,7 @@ fn open_stream_with_buffer(
     } else {
         Box::new(buffered)
     };
-    Reader::new(name, reader)
+    Lines::new(name, reader)
 }
 
 /// Exact counts over everything read.

@@ -23,10 +23,9 @@ use prost::Message;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -312,8 +311,7 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                     copy: spool.try_clone().context("temporary file for stdin")?,
                     error: error.clone(),
                 };
-                let mut reader =
-                    input::open_stream(input.name(), Box::new(tee)).without_resources();
+                let mut reader = input::open_stream(input.name(), Box::new(tee)).sketches();
                 counts.files += 1;
                 let read = input::read_one(&mut reader, skip_invalid, &mut counts, &mut each);
                 if let Some(e) = error.borrow_mut().take() {
@@ -324,7 +322,7 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                 read?;
             }
             _ => {
-                let mut reader = input::open(input)?.without_resources();
+                let mut reader = input::open(input)?.sketches();
                 counts.files += 1;
                 input::read_one(&mut reader, skip_invalid, &mut counts, &mut each)?;
             }
@@ -343,26 +341,13 @@ fn spans(resource_spans: &[ResourceSpans]) -> impl Iterator<Item = &Span> {
 /// An anonymous temporary file (unlinked at once, so it disappears however replay ends) that
 /// holds stdin for the second pass.
 fn spool_file() -> anyhow::Result<File> {
-    let dir = std::env::temp_dir();
-    let path = dir.join(format!(
-        "otel-run-replay-{}-{}.stdin",
-        std::process::id(),
-        now_nanos()
-    ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| {
-            format!(
-                "cannot create {} to hold stdin (replay reads its input twice; set TMPDIR)",
-                path.display()
-            )
-        })?;
-    std::fs::remove_file(&path).with_context(|| format!("cannot unlink {}", path.display()))?;
-    Ok(file)
+    tempfile::tempfile().with_context(|| {
+        format!(
+            "cannot create a temporary file in {} to hold stdin (replay reads its input twice; \
+             set TMPDIR)",
+            std::env::temp_dir().display()
+        )
+    })
 }
 
 /// Copies what it reads to `copy`. A write error is kept aside and reported by the caller, so it
