@@ -479,14 +479,14 @@ impl GrpcTransport {
         request.set_timeout(time_left);
         match client.export(request).await {
             Ok(response) => Ok(outcome(response.into_inner())),
-            Err(status) => Err(grpc_error(&status, self.endpoint.uri())),
+            Err(status) => Err(grpc_error(&status)),
         }
     }
 }
 
 /// The OTLP spec's rule for gRPC: these codes are transient; RESOURCE_EXHAUSTED only when the
 /// server says when to come back (google.rpc.RetryInfo), otherwise it means "too big, never".
-fn grpc_error(status: &tonic::Status, endpoint: &http::Uri) -> ExportError {
+fn grpc_error(status: &tonic::Status) -> ExportError {
     use tonic::Code;
     let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
     let retryable = match status.code() {
@@ -500,16 +500,20 @@ fn grpc_error(status: &tonic::Status, endpoint: &http::Uri) -> ExportError {
         _ => false,
     };
     let mut message = format!(
-        "gRPC export to {endpoint} failed with status {} ({:?}): {}",
+        "gRPC status {} ({:?}): {}",
         status.code() as i32,
         status.code(),
         status.message()
     );
-    // Connection failures carry their cause (refused, TLS, DNS) only in the source chain.
+    // Connection failures carry their cause (refused, TLS, DNS) only in the source chain, whose
+    // layers often repeat each other's text.
     let mut source = std::error::Error::source(status);
     while let Some(inner) = source {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = inner.source();
     }
     ExportError {
@@ -673,5 +677,89 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not gzip or none"));
+    }
+
+    #[test]
+    fn grpc_retry_rule_follows_the_otlp_spec() {
+        use tonic::Code;
+        use tonic_types::{ErrorDetails, StatusExt};
+        for (code, retryable) in [
+            (Code::Cancelled, true),
+            (Code::DeadlineExceeded, true),
+            (Code::Aborted, true),
+            (Code::OutOfRange, true),
+            (Code::Unavailable, true),
+            (Code::DataLoss, true),
+            (Code::ResourceExhausted, false),
+            (Code::InvalidArgument, false),
+            (Code::Unauthenticated, false),
+            (Code::Unimplemented, false),
+            (Code::Internal, false),
+        ] {
+            let e = grpc_error(&tonic::Status::new(code, "x"));
+            assert_eq!(e.retryable, retryable, "{code:?}");
+            assert_eq!(e.retry_after, None, "{code:?}");
+        }
+        // RESOURCE_EXHAUSTED becomes retryable when the server says when, and the delay is kept.
+        let throttled = tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
+        );
+        let e = grpc_error(&throttled);
+        assert!(e.retryable);
+        assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+        assert!(
+            e.message
+                .contains("status 8 (ResourceExhausted): slow down"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn http_retry_rule_follows_the_otlp_spec() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        for (status, retryable) in [
+            (429, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (400, false),
+            (401, false),
+            (500, false),
+        ] {
+            let e =
+                http_outcome(StatusCode::from_u16(status).unwrap(), &headers, b"no").unwrap_err();
+            assert_eq!(e.retryable, retryable, "{status}");
+            assert_eq!(
+                e.retry_after,
+                retryable.then_some(Duration::from_secs(3)),
+                "{status}"
+            );
+        }
+        let ok = ExportTraceServiceResponse {
+            partial_success: Some(
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                    rejected_spans: 2,
+                    error_message: "old".into(),
+                },
+            ),
+        };
+        let outcome = http_outcome(StatusCode::OK, &HeaderMap::new(), &ok.encode_to_vec()).unwrap();
+        assert_eq!(
+            (outcome.rejected_spans, outcome.message.as_str()),
+            (2, "old")
+        );
+    }
+
+    #[test]
+    fn backoff_is_jittered_within_half_to_full() {
+        let base = Duration::from_millis(400);
+        for _ in 0..1000 {
+            let d = jittered(base);
+            assert!(d >= base / 2 && d <= base, "{d:?}");
+        }
     }
 }
