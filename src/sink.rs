@@ -197,15 +197,17 @@ async fn route(
     };
     // A refused gRPC call is a trailers-only answer: its status is in the headers.
     let refused = if is_grpc {
-        tonic::Status::from_header_map(response.headers()).is_some_and(|s| s.code() != Code::Ok)
+        tonic::Status::from_header_map(response.headers())
+            .filter(|s| s.code() != Code::Ok)
+            .map(|s| format!("gRPC {:?}: {}", s.code(), s.message()))
     } else {
-        response.status() != StatusCode::OK
+        (response.status() != StatusCode::OK).then(|| format!("HTTP {}", response.status()))
     };
     let mut stats = state.stats.lock().unwrap();
     stats.requests += 1;
-    if refused {
+    if let Some(why) = refused {
         stats.requests_refused += 1;
-        tracing::debug!("sink: refused a request ({})", response.status());
+        tracing::debug!("sink: refused a request ({why})");
     }
     Ok(response)
 }
@@ -217,12 +219,14 @@ async fn route(
 /// gzip and truncated messages as INTERNAL; they are the client's fault: INVALID_ARGUMENT. Our
 /// own service answers neither code, so only tonic's decoding can produce them.
 fn grpc_refusals(response: Response<tonic::body::Body>) -> Response<tonic::body::Body> {
-    let code = match tonic::Status::from_header_map(response.headers()) {
-        Some(s) if s.code() == Code::OutOfRange => Code::ResourceExhausted,
-        Some(s) if s.code() == Code::Internal => Code::InvalidArgument,
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let code = match status.code() {
+        Code::OutOfRange => Code::ResourceExhausted,
+        Code::Internal => Code::InvalidArgument,
         _ => return response,
     };
-    let status = tonic::Status::from_header_map(response.headers()).expect("checked above");
     tonic::Status::new(code, status.message()).into_http()
 }
 
