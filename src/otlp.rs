@@ -351,18 +351,10 @@ impl OtlpClient {
     /// Sends one request, retrying retryable failures (see [`OtlpClient::export_encoded`]).
     pub async fn export(
         &self,
-        request: &ExportTraceServiceRequest,
+        request: ExportTraceServiceRequest,
     ) -> Result<ExportOutcome, ExportError> {
-        match &self.transport {
-            Transport::Grpc(grpc) => {
-                self.retrying(|left| grpc.attempt(request.clone(), left))
-                    .await
-            }
-            Transport::Http(http) => {
-                let body = Bytes::from(request.encode_to_vec());
-                self.retrying(|_| http.attempt(body.clone())).await
-            }
-        }
+        let encoded = Bytes::from(request.encode_to_vec());
+        self.send(Some(request), encoded).await
     }
 
     /// [`OtlpClient::export`] for a request that is already protobuf-encoded (a load generator
@@ -370,13 +362,30 @@ impl OtlpClient {
     /// after the delay the collector asked for or an exponential backoff with jitter, and never
     /// past the configured timeout counted from the first attempt.
     pub async fn export_encoded(&self, body: Bytes) -> Result<ExportOutcome, ExportError> {
+        self.send(None, body).await
+    }
+
+    /// `encoded` is `request`'s protobuf encoding (or the request itself when `request` is None).
+    async fn send(
+        &self,
+        mut request: Option<ExportTraceServiceRequest>,
+        encoded: Bytes,
+    ) -> Result<ExportOutcome, ExportError> {
         match &self.transport {
-            Transport::Grpc(_) => {
-                let request = ExportTraceServiceRequest::decode(body)
-                    .map_err(|e| fail(false, format!("not an OTLP request: {e}")))?;
-                self.export(&request).await
+            Transport::Grpc(grpc) => {
+                self.retrying(|left| {
+                    // The generated client consumes the request. The first attempt sends the
+                    // caller's; a retry decodes the encoding again. Cloning up front instead
+                    // would cost every request an allocation per string and list.
+                    let message = request.take().map(Ok).unwrap_or_else(|| {
+                        ExportTraceServiceRequest::decode(encoded.clone())
+                            .map_err(|e| fail(false, format!("not an OTLP request: {e}")))
+                    });
+                    async move { grpc.attempt(message?, left).await }
+                })
+                .await
             }
-            Transport::Http(http) => self.retrying(|_| http.attempt(body.clone())).await,
+            Transport::Http(http) => self.retrying(|_| http.attempt(encoded.clone())).await,
         }
     }
 

@@ -420,12 +420,12 @@ fn bad_requests_are_refused_and_the_sink_keeps_serving() {
         ),
     ] {
         let client = grpc_client(sink.port, headers);
-        let err = rt.block_on(client.export(&opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default())).unwrap_err();
+        let err = rt.block_on(client.export(opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default())).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
     let client = grpc_client(sink.port, vec![("x-otel-run-token".into(), token.clone())]);
     let request = prost::Message::decode(&valid_request("good-grpc")[..]).unwrap();
-    rt.block_on(client.export(&request))
+    rt.block_on(client.export(request))
         .expect("valid gRPC request accepted");
     // Close the HTTP/2 connection, as an exiting program would, so shutdown need not wait for it.
     drop(client);
