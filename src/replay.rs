@@ -206,7 +206,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
                     Some(batch) => {
                         let client = client.clone();
                         in_flight.spawn(async move {
-                            (batch.spans, client.export(&batch.request).await)
+                            (batch.spans, client.export(batch.request).await)
                         });
                     }
                     None => queue_open = false,

@@ -88,6 +88,10 @@ fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// An endpoint that refuses connections for the whole test binary's life (the probes without
+/// otel-run outlive the function that starts them).
+static REFUSED: std::sync::LazyLock<RefusedPort> = std::sync::LazyLock::new(refused_port);
+
 fn launch(dir: &Path, launcher: &[&str], with_otel_run: bool, ignore: bool) -> Child {
     let mut cmd = Command::new(launcher[0]);
     scrub(&mut cmd);
@@ -104,7 +108,7 @@ fn launch(dir: &Path, launcher: &[&str], with_otel_run: bool, ignore: bool) -> C
         // Without otel-run the probe still needs an endpoint; give it one that refuses fast.
         cmd.env(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            format!("http://127.0.0.1:{}/v1/traces", free_port()),
+            format!("http://127.0.0.1:{}/v1/traces", REFUSED.port),
         );
         cmd.env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "200");
     }

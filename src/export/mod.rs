@@ -115,7 +115,7 @@ impl Outputs {
             resource_spans: batch,
         };
         let endpoint = &client.config().endpoint;
-        match tokio::time::timeout(bound, client.export(&request)).await {
+        match tokio::time::timeout(bound, client.export(request)).await {
             Ok(Ok(outcome)) if outcome.rejected_spans > 0 => tracing::warn!(
                 "collector {endpoint} rejected {} of {count} spans: {}{}",
                 outcome.rejected_spans,

@@ -254,7 +254,7 @@ async fn forward_batches(
         let request = ExportTraceServiceRequest {
             resource_spans: batch,
         };
-        match client.export(&request).await {
+        match client.export(request).await {
             Ok(outcome) => unsent += outcome.rejected_spans.max(0) as u64,
             Err(e) => {
                 tracing::debug!("forwarding {count} spans failed: {e}");

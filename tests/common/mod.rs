@@ -200,6 +200,34 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `cmd` to its exit, polling; a process still running after `limit` fails the test. Output
+/// goes to files, so a chatty process cannot block on a full pipe while we poll.
+pub fn exit_within(cmd: &mut Command, limit: Duration) -> Output {
+    let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for(limit, "the process to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut b = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut b).unwrap();
+        b
+    };
+    Output {
+        status: status.unwrap(),
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
 /// Checks the files of one launch: one trace, one step root from rank 0 (when `step` is
 /// expected), exactly `n` process spans with ranks 0..n, each under the step root.
 pub fn assert_one_job_trace(dir: &Path, n: i64, step: bool) -> Vec<Found> {
@@ -293,16 +321,21 @@ impl Rotel {
     /// and it is started again on fresh ports.
     pub fn start() -> Rotel {
         for _ in 0..5 {
-            if let Some(r) = Rotel::try_start() {
+            if let Some(r) = Rotel::try_start_on(free_port(), free_port()) {
                 return r;
             }
         }
         panic!("rotel-agent did not start on free loopback ports in 5 attempts");
     }
 
-    fn try_start() -> Option<Rotel> {
+    /// On given ports: a collector restarted where its clients expect it.
+    pub fn start_on(grpc: u16, http: u16) -> Rotel {
+        Rotel::try_start_on(grpc, http)
+            .unwrap_or_else(|| panic!("rotel-agent could not listen on ports {grpc} and {http}"))
+    }
+
+    fn try_start_on(grpc: u16, http: u16) -> Option<Rotel> {
         let dir = tempdir();
-        let (grpc, http) = (free_port(), free_port());
         let log = dir.path().join("rotel.out");
         let child = Command::new(rotel())
             .args([
