@@ -104,7 +104,9 @@ fn jsonlines_file_continues_traceparent_with_instrument_fields() {
 #[test]
 fn malformed_contract_values_warn_once_each_and_the_program_runs() {
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    // (what, environment, text the one warning must contain)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "malformed TRACEPARENT",
             vec![

@@ -418,7 +418,8 @@ mod tests {
     #[test]
     fn exporter_selection() {
         use ExporterKind::*;
-        let cases: &[(&[(&str, &str)], &[ExporterKind], usize)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [ExporterKind], usize);
+        let cases: &[Case] = &[
             (&[("OTEL_TRACES_EXPORTER", "otlp")], &[Otlp], 0),
             (
                 &[("OTEL_TRACES_EXPORTER", "jsonlines, console")],

@@ -114,7 +114,11 @@ impl Drop for Guard {
         let Some(state) = state() else { return };
         // Shutting the provider down shuts the processor down: everything queued is exported
         // first, and the wait is bounded by the exporter timeout.
-        let _ = state.provider.shutdown();
+        let bound = state
+            .shared
+            .as_ref()
+            .map_or(Duration::from_secs(1), |s| s.timeout);
+        let _ = state.provider.shutdown_with_timeout(bound);
         if let Some(shared) = &state.shared {
             let dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
             if dropped > 0 {

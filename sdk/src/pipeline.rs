@@ -23,6 +23,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// Nearly every message is a span, stored inline in the channel: boxing it would add an allocation
+// per span on the program's thread to save memory on the rare control messages.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Span(SpanData),
     Flush(SyncSender<()>),
@@ -132,7 +135,7 @@ impl SpanProcessor for Processor {
 
 /// One configured destination.
 enum Exporter {
-    Otlp(opentelemetry_otlp::SpanExporter, String),
+    Otlp(Box<opentelemetry_otlp::SpanExporter>, String),
     JsonLines(JsonLinesExporter),
     Console(String),
 }
@@ -204,7 +207,7 @@ fn run(
                 match built {
                     Ok(mut e) => {
                         e.set_resource(&resource);
-                        exporters.push(Exporter::Otlp(e, config.otlp.endpoint.clone()));
+                        exporters.push(Exporter::Otlp(Box::new(e), config.otlp.endpoint.clone()));
                     }
                     Err(e) => crate::warn(&format!(
                         "OTLP exporter to {}: {e}; OTLP export is off",
