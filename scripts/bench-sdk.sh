@@ -10,8 +10,9 @@
 #      sdk    otel_run_sdk::init() exporting to otel-run's sink
 #      plain  opentelemetry_sdk + opentelemetry-otlp set up by hand (batch processor, HTTP
 #             exporter reading the same OTEL_EXPORTER_OTLP_TRACES_* variables): the anchor
-#    Columns: run time of the paced loop, its ratio to `none`, per-span cost on the program's
-#    thread in the paced loop (start + attribute + end, measured around those calls) and in the burst.
+#    Columns: run time of the paced loop, its ratio to `none`, its excess over spans x 1 ms per
+#    span, per-span cost on the program's thread in the paced loop (start + attribute + end,
+#    measured around those calls) and in the burst.
 # 2. examples/sim.rs (4 ranks, mpirun.openmpi) under otel-run, SDK exporting vs
 #    OTEL_TRACES_EXPORTER=none, interleaved: run time and the span rate per rank.
 #
@@ -43,7 +44,7 @@ echo "otel-run-sdk benchmark: $ROUNDS rounds, ${S}s paced runs, $(nproc) CPUs, $
 for r in $(seq "$ROUNDS"); do
   for mode in off none sdk plain; do
     case $mode in
-      none) prog=(env OTEL_TRACES_EXPORTER=none "$B" sdk "$S") ;;
+      none) prog=(env OTEL_TRACES_EXPORTER=none "$B" sdk "$S" none) ;;
       *)    prog=("$B" "$mode" "$S") ;;
     esac
     "${clean_env[@]}" "$OR" --jsonlines-path "$TMP/$mode-$r.jsonlines" -- "${prog[@]}" >> "$TMP/results"
@@ -54,14 +55,14 @@ for r in $(seq "$ROUNDS"); do
   for mode in none sdk; do
     t0=$(date +%s%N)
     if [ $mode = none ]; then
-      "${clean_env[@]}" OTEL_TRACES_EXPORTER=none mpirun.openmpi -n 4 "$OR" --jsonlines-path "$TMP/sim-$mode-$r-{rank}.jsonlines" -- \
+      "${clean_env[@]}" mpirun.openmpi -n 4 "$OR" --jsonlines-path "$TMP/sim-$mode-$r-{rank}.jsonlines" -- \
         env OTEL_TRACES_EXPORTER=none "$SIM" --steps "$SIM_STEPS" --grid "$SIM_GRID" >/dev/null
     else
       "${clean_env[@]}" mpirun.openmpi -n 4 "$OR" --jsonlines-path "$TMP/sim-$mode-$r-{rank}.jsonlines" -- \
         "$SIM" --steps "$SIM_STEPS" --grid "$SIM_GRID" >/dev/null
     fi
     t1=$(date +%s%N)
-    spans=$(cat "$TMP"/sim-$mode-$r-*.jsonlines | grep -vc '"otel_run.span"' || true)
+    spans=$(cat "$TMP"/sim-"$mode"-"$r"-*.jsonlines | grep -vc '"otel_run.span"' || true)
     echo "sim-$mode $(( (t1 - t0) / 1000000 )) $spans" >> "$TMP/sim"
   done
 done
@@ -75,13 +76,14 @@ for line in open(sys.argv[1]):
 med = lambda xs: statistics.median(xs)
 base = med([r[1] for r in rows["none"]])
 print(f"\nsdk_bench under otel-run: {rows['off'][0][0]} paced spans per run (~1,000/s), medians of {len(rows['off'])} runs")
-print(f"{'mode':<7}{'run time s':>12}{'vs none':>10}{'span cost us':>15}{'burst us/span':>15}")
+print(f"{'mode':<7}{'run time s':>12}{'vs none':>10}{'excess us/span':>16}{'span cost us':>14}{'burst us/span':>15}")
 for mode in ["off", "none", "sdk", "plain"]:
     rs = rows[mode]
     wall = med([r[1] for r in rs])
     span = "-" if mode == "off" else f"{med([r[2] for r in rs]):.3f}"
     burst = "-" if mode == "off" else f"{med([r[3] for r in rs]):.3f}"
-    print(f"{mode:<7}{wall:>12.3f}{wall / base:>10.4f}{span:>15}{burst:>15}")
+    excess = (wall - rs[0][0] * 1e-3) * 1e6 / rs[0][0]
+    print(f"{mode:<7}{wall:>12.3f}{wall / base:>10.4f}{excess:>16.3f}{span:>14}{burst:>15}")
 sim = {}
 for line in open(sys.argv[2]):
     mode, ms, spans = line.split()

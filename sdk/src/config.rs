@@ -281,7 +281,7 @@ pub fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Config {
             },
         }
     };
-    let schedule_delay = Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 1000, 0));
+    let schedule_delay = Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 1000, 1));
     let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE", 65536, 1) as usize;
     let max_batch = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1) as usize;
 

@@ -1,16 +1,20 @@
 //! The span processor and its exporter thread.
 //!
-//! The program's thread only moves an ended span into a bounded queue; one plain thread (no async
-//! runtime around it, so the blocking HTTP client may run there; a tokio runtime of its own only
-//! for gRPC) batches and exports. That keeps exporting off the program's thread (whatever its
-//! runtime) and makes flushing explicit: `flush` and `shutdown` are messages in the same queue,
-//! so when their answer arrives every span ended before them has been handed to the exporters.
-//! Waiting for that answer is bounded by the exporter timeout; MPI is never involved.
+//! The program's thread only moves an ended span into a bounded queue that no thread blocks on,
+//! so ending a span never wakes anybody (a wake-up per span let the scheduler preempt the program
+//! on a busy node: ~100x the cost). One plain thread (no async runtime around it, so the blocking
+//! HTTP client may run there; a tokio runtime of its own only for gRPC) sleeps on a control
+//! channel and drains the queue when a batch is full (one wake-up per batch), when the schedule
+//! delay passes, or on `flush`/`shutdown`; whoever sent those waits for the answer, which means
+//! every span queued before them has been handed to the exporters. The wait is bounded by the
+//! exporter timeout; MPI is never involved.
 //!
 //! While the unwinder is armed, `on_start` also keeps a snapshot of every open span, so a signal
 //! can end what the program never will.
 
-use crate::config::{Config, ExporterKind, Protocol};
+#[cfg(feature = "grpc")]
+use crate::config::Protocol;
+use crate::config::{Config, ExporterKind};
 use crate::jsonlines::JsonLinesExporter;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::Context;
@@ -23,11 +27,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-// Nearly every message is a span, stored inline in the channel: boxing it would add an allocation
-// per span on the program's thread to save memory on the rare control messages.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
-    Span(SpanData),
+    /// A batch is waiting in the span queue.
+    Batch,
     Flush(SyncSender<()>),
     Shutdown(SyncSender<()>),
 }
@@ -35,6 +37,10 @@ pub(crate) enum Msg {
 /// State shared by the processor, the guard and the unwinder.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    spans: SyncSender<SpanData>,
+    /// Spans queued since the last `Batch` wake-up.
+    pending: std::sync::atomic::AtomicUsize,
+    max_batch: usize,
     tx: SyncSender<Msg>,
     /// Snapshots of started, not yet ended spans (only while `track` is set).
     pub open: Mutex<HashMap<SpanId, SpanData>>,
@@ -47,8 +53,14 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn send(&self, span: SpanData) {
-        match self.tx.try_send(Msg::Span(span)) {
-            Ok(()) => {}
+        match self.spans.try_send(span) {
+            Ok(()) => {
+                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 >= self.max_batch {
+                    self.pending.store(0, Ordering::Relaxed);
+                    // Full control channel: a wake-up is already on its way.
+                    let _ = self.tx.try_send(Msg::Batch);
+                }
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -147,8 +159,12 @@ pub(crate) fn start(
     resource: Resource,
     jsonlines_path: Option<String>,
 ) -> Arc<Shared> {
-    let (tx, rx) = mpsc::sync_channel::<Msg>(config.max_queue);
+    let (spans, span_rx) = mpsc::sync_channel::<SpanData>(config.max_queue);
+    let (tx, rx) = mpsc::sync_channel::<Msg>(16);
     let shared = Arc::new(Shared {
+        spans,
+        pending: std::sync::atomic::AtomicUsize::new(0),
+        max_batch: config.max_batch,
         tx,
         open: Mutex::new(HashMap::new()),
         track: AtomicBool::new(false),
@@ -165,7 +181,7 @@ pub(crate) fn start(
     });
     let spawned = std::thread::Builder::new()
         .name("otel-run-sdk-export".into())
-        .spawn(move || run(config, resource, jsonlines_path, parent, rx));
+        .spawn(move || run(config, resource, jsonlines_path, parent, rx, span_rx));
     if let Err(e) = spawned {
         crate::warn(&format!(
             "cannot start the exporter thread ({e}); spans are dropped"
@@ -180,6 +196,7 @@ fn run(
     jsonlines_path: Option<String>,
     parent: Option<(TraceId, SpanId)>,
     rx: Receiver<Msg>,
+    span_rx: Receiver<SpanData>,
 ) {
     #[cfg(feature = "grpc")]
     let runtime = (config.exporters.contains(&ExporterKind::Otlp)
@@ -229,7 +246,6 @@ fn run(
     }
     let mut failed = vec![false; exporters.len()];
     let mut batch: Vec<SpanData> = Vec::with_capacity(config.max_batch);
-    let mut oldest: Option<Instant> = None;
 
     let mut export = |batch: &mut Vec<SpanData>| {
         if batch.is_empty() {
@@ -284,38 +300,33 @@ fn run(
         batch.clear();
     };
 
-    loop {
-        let msg = match oldest {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(t) => rx.recv_timeout(
-                (t + config.schedule_delay).saturating_duration_since(Instant::now()),
-            ),
-        };
-        match msg {
-            Ok(Msg::Span(s)) => {
-                batch.push(s);
-                oldest.get_or_insert_with(Instant::now);
-                if batch.len() >= config.max_batch {
-                    export(&mut batch);
-                    oldest = None;
-                }
+    // Exports everything queued, in batches of at most max_batch.
+    let mut drain = |batch: &mut Vec<SpanData>| loop {
+        while batch.len() < config.max_batch {
+            match span_rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        export(batch);
+    };
+    loop {
+        match rx.recv_timeout(config.schedule_delay) {
+            Ok(Msg::Batch) | Err(RecvTimeoutError::Timeout) => drain(&mut batch),
             Ok(Msg::Flush(ack)) => {
-                export(&mut batch);
-                oldest = None;
+                drain(&mut batch);
                 let _ = ack.send(());
             }
             Ok(Msg::Shutdown(ack)) => {
-                export(&mut batch);
+                drain(&mut batch);
                 let _ = ack.send(());
                 break;
             }
-            Err(RecvTimeoutError::Timeout) => {
-                export(&mut batch);
-                oldest = None;
-            }
             Err(RecvTimeoutError::Disconnected) => {
-                export(&mut batch);
+                drain(&mut batch);
                 break;
             }
         }
