@@ -10,7 +10,8 @@
 //! Phases (spans): setup, timestep (shared by all ranks), halo, compute, allreduce, checkpoint.
 //! Prints the final residual (deterministic for a given steps/grid/ranks and MPI library).
 //! `--divergent` instead runs rank-divergent collective spans (ranks 0 and 2 `a` then `b`, the
-//! others only `b`), which a broadcast-based tracer would deadlock on.
+//! others only `b`), which a broadcast-based tracer would deadlock on, then a span shared over
+//! even/odd sub-communicators (`pair`) and a per-rank one under `local_tracing` (`local`).
 
 use mpi::collective::SystemOperation;
 use mpi::point_to_point as p2p;
@@ -225,6 +226,16 @@ fn divergent(t: &CollectiveTracer, world: &mpi::topology::SimpleCommunicator) {
     {
         let _b = t.trace("b");
         let _w = t.trace("work-b");
+    }
+    // Sharing over a sub-communicator (even and odd ranks), then no sharing at all.
+    if let Some(sub) = world.split_by_color(mpi::topology::Color::with_value(rank % 2)) {
+        let pairs = t.use_communicator(&sub);
+        let _p = pairs.trace("pair");
+        let _w = pairs.trace("work-pair");
+    }
+    {
+        let _l = t.local_tracing();
+        let _s = t.trace("local");
     }
     println!("rank {rank} done");
 }

@@ -361,6 +361,18 @@ fn squeue_job(name: &str) -> Option<String> {
 
 #[test]
 fn scancel_mid_step_ends_open_phase_spans_as_errors() {
+    killed_mid_step(false);
+}
+
+#[test]
+fn time_limit_mid_step_ends_open_phase_spans_as_errors() {
+    killed_mid_step(true);
+}
+
+/// scancel, or a time limit made to expire now (slurmctld enforces it at its next periodic
+/// check, within 30 s), while the sim is mid-run; the same without otel-run gives Slurm's usual
+/// exit status to compare with.
+fn killed_mid_step(time_limit: bool) {
     slurm();
     // srun --mpi=pmix, OpenMPI. Long enough that it is mid-run when cancelled; the checkpoint
     // files show that it runs.
@@ -378,11 +390,14 @@ fn scancel_mid_step_ends_open_phase_spans_as_errors() {
     let mut statuses = Vec::new();
     for with_otel_run in [false, true] {
         let dir = tempdir();
-        let job_name = format!("otel-run-sdk-test-{}-{with_otel_run}", std::process::id());
+        let job_name = format!(
+            "otel-run-sdk-test-{}-{time_limit}-{with_otel_run}",
+            std::process::id()
+        );
         let mut cmd = Command::new("srun");
         scrub(&mut cmd);
         cmd.current_dir(dir.path())
-            .args(["-J", &job_name, "--mpi=pmix", "-n", "4"])
+            .args(["-J", &job_name, "--mpi=pmix", "-n", "4", "--time=5"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -401,16 +416,25 @@ fn scancel_mid_step_ends_open_phase_spans_as_errors() {
                         .any(|f| f.span.name == "timestep"))
         });
         let job = squeue_job(&job_name).expect("job in squeue");
-        assert!(
-            Command::new("scancel")
-                .arg(&job)
-                .status()
+        let out = if time_limit {
+            Command::new("scontrol")
+                .args(["update", &format!("JobId={job}"), "EndTime=now"])
+                .output()
                 .unwrap()
-                .success(),
-            "scancel {job}"
+        } else {
+            Command::new("scancel").arg(&job).output().unwrap()
+        };
+        assert!(
+            out.status.success(),
+            "ending job {job}: {}",
+            text(&out.stderr)
         );
-        statuses
-            .push(wait_exit(&mut child.0, Duration::from_secs(60), "srun after scancel").code());
+        let status = wait_exit(
+            &mut child.0,
+            Duration::from_secs(90),
+            "srun after the job's end",
+        );
+        statuses.push(status.code());
         if !with_otel_run {
             continue;
         }
