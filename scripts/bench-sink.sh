@@ -9,7 +9,9 @@
 #     Each is run ROUNDS times, alternating, and the median spans/s printed with the ratio to rotel.
 #  2. Footprint: otel-run with the sink up while its program sleeps 10 s: peak RSS (VmHWM),
 #     threads, and CPU time used (utime+stime from /proc/PID/stat) over those 10 s.
-# Knobs: BATCHES (default 2000 = 1,024,000 spans), ROUNDS (default 3), OTEL_RUN_VENV.
+# Knobs: BATCHES (default 2000 = 1,024,000 spans), ROUNDS (default 3), OTEL_RUN_VENV,
+#        OTEL_RUN_BASELINE=/path/to/older/otel-run (its sink measured too, python format, same
+#        generator, alternating in the same rounds: before/after).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -43,15 +45,19 @@ for r in $(seq "$ROUNDS"); do
   runs[sink_python]+="$("$OTEL_RUN" --jsonlines-path "$TMP/python.jsonlines" -- "$LOAD" "$BATCHES" 4 | rate) "
   rm -f "$TMP"/*.jsonlines
   runs[sink_otlp]+="$("$OTEL_RUN" --jsonlines-format otlp --jsonlines-path "$TMP/otlp.jsonlines" -- "$LOAD" "$BATCHES" 4 | rate) "
+  if [ -n "${OTEL_RUN_BASELINE:-}" ]; then
+    rm -f "$TMP"/*.jsonlines
+    runs[baseline_python]+="$("$OTEL_RUN_BASELINE" --jsonlines-path "$TMP/python.jsonlines" -- "$LOAD" "$BATCHES" 4 | rate) "
+  fi
   runs[rotel]+="$(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://127.0.0.1:$HTTP/v1/traces" "$LOAD" "$BATCHES" 4 | rate) "
   echo "round $r: sink/python ${runs[sink_python]##* } sink/otlp ... done" >/dev/null
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rotel=$(echo "${runs[rotel]}" | median)
 echo "ingest, OTLP/HTTP protobuf, 512 spans/request, $((BATCHES * 512)) spans, median of $ROUNDS (spans/s; all runs: ...)"
-for k in sink_python sink_otlp rotel; do
+for k in sink_python ${OTEL_RUN_BASELINE:+baseline_python} sink_otlp rotel; do
   m=$(echo "${runs[$k]}" | median)
-  printf '  %-12s %8d spans/s   %.2fx rotel   (runs: %s)\n' "$k" "$m" "$(echo "$m $rotel" | awk '{print $1/$2}')" "${runs[$k]}"
+  printf '  %-15s %8d spans/s   %.2fx rotel   (runs: %s)\n' "$k" "$m" "$(echo "$m $rotel" | awk '{print $1/$2}')" "${runs[$k]}"
 done
 
 # 2. footprint while idle
