@@ -98,6 +98,19 @@ fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> std::process::O
     }
 }
 
+/// stderr minus srun's notes about waiting for a busy node (the test cluster is shared).
+fn without_srun_queueing(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("srun: job ")
+                && (l.ends_with("queued and waiting for resources")
+                    || l.ends_with("has been allocated resources")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn rank(f: &Found) -> i64 {
     attr_int(&f.resource, "mpi.rank").expect("mpi.rank on the resource")
 }
@@ -143,7 +156,7 @@ fn sim_gives_one_trace_with_collective_timesteps_under_every_launcher() {
             text(&plain.stderr)
         );
         assert_eq!(
-            text(&plain.stderr),
+            without_srun_queueing(&text(&plain.stderr)),
             "",
             "{}: no error output without OTEL_* (the SDK exports nothing, silently)",
             l.name
