@@ -390,6 +390,8 @@ fn killed_mid_step(time_limit: bool) {
     // srun --mpi=pmix, OpenMPI. Long enough that it is mid-run when cancelled; the checkpoint
     // files show that it runs.
     let l = launches().remove(0);
+    // The compute delay keeps each rank inside a phase span nearly all the time: a rank signalled
+    // in the microseconds between two phases has no open span to end.
     let args = [
         "--steps",
         "100000000",
@@ -399,6 +401,8 @@ fn killed_mid_step(time_limit: bool) {
         "5",
         "--out",
         "ckpt",
+        "--compute-delay-ms",
+        "20",
     ];
     let mut statuses = Vec::new();
     for with_otel_run in [false, true] {
