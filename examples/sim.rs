@@ -9,6 +9,7 @@
 //! ```
 //! Phases (spans): setup, timestep (shared by all ranks), halo, compute, allreduce, checkpoint.
 //! Prints the final residual (deterministic for a given steps/grid/ranks and MPI library).
+//! `--compute-delay-ms MS` sleeps in every compute phase (for tests that signal the run mid-step).
 //! `--divergent` instead runs rank-divergent collective spans (ranks 0 and 2 `a` then `b`, the
 //! others only `b`), which a broadcast-based tracer would deadlock on, then a span shared over
 //! even/odd sub-communicators (`pair`) and a per-rank one under `local_tracing` (`local`).
@@ -27,6 +28,7 @@ struct Args {
     checkpoint_every: u64,
     out: PathBuf,
     divergent: bool,
+    compute_delay_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         checkpoint_every: 0,
         out: PathBuf::from("."),
         divergent: false,
+        compute_delay_ms: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,8 +55,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--divergent" => a.divergent = true,
+            "--compute-delay-ms" => {
+                a.compute_delay_ms = num("--compute-delay-ms", value("--compute-delay-ms")?)?
+            }
             "-h" | "--help" => {
-                println!("usage: sim [--steps N] [--grid N] [--checkpoint-every K] [--out DIR] [--divergent]");
+                println!("usage: sim [--steps N] [--grid N] [--checkpoint-every K] [--out DIR] [--divergent] [--compute-delay-ms MS]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
@@ -188,6 +194,10 @@ fn run(
                 }
             }
             std::mem::swap(&mut u, &mut next);
+            if args.compute_delay_ms > 0 {
+                // Tests that kill the run mid-step want every rank inside a phase span.
+                std::thread::sleep(std::time::Duration::from_millis(args.compute_delay_ms));
+            }
             local
         };
         {

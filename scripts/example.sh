@@ -19,6 +19,10 @@ OTEL_RUN=$REPO/target/release/otel-run
 scripts/build-support.sh
 SIM=$REPO/target/sim-openmpi/release/examples/sim
 
+# 4 ranks on a machine with fewer cores: without this OpenMPI (which under srun does not know it
+# is oversubscribed) busy-polls and the 200 steps take ~40x longer.
+export OMPI_MCA_mpi_yield_when_idle=1
+
 OUT=$REPO/target/example
 rm -rf "$OUT"; mkdir -p "$OUT"
 cd "$OUT"

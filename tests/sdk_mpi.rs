@@ -98,6 +98,19 @@ fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> std::process::O
     }
 }
 
+/// stderr minus srun's notes about waiting for a busy node (the test cluster is shared).
+fn without_srun_queueing(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("srun: job ")
+                && (l.ends_with("queued and waiting for resources")
+                    || l.ends_with("has been allocated resources")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn rank(f: &Found) -> i64 {
     attr_int(&f.resource, "mpi.rank").expect("mpi.rank on the resource")
 }
@@ -142,11 +155,11 @@ fn sim_gives_one_trace_with_collective_timesteps_under_every_launcher() {
             l.name,
             text(&plain.stderr)
         );
-        assert!(
-            !text(&plain.stderr).contains("otel-run-sdk"),
-            "{}: the SDK is silent without OTEL_*: {}",
-            l.name,
-            text(&plain.stderr)
+        assert_eq!(
+            without_srun_queueing(&text(&plain.stderr)),
+            "",
+            "{}: no error output without OTEL_* (the SDK exports nothing, silently)",
+            l.name
         );
         assert!(
             text(&plain.stdout).starts_with("steps 12 grid 64 ranks 4 residual "),
@@ -377,6 +390,8 @@ fn killed_mid_step(time_limit: bool) {
     // srun --mpi=pmix, OpenMPI. Long enough that it is mid-run when cancelled; the checkpoint
     // files show that it runs.
     let l = launches().remove(0);
+    // The compute delay keeps each rank inside a phase span nearly all the time: a rank signalled
+    // in the microseconds between two phases has no open span to end.
     let args = [
         "--steps",
         "100000000",
@@ -386,6 +401,8 @@ fn killed_mid_step(time_limit: bool) {
         "5",
         "--out",
         "ckpt",
+        "--compute-delay-ms",
+        "20",
     ];
     let mut statuses = Vec::new();
     for with_otel_run in [false, true] {
