@@ -18,6 +18,7 @@ fn main() {
         Some(Command::Replay(args)) => otel_run::replay::main(args),
         Some(Command::Merge(args)) => otel_run::merge::main(args),
         Some(Command::Summary(args)) => otel_run::summary::main(args),
+        Some(Command::Report(args)) => otel_run::report::main(args),
         None => otel_run::run::main(cli.run),
     };
     std::process::exit(code);
