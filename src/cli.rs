@@ -212,7 +212,7 @@ pub struct ReportArgs {
     pub title: Option<String>,
     /// Room for span and event attributes (shown on hover) in the page; beyond it, attributes of
     /// spans other than otel-run's own and errors are left out and counted
-    #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=4096))]
+    #[arg(long, value_name = "MIB", default_value_t = 4, value_parser = clap::value_parser!(u64).range(0..=4096))]
     pub attribute_budget: u64,
 }
 

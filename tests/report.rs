@@ -1,4 +1,4 @@
-//! `otel-run report`: the page of a real 4-rank srun job and of a generated 1,024-rank job opens
+//! `otel-run report`: the page of a real 4-rank srun job (the Python SDK's spans through the sink) and of a generated 1,024-rank job opens
 //! in real headless Chromium (Debian's `chromium`) with every rank a timeline row, every span name
 //! in the table, no console message or page error, and nothing loaded from the network; a
 //! screenshot of each goes to target/tmp/report/. Bad input fails as in merge.
@@ -190,22 +190,46 @@ fn ranks(probe: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The cells of the table row of span name `name`, as text.
+fn table_row(dom: &str, name: &str) -> Vec<String> {
+    let row = dom
+        .split_once(&format!(r#"<tr data-name="{name}">"#))
+        .and_then(|(_, rest)| rest.split_once("</tr>"))
+        .unwrap_or_else(|| panic!("no table row for {name:?}"))
+        .0;
+    row.split("<td")
+        .skip(1)
+        .map(|c| {
+            let c = &c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()];
+            // Drop the colour swatch in the name cell.
+            unescape(c.rsplit('>').next().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn real_srun_job_opens_in_chromium() {
     slurm();
     let dir = tempdir();
     let d = dir.path();
+    // The program's own spans come through otel-run's sink (the default): the real OpenTelemetry
+    // Python SDK exporting OTLP/HTTP, adopted under each rank's process span.
     let mut srun = Command::new("srun");
     scrub(&mut srun);
     srun.current_dir(d)
-        .args(["-n", "4", bin(), "--sink", "off"])
+        .args(["-n", "4", bin()])
         .args(["--jsonlines-path", "rank{rank}_*.jsonlines", "--"])
         .arg(python())
-        .arg(support("py_jsonlines_child.py"))
-        .arg("3");
+        .arg(support("py_phases.py"))
+        .arg("4");
     let out = run(&mut srun);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let spans = assert_one_job_trace(d, 4, true);
+    assert_eq!(
+        spans.len(),
+        1 + 4 * (1 + 2 + 4 * 4),
+        "step, process, program spans"
+    );
 
     report_ok(d, &["rank*.jsonlines", "-o", "report.html"]);
     let opened = open_report(&d.join("report.html"), "srun-4-ranks.png");
@@ -213,13 +237,20 @@ fn real_srun_job_opens_in_chromium() {
     assert_eq!(ranks(p), [0, 1, 2, 3], "one row per rank");
     assert_eq!(p["rows"][0], "step", "the step root on top");
     assert_eq!(p["spans"].as_u64(), Some(spans.len() as u64));
+    assert_eq!(p["errorSpans"], 1, "rank 1's failed checkpoint");
     let names: BTreeSet<String> = spans.iter().map(|f| f.span.name.clone()).collect();
     assert_eq!(
         table_names(&opened.dom),
         names,
         "every span name in the table"
     );
-    // The job facts come from the process spans.
+    // The slow rank is found: compute takes rank 3 three times as long (imbalance 2.0).
+    let compute = table_row(&opened.dom, "compute");
+    assert_eq!(compute[0], "compute");
+    assert_eq!(compute[7], "3", "slowest rank in compute: {compute:?}");
+    let imbalance: f64 = compute[2].parse().unwrap();
+    assert!((1.6..2.4).contains(&imbalance), "{compute:?}");
+    // The job facts come from the resource and the process spans.
     assert!(opened.dom.contains("<dd>slurm</dd>"), "launcher fact");
     assert!(opened.dom.contains("<dd>0 ×4</dd>"), "four ranks exited 0");
 }

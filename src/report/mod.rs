@@ -23,6 +23,8 @@ const STYLE: &str = include_str!("report.css");
 
 /// Phases that get a per-rank bar chart: the ones that lost the most time to imbalance.
 const BAR_PHASES: usize = 6;
+/// Lanes (bar levels) per row at most.
+const MAX_LANES: u32 = 32;
 /// Longest attribute value shown in a tooltip; longer ones are cut (and say so).
 const MAX_VALUE_CHARS: usize = 240;
 
@@ -50,7 +52,7 @@ pub fn main(args: ReportArgs) -> i32 {
                     "otel-run report: files={} spans={} ranks={} bytes={}",
                     counts.files,
                     counts.spans,
-                    doc["facts"]["ranks"].as_u64().unwrap_or(0),
+                    doc.facts["ranks"].as_u64().unwrap_or(0),
                     bytes
                 );
             }
@@ -388,7 +390,7 @@ impl Model {
     }
 
     /// The page's model (notes/report.md describes every field).
-    pub fn finish(mut self, counts: &Counts) -> Json {
+    pub fn finish(mut self, counts: &Counts) -> Page {
         let t0 = self.recs.iter().map(|r| r.start).min().unwrap_or(0);
         let t_end = self.recs.iter().map(|r| r.end).max().unwrap_or(0);
         let us = |t: u64| (t.saturating_sub(t0) + 500) / 1000;
@@ -462,18 +464,19 @@ impl Model {
             });
             let key = &self.row_keys[row as usize];
             let (label, rank, host) = match key {
-                RowKey::Step => ("step".to_string(), Json::Null, String::new()),
-                RowKey::Rank(r) => (format!("rank {r}"), json!(r), host_of(key)),
+                RowKey::Step => ("step".to_string(), None, String::new()),
+                RowKey::Rank(r) => (format!("rank {r}"), Some(*r), host_of(key)),
                 RowKey::NoRank(h) => (
                     if h.is_empty() {
                         "no rank".to_string()
                     } else {
                         format!("no rank ({h})")
                     },
-                    Json::Null,
+                    None,
                     h.clone(),
                 ),
             };
+            let lane = lanes(&self.recs, &parent_of, spans);
             let mut s = Vec::with_capacity(spans.len());
             let mut d = Vec::with_capacity(spans.len());
             let mut z = Vec::with_capacity(spans.len());
@@ -488,7 +491,7 @@ impl Model {
                 s.push(start - prev);
                 prev = start;
                 d.push(us(r.end) - start);
-                z.push(depth[i as usize]);
+                z.push(lane[k]);
                 n.push(r.name);
                 if r.status != 0 {
                     st.extend([k as u64, r.status as u64, r.message as u64]);
@@ -512,11 +515,18 @@ impl Model {
                     .map(|x| if x == NONE as u64 { -1 } else { x as i64 })
                     .collect()
             };
-            rows.push(json!({
-                "label": label, "rank": rank, "host": host,
-                "s": s, "d": d, "z": z, "n": n,
-                "st": fix(st), "a": fix(a), "ev": fix(ev),
-            }));
+            rows.push(RowOut {
+                label,
+                rank,
+                host,
+                s,
+                d,
+                z,
+                n,
+                st: fix(st),
+                a: fix(a),
+                ev: fix(ev),
+            });
         }
 
         // Where the time went: per name, sorted by the time the slowest rank cost the others.
@@ -613,21 +623,49 @@ impl Model {
             "invalid": counts.invalid,
             "attrs_omitted": self.attrs_omitted,
         });
-        let names = std::mem::take(&mut self.names.list);
-        let string_list = std::mem::take(&mut strings.list);
-        json!({
-            "version": 1,
-            "unit": "us",
-            "names": names,
-            "strings": string_list,
-            "facts": facts,
-            "rank_list": rank_list,
-            "rank_facts": ranks,
-            "rows": rows,
-            "table": table_json,
-            "bars": bars,
-        })
+        Page {
+            version: 1,
+            unit: "us",
+            names: std::mem::take(&mut self.names.list),
+            strings: std::mem::take(&mut strings.list),
+            facts,
+            rank_list,
+            rank_facts: ranks,
+            rows,
+            table: table_json,
+            bars,
+        }
     }
+}
+
+/// The page's model, serialised straight from its columns (no JSON tree of a million spans).
+#[derive(serde::Serialize)]
+pub struct Page {
+    version: u32,
+    unit: &'static str,
+    names: Vec<String>,
+    strings: Vec<String>,
+    facts: Json,
+    rank_list: Vec<i64>,
+    rank_facts: Vec<Json>,
+    rows: Vec<RowOut>,
+    table: Vec<Json>,
+    bars: Vec<Json>,
+}
+
+/// One timeline row's columns (notes/report.md).
+#[derive(serde::Serialize)]
+struct RowOut {
+    label: String,
+    rank: Option<i64>,
+    host: String,
+    s: Vec<u64>,
+    d: Vec<u64>,
+    z: Vec<u32>,
+    n: Vec<u32>,
+    st: Vec<i64>,
+    a: Vec<i64>,
+    ev: Vec<i64>,
 }
 
 fn process_facts(f: &mut RankFacts, attrs: &[KeyValue]) {
@@ -685,6 +723,36 @@ fn spread(s: &NameStats) -> Option<Spread> {
             max as f64 * n as f64 / sum as f64
         },
     })
+}
+
+/// Lanes of one row's spans (given in start order, parents first): the first lane below the
+/// parent's (or from the top, for a span whose parent is elsewhere) that is free at the span's
+/// start, so overlapping siblings (threads, async work) sit side by side instead of hiding each
+/// other. At most `MAX_LANES`; beyond that spans share the last lane.
+fn lanes(recs: &[Rec], parent_of: &[Option<u32>], spans: &[u32]) -> Vec<u32> {
+    let mut lane_of: HashMap<u32, u32> = HashMap::with_capacity(spans.len());
+    let mut lane_end: Vec<u64> = Vec::new();
+    let mut out = Vec::with_capacity(spans.len());
+    for &i in spans {
+        let r = &recs[i as usize];
+        let first = match parent_of[i as usize] {
+            Some(p) if recs[p as usize].row == r.row => {
+                lane_of.get(&p).map_or(0, |l| (l + 1).min(MAX_LANES - 1))
+            }
+            _ => 0,
+        };
+        let mut l = first as usize;
+        while l < lane_end.len() && lane_end[l] > r.start && l < MAX_LANES as usize - 1 {
+            l += 1;
+        }
+        if l >= lane_end.len() {
+            lane_end.resize(l + 1, 0);
+        }
+        lane_end[l] = lane_end[l].max(r.end);
+        lane_of.insert(i, l as u32);
+        out.push(l as u32);
+    }
+    out
 }
 
 /// Depth of every span inside its row: 0 when its parent is missing or in another row (the
@@ -791,7 +859,11 @@ fn value_text(v: &Value) -> String {
 /// Writes the page: the template with the style, the model and the script put in. The model is
 /// JSON inside `<script type="application/json">`, so every `<` in it is written as `\u003c`
 /// (only strings can hold one): no span name can end the script element or open a comment.
-fn write_html(path: Option<&std::path::Path>, title: &str, doc: &Json) -> anyhow::Result<u64> {
+fn write_html(
+    path: Option<&std::path::Path>,
+    title: &str,
+    doc: &impl serde::Serialize,
+) -> anyhow::Result<u64> {
     use anyhow::Context;
     let data = serde_json::to_vec(doc).context("serialising the report model")?;
     let mut page = Vec::with_capacity(data.len() + TEMPLATE.len() + SCRIPT.len() + STYLE.len());
@@ -869,6 +941,19 @@ mod tests {
         let d = depths(&recs, &parent_of);
         assert_eq!(&d[..3], &[0, 0, 1]);
         assert!(d[3] <= 1024 && d[4] <= 1024, "a cycle ends the walk");
+    }
+
+    #[test]
+    fn overlapping_siblings_get_their_own_lanes() {
+        let span = |start, end| Rec {
+            start,
+            end,
+            ..rec(0, 0)
+        };
+        // root 0..100; children 10..50 and 20..60 overlap; 70..80 reuses the first child lane.
+        let recs = vec![span(0, 100), span(10, 50), span(20, 60), span(70, 80)];
+        let parent_of = vec![None, Some(0), Some(0), Some(0)];
+        assert_eq!(lanes(&recs, &parent_of, &[0, 1, 2, 3]), [0, 1, 2, 1]);
     }
 
     #[test]

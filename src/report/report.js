@@ -28,7 +28,11 @@
   }
 
   function main() {
+    // Phases of the first paint, in ms since navigation start (scripts/bench-report.sh reads them).
+    const timing = { scriptStart: performance.now() };
+    hook.timing = timing;
     const M = JSON.parse(document.getElementById("report-data").textContent);
+    timing.parsed = performance.now();
     const names = M.names, strings = M.strings, F = M.facts;
 
     // ---------------------------------------------------------------- formatting
@@ -166,26 +170,36 @@
       return { label: r.label, rank: r.rank, host: r.host, n, start, end, name: r.n, status, msg, attrs, events, signals, levels, depths };
     });
     const totalSpans = rows.reduce((a, r) => a + r.n, 0);
+    timing.built = performance.now();
     let tMax = 0;
     for (const r of rows) for (const L of r.levels) if (L.n) tMax = Math.max(tMax, L.e.reduce((a, b) => (a > b ? a : b), 0));
     tMax = Math.max(tMax, 1);
 
-    // Layout: host headers between groups of ranks; the step row on top.
+    // Layout: host headers between groups of ranks; the step row on top. Compact: one line per
+    // rank, deeper lanes drawn over shallower ones (the innermost phase shows), for an overview
+    // of many ranks.
     const many = rows.length > 48;
     const LEVEL_H = many ? 5 : 14, ROW_GAP = many ? 1 : 4, HOST_H = many ? 13 : 18, AXIS_H = 22, GUTTER = 118;
-    const entries = [];
-    let y = 0, lastHost = null;
-    for (const r of rows) {
-      if (r.rank !== null && r.host !== lastHost) {
-        entries.push({ host: r.host || "(no host.name)", y, h: HOST_H });
-        y += HOST_H;
-        lastHost = r.host;
+    const compactBox = document.getElementById("compact");
+    let compact = rows.length > 64;
+    compactBox.checked = compact;
+    let entries = [], contentH = 0;
+    function layout() {
+      entries = [];
+      let y = 0, lastHost = null;
+      for (const r of rows) {
+        if (r.rank !== null && r.host !== lastHost) {
+          entries.push({ host: r.host || "(no host.name)", y, h: HOST_H });
+          y += HOST_H;
+          lastHost = r.host;
+        }
+        const h = (compact ? 1 : r.depths) * LEVEL_H + ROW_GAP;
+        entries.push({ row: r, y, h });
+        y += h;
       }
-      const h = r.depths * LEVEL_H + ROW_GAP;
-      entries.push({ row: r, y, h });
-      y += h;
+      contentH = y;
     }
-    const contentH = y;
+    layout();
 
     // ---------------------------------------------------------------- timeline
     const canvas = document.getElementById("timeline");
@@ -256,12 +270,12 @@
           continue;
         }
         const r = en.row;
-        for (let d = 0; d < r.depths; d++) drawLevel(r, r.levels[d], ry + d * LEVEL_H, k);
+        for (let d = 0; d < r.depths; d++) drawLevel(r, r.levels[d], ry + (compact ? 0 : d * LEVEL_H), k);
         for (const e of r.signals) {
           const x = GUTTER + (e.t - v0) * k;
           if (x < GUTTER - 6 || x > W + 6) continue;
           ctx.fillStyle = theme.sig;
-          ctx.fillRect(x - 0.75, ry, 1.5, r.depths * LEVEL_H);
+          ctx.fillRect(x - 0.75, ry, 1.5, en.h - ROW_GAP);
           const s = Math.max(4, Math.min(7, LEVEL_H * 0.6));
           ctx.beginPath();
           ctx.moveTo(x - s, ry); ctx.lineTo(x + s, ry); ctx.lineTo(x, ry + s * 1.4); ctx.closePath();
@@ -274,6 +288,8 @@
       // Gutter: host headers and row labels.
       ctx.fillStyle = theme.bg;
       ctx.fillRect(0, top, GUTTER, H - top);
+      // Labels never overlap: a row is labelled when there is room since the last label.
+      let labelled = -1e9;
       for (let ei = first; ei < entries.length; ei++) {
         const en = entries[ei];
         const ry = top + en.y - scrollY;
@@ -283,12 +299,12 @@
           ctx.fillRect(0, ry, GUTTER, en.h);
           ctx.fillStyle = theme.muted;
           ctx.fillText(clip(en.host, GUTTER - 8), 4, ry + en.h / 2);
-        } else if (ry + en.h >= top) {
+          labelled = ry + en.h;
+        } else if (ry + en.h >= top && ry >= labelled - 1) {
           const lh = Math.min(en.h, Math.max(LEVEL_H, 12));
-          if (!many || en.row.rank === null || (en.row.rank % labelEvery() === 0)) {
-            ctx.fillStyle = en.row.rank === null ? theme.hl : theme.fg;
-            ctx.fillText(en.row.label, 8, ry + lh / 2);
-          }
+          ctx.fillStyle = en.row.rank === null ? theme.hl : theme.fg;
+          ctx.fillText(en.row.label, 8, ry + lh / 2);
+          labelled = ry + 12;
         }
       }
       ctx.strokeStyle = theme.line;
@@ -310,11 +326,6 @@
       ctx.stroke();
       ctx.fillText("rank", 8, top / 2);
       document.getElementById("view-range").textContent = `${fmtDur(Math.max(0, v0))} – ${fmtDur(v1)} (${fmtDur(v1 - v0)} shown)`;
-    }
-    function labelEvery() {
-      // With many ranks, label every n-th so labels never overlap.
-      const per = LEVEL_H * 2 + ROW_GAP;
-      return per >= 12 ? 1 : Math.ceil(12 / per) <= 2 ? 2 : Math.ceil(12 / per) <= 4 ? 4 : 8;
     }
     function clip(text, w) {
       if (ctx.measureText(text).width <= w) return text;
@@ -407,12 +418,15 @@
       const t = v0 + (mx - GUTTER) / k, tol = 3 / k;
       for (const e of r.signals) if (Math.abs(e.t - t) <= tol * 1.5) return { r, event: e };
       const d = Math.floor((cy - en.y) / LEVEL_H);
-      if (d < 0 || d >= r.depths) return null;
-      const L = r.levels[d];
-      let i = lowerBound(L.s, t + tol, 0, L.n) - 1;
-      for (let steps = 0; i >= 0 && steps < 256; i--, steps++) {
-        if (L.e[i] >= t - tol) return { r, span: L.idx[i] };
-        if (L.s[i] < t - tol - L.maxDur) break;
+      if (d < 0 || d >= (compact ? 1 : r.depths)) return null;
+      // Compact: the deepest lane drawn at that point is the one seen.
+      for (let q = compact ? r.depths - 1 : d; q >= (compact ? 0 : d); q--) {
+        const L = r.levels[q];
+        let i = lowerBound(L.s, t + tol, 0, L.n) - 1;
+        for (let steps = 0; i >= 0 && steps < 256; i--, steps++) {
+          if (L.e[i] >= t - tol) return { r, span: L.idx[i] };
+          if (L.s[i] < t - tol - L.maxDur) break;
+        }
       }
       return null;
     }
@@ -505,6 +519,12 @@
     document.getElementById("zoom-in").onclick = () => zoom(0.5);
     document.getElementById("zoom-out").onclick = () => zoom(2);
     document.getElementById("zoom-reset").onclick = reset;
+    compactBox.onchange = () => {
+      compact = compactBox.checked;
+      layout();
+      resize();
+      request();
+    };
 
     // ---------------------------------------------------------------- where the time went
     const table = document.getElementById("names");
@@ -559,7 +579,7 @@
         const n = b.per_rank.length, bw = w / n;
         for (let i = 0; i < n; i++) {
           const v = b.per_rank[i], bh = max ? (v / max) * (h - 4) : 0;
-          g.fillStyle = v === max ? (printing ? "#000" : theme.hl) : printing ? "#888" : `hsl(${hues[b.name]},55%,${theme.dark ? 50 : 60}%)`;
+          g.fillStyle = v === max && max > mean * 1.0001 ? (printing ? "#000" : theme.hl) : printing ? "#888" : `hsl(${hues[b.name]},55%,${theme.dark ? 50 : 60}%)`;
           g.fillRect(i * bw, h - bh, Math.max(bw - (bw > 3 ? 1 : 0), 0.5), bh);
         }
         const my = h - (max ? (mean / max) * (h - 4) : 0);
@@ -589,9 +609,13 @@
     hook.spanNames = names.slice();
     hook.tableNames = Array.from(tbody.querySelectorAll("tr"), (tr) => tr.getAttribute("data-name"));
     hook.spans = totalSpans;
+    hook.theme = theme.dark ? "dark" : "light";
+    hook.compact = compact;
     hook.errorSpans = rows.reduce((a, r) => a + r.status.reduce((c, x) => c + (x === 2 ? 1 : 0), 0), 0);
     hook.signalEvents = rows.reduce((a, r) => a + r.signals.length, 0);
-    hook.firstPaintMs = Math.round(performance.now());
+    timing.drawn = performance.now();
+    for (const k in timing) timing[k] = Math.round(timing[k]);
+    hook.firstPaintMs = timing.drawn;
     hook.ready = true;
     publish();
   }
