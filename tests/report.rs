@@ -107,6 +107,21 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// What the page published in `<output id="probe">` once drawn.
+fn probe(dom: &str) -> Value {
+    let probe = dom
+        .split_once(r#"<output id="probe" hidden="">"#)
+        .and_then(|(_, rest)| rest.split_once("</output>"))
+        .map(|(p, _)| unescape(p))
+        .unwrap_or_else(|| {
+            panic!(
+                "no probe output in the DOM:\n{}",
+                &dom[..dom.len().min(3000)]
+            )
+        });
+    serde_json::from_str(&probe).expect("probe is JSON")
+}
+
 /// Opens the report, checks what every report must satisfy, saves a screenshot as `shot`.
 fn open_report(page: &Path, shot: &str) -> Opened {
     let html = std::fs::read_to_string(page).unwrap();
@@ -130,19 +145,10 @@ fn open_report(page: &Path, shot: &str) -> Opened {
         .map(|(e, _)| e.split_once('>').map(|(_, t)| t).unwrap_or(""))
         .expect("errors element in the DOM");
     assert_eq!(errors, "", "the page reported errors");
-    let probe = dom
-        .split_once(r#"<output id="probe" hidden="">"#)
-        .and_then(|(_, rest)| rest.split_once("</output>"))
-        .map(|(p, _)| unescape(p))
-        .unwrap_or_else(|| {
-            panic!(
-                "no probe output in the DOM:\n{}",
-                &dom[..dom.len().min(3000)]
-            )
-        });
-    let probe: Value = serde_json::from_str(&probe).expect("probe is JSON");
+    let probe = probe(&dom);
     assert_eq!(probe["ready"], true, "{probe}");
     assert_eq!(probe["errors"], serde_json::json!([]));
+    assert_eq!(probe["theme"], "light");
 
     let png = shots().join(shot);
     let _ = std::fs::remove_file(&png);
@@ -389,6 +395,22 @@ fn errors_signals_and_hostile_names_are_shown() {
     assert!(
         opened.dom.contains("<dd>0 ×1, 143 ×1</dd>"),
         "exit statuses"
+    );
+    // Dark when the system is dark (Chromium's --force-dark-mode sets prefers-color-scheme).
+    let page = d.join("report.html");
+    let (dom, _) = browse(&page, &["--force-dark-mode".into(), "--dump-dom".into()]);
+    let dark = probe(&dom);
+    assert_eq!(
+        (&dark["theme"], &dark["errors"]),
+        (&"dark".into(), &serde_json::json!([]))
+    );
+    let png = shots().join("killed-job-dark.png");
+    browse(
+        &page,
+        &[
+            "--force-dark-mode".into(),
+            format!("--screenshot={}", png.display()),
+        ],
     );
     // solve: rank 0 1 s, rank 1 4 s: mean 2.5 s, 1.5 s lost, imbalance 1.60, sorted first.
     let first_row = opened.dom.split(r#"<tr data-name=""#).nth(1).unwrap();

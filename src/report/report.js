@@ -81,12 +81,10 @@
         font: "11px " + v("--font"),
       };
     }
-    // One colour per name, stable across reports (hash of the name, not its id).
-    const hues = names.map((n) => {
-      let h = 2166136261;
-      for (let i = 0; i < n.length; i++) { h ^= n.charCodeAt(i); h = Math.imul(h, 16777619); }
-      return ((h >>> 0) % 360);
-    });
+    // One colour per name: golden-angle hues in the order of the time table, so the phases that
+    // matter most get the most distinct colours.
+    const hues = new Array(names.length).fill(0);
+    M.table.forEach((t, i) => { hues[t.name] = (i * 137.508 + 95) % 360; });
     function nameColour(id) {
       if (printing) return "#ffffff";
       return theme.dark ? `hsl(${hues[id]},45%,42%)` : `hsl(${hues[id]},60%,72%)`;
@@ -579,7 +577,7 @@
         const n = b.per_rank.length, bw = w / n;
         for (let i = 0; i < n; i++) {
           const v = b.per_rank[i], bh = max ? (v / max) * (h - 4) : 0;
-          g.fillStyle = v === max && max > mean * 1.0001 ? (printing ? "#000" : theme.hl) : printing ? "#888" : `hsl(${hues[b.name]},55%,${theme.dark ? 50 : 60}%)`;
+          g.fillStyle = v === max && max > mean * 1.0001 ? (printing ? "#000" : theme.fg) : printing ? "#888" : `hsl(${hues[b.name]},55%,${theme.dark ? 50 : 60}%)`;
           g.fillRect(i * bw, h - bh, Math.max(bw - (bw > 3 ? 1 : 0), 0.5), bh);
         }
         const my = h - (max ? (mean / max) * (h - 4) : 0);
