@@ -176,6 +176,30 @@ fn table_names(dom: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Hovers, zooms, pans and clicks in the page through the DevTools protocol
+/// (tests/support/report_drive.js under node); returns what the page showed after each step.
+fn drive(page: &Path) -> Value {
+    let node = std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("node"))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("no `node` on PATH: scripts/install-deps.sh installs nodejs (it drives Chromium here)")
+        });
+    let out = run(Command::new(node)
+        .arg(support("report_drive.js"))
+        .arg(chromium())
+        .arg(page));
+    assert!(
+        out.status.success(),
+        "report_drive.js failed: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report_drive.js prints JSON")
+}
+
 fn report(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = otel_run(dir);
     cmd.arg("report").args(args);
@@ -395,6 +419,32 @@ fn errors_signals_and_hostile_names_are_shown() {
     assert!(
         opened.dom.contains("<dd>0 ×1, 143 ×1</dd>"),
         "exit statuses"
+    );
+    // A person's interactions: hover shows the span and its error, the signal marker its event;
+    // ctrl+wheel zooms, a drag pans, a click on a table row selects that phase.
+    let driven = drive(&d.join("report.html"));
+    let steps = &driven["steps"];
+    let tip = steps["hoverSpan"]["tooltip"].as_str().unwrap_or_default();
+    assert!(
+        tip.starts_with("solve") && tip.contains("status: ERROR — diverged"),
+        "{driven}"
+    );
+    let tip = steps["hoverSignal"]["tooltip"].as_str().unwrap_or_default();
+    assert!(
+        tip.starts_with("SIGTERM") && tip.contains("signal.number: 15"),
+        "{driven}"
+    );
+    let view = |s: &str| steps[s]["view"].as_str().unwrap().to_string();
+    assert_eq!(view("hoverSpan"), "0 – 10 s (10 s shown)");
+    assert!(
+        view("zoomed").ends_with(" shown)") && view("zoomed") != view("hoverSpan"),
+        "{driven}"
+    );
+    assert!(view("panned") != view("zoomed"), "{driven}");
+    assert_eq!(steps["clicked"]["selected"], "solve", "{driven}");
+    assert_eq!(
+        (&driven["errors"], &driven["console"]),
+        (&serde_json::json!([]), &serde_json::json!([]))
     );
     // Dark when the system is dark (Chromium's --force-dark-mode sets prefers-color-scheme).
     let page = d.join("report.html");

@@ -196,7 +196,10 @@
         y += h;
       }
       contentH = y;
+      hook.layout.rows = entries.filter((e) => e.row).map((e) => ({ label: e.row.label, y: e.y, h: e.h }));
     }
+    // Where things are on the canvas (CSS px), for tools that point at a span.
+    hook.layout = { rows: [], gutter: GUTTER, axis: AXIS_H, laneHeight: LEVEL_H, v0: 0, v1: 0, scrollY: 0 };
     layout();
 
     // ---------------------------------------------------------------- timeline
@@ -323,6 +326,7 @@
       ctx.moveTo(GUTTER, top - 0.5); ctx.lineTo(W, top - 0.5);
       ctx.stroke();
       ctx.fillText("rank", 8, top / 2);
+      Object.assign(hook.layout, { v0, v1, scrollY });
       document.getElementById("view-range").textContent = `${fmtDur(Math.max(0, v0))} – ${fmtDur(v1)} (${fmtDur(v1 - v0)} shown)`;
     }
     function clip(text, w) {
