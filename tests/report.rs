@@ -274,12 +274,13 @@ fn real_srun_job_opens_in_chromium() {
         names,
         "every span name in the table"
     );
-    // The slow rank is found: compute takes rank 3 three times as long (imbalance 2.0).
+    // The slow rank is found: compute takes rank 3 three times as long (imbalance 2.0 when sleeps
+    // are exact; a loaded machine oversleeps every rank alike, which pulls it towards 1).
     let compute = table_row(&opened.dom, "compute");
     assert_eq!(compute[0], "compute");
     assert_eq!(compute[7], "3", "slowest rank in compute: {compute:?}");
     let imbalance: f64 = compute[2].parse().unwrap();
-    assert!((1.6..2.4).contains(&imbalance), "{compute:?}");
+    assert!((1.4..2.1).contains(&imbalance), "{compute:?}");
     // The job facts come from the resource and the process spans.
     assert!(opened.dom.contains("<dd>slurm</dd>"), "launcher fact");
     assert!(opened.dom.contains("<dd>0 ×4</dd>"), "four ranks exited 0");
