@@ -178,7 +178,7 @@ fn table_names(dom: &str) -> BTreeSet<String> {
 
 /// Hovers, zooms, pans and clicks in the page through the DevTools protocol
 /// (tests/support/report_drive.js under node); returns what the page showed after each step.
-fn drive(page: &Path) -> Value {
+fn drive(page: &Path, print_shot: &Path) -> Value {
     let node = std::env::var_os("PATH")
         .and_then(|p| {
             std::env::split_paths(&p)
@@ -191,7 +191,8 @@ fn drive(page: &Path) -> Value {
     let out = run(Command::new(node)
         .arg(support("report_drive.js"))
         .arg(chromium())
-        .arg(page));
+        .arg(page)
+        .arg(print_shot));
     assert!(
         out.status.success(),
         "report_drive.js failed: {}",
@@ -423,7 +424,8 @@ fn errors_signals_and_hostile_names_are_shown() {
     );
     // A person's interactions: hover shows the span and its error, the signal marker its event;
     // ctrl+wheel zooms, a drag pans, a click on a table row selects that phase.
-    let driven = drive(&d.join("report.html"));
+    let print_shot = shots().join("killed-job-print.png");
+    let driven = drive(&d.join("report.html"), &print_shot);
     let steps = &driven["steps"];
     let tip = steps["hoverSpan"]["tooltip"].as_str().unwrap_or_default();
     assert!(
@@ -443,6 +445,13 @@ fn errors_signals_and_hostile_names_are_shown() {
     );
     assert!(view("panned") != view("zoomed"), "{driven}");
     assert_eq!(steps["clicked"]["selected"], "solve", "{driven}");
+    // Print: black on white, no toolbar, the per-rank table unfolded.
+    assert_eq!(
+        steps["print"],
+        serde_json::json!({"detailsOpen": true, "background": "rgb(255, 255, 255)",
+                           "errorColour": "#000", "toolbar": "none"}),
+    );
+    assert!(std::fs::metadata(&print_shot).is_ok_and(|m| m.len() > 10_000));
     assert_eq!(
         (&driven["errors"], &driven["console"]),
         (&serde_json::json!([]), &serde_json::json!([]))

@@ -359,7 +359,7 @@
         const tNext = tA + (px + 1 - GUTTER) / k;
         const j = Math.max(i + 1, lowerBound(L.s, tNext, i + 1, L.n));
         const errs = L.err[j] - L.err[i];
-        const dim = selected >= 0 && !anyName(r, L, i, j, selected);
+        const dim = selected >= 0 && !printing && !anyName(r, L, i, j, selected);
         ctx.globalAlpha = dim ? 0.25 : 1;
         ctx.fillStyle = errs ? theme.err : j - i > 1 ? theme.agg : nameColour(r.name[L.idx[i]]);
         if (printing && !errs) ctx.fillStyle = "#777";
@@ -382,7 +382,7 @@
       const w = Math.max(1, b - a);
       const nm = r.name[si];
       const err = r.status[si] === 2;
-      ctx.globalAlpha = selected >= 0 && nm !== selected ? 0.25 : 1;
+      ctx.globalAlpha = selected >= 0 && !printing && nm !== selected ? 0.25 : 1;
       ctx.fillStyle = err ? theme.err : nameColour(nm);
       ctx.fillRect(a, y, w, h);
       if (err && w > 4) {

@@ -3,7 +3,9 @@
 // of the time table. Prints one JSON object with what the page showed after each step, and every
 // console message and exception.
 //
-// Usage: node report_drive.js CHROMIUM PAGE.html
+// Usage: node report_drive.js CHROMIUM PAGE.html [PRINT.png]
+// Last, it switches the page to print media (and fires beforeprint, as printing does) and saves
+// a screenshot of that rendering to PRINT.png.
 // Standard library only, any Node >= 14. The protocol runs over --remote-debugging-pipe (file
 // descriptors 3 and 4, NUL-terminated JSON): no port, no network. The browser gets a fresh
 // profile and no background networking; it is stopped by its pid at the end.
@@ -13,7 +15,7 @@ const fs = require("fs");
 const os = require("os");
 const path = require("path");
 
-const [chromium, page] = process.argv.slice(2);
+const [chromium, page, printShot] = process.argv.slice(2);
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "otel-run-report-drive-"));
 const browser = spawn(chromium, [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -117,6 +119,16 @@ async function main() {
   await mouse("mouseReleased", r.x, r.y, { button: "left", buttons: 0, clickCount: 1 });
   await sleep(100);
   out.steps.clicked = await state();
+  await send("Emulation.setEmulatedMedia", { media: "print" });
+  await evaluate("window.dispatchEvent(new Event('beforeprint')), true");
+  out.steps.print = await evaluate(`({ detailsOpen: document.getElementById("rank-details").open,
+    background: getComputedStyle(document.body).backgroundColor,
+    errorColour: getComputedStyle(document.documentElement).getPropertyValue("--err").trim(),
+    toolbar: getComputedStyle(document.querySelector(".toolbar")).display })`);
+  if (printShot) {
+    const { data } = await send("Page.captureScreenshot", { format: "png" });
+    fs.writeFileSync(printShot, Buffer.from(data, "base64"));
+  }
   out.errors = await evaluate("window.otelRunReport.errors");
   out.console = console_;
   return out;
