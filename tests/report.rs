@@ -507,3 +507,47 @@ fn bad_input_is_file_line_reason_and_missing_input_is_usage() {
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     assert!(html.contains(r#""invalid":2"#), "invalid lines counted");
 }
+
+/// The model embedded in a written page.
+fn model(page: &Path) -> Value {
+    let html = std::fs::read_to_string(page).unwrap();
+    let json = html
+        .split_once(r#"<script id="report-data" type="application/json">"#)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .expect("model in the page")
+        .0;
+    serde_json::from_str(json).expect("the model is JSON")
+}
+
+#[test]
+fn duplicate_copies_are_drawn_once_and_counted() {
+    let dir = tempdir();
+    let d = dir.path();
+    killed_job(d);
+    report_ok(
+        d,
+        &["rank0.jsonl", "rank1.jsonl", "rank0.jsonl", "-o", "r.html"],
+    );
+    let m = model(&d.join("r.html"));
+    assert_eq!(
+        (
+            &m["facts"]["spans_read"],
+            &m["facts"]["spans"],
+            &m["facts"]["duplicates"]
+        ),
+        (&7.into(), &5.into(), &2.into())
+    );
+    let rows = m["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // Rank 0: the process span on lane 0, solve under it; rank 1: solve and the hostile name
+    // overlap under the process span, so they get lanes 1 and 2.
+    assert_eq!(rows[0]["z"], serde_json::json!([0, 1]));
+    assert_eq!(rows[1]["z"], serde_json::json!([0, 1, 2]));
+    assert_eq!(
+        (&rows[1]["label"], &rows[1]["d"]),
+        (
+            &"rank 1".into(),
+            &serde_json::json!([10_000_000, 4_000_000, 4_000_000])
+        )
+    );
+}

@@ -282,14 +282,15 @@ impl Model {
     fn add_span(&mut self, span: &Span, rank: Option<i64>, host: &str) {
         let trace = u128::from_be_bytes(fixed(&span.trace_id));
         let id = u64::from_be_bytes(fixed(&span.span_id));
-        if self
-            .seen
-            .insert((trace, id), self.recs.len() as u32)
-            .is_some()
-        {
+        match self.seen.entry((trace, id)) {
             // Two copies of one span (a file given twice, a replayed spill file): draw it once.
-            self.duplicates += 1;
-            return;
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.duplicates += 1;
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(self.recs.len() as u32);
+            }
         }
         let role = attr::get_str(&span.attributes, semconv::SPAN_ROLE);
         let key = match (role, rank) {
@@ -493,28 +494,24 @@ impl Model {
                 d.push(us(r.end) - start);
                 z.push(lane[k]);
                 n.push(r.name);
+                // The page reads -1 as "none".
+                let id = |x: u32| if x == NONE { -1 } else { x as i64 };
                 if r.status != 0 {
-                    st.extend([k as u64, r.status as u64, r.message as u64]);
+                    st.extend([k as i64, r.status as i64, id(r.message)]);
                 }
                 if r.attrs != NONE {
-                    a.extend([k as u64, r.attrs as u64]);
+                    a.extend([k as i64, r.attrs as i64]);
                 }
                 for e in &self.events[r.events.0 as usize..r.events.1 as usize] {
                     ev.extend([
-                        k as u64,
-                        us(e.time),
-                        e.name as u64,
-                        e.attrs as u64,
-                        e.signal as u64,
+                        k as i64,
+                        us(e.time) as i64,
+                        e.name as i64,
+                        id(e.attrs),
+                        e.signal as i64,
                     ]);
                 }
             }
-            // u32::MAX marks "none" in st/a/ev: the page reads -1.
-            let fix = |v: Vec<u64>| -> Vec<i64> {
-                v.into_iter()
-                    .map(|x| if x == NONE as u64 { -1 } else { x as i64 })
-                    .collect()
-            };
             rows.push(RowOut {
                 label,
                 rank,
@@ -523,9 +520,9 @@ impl Model {
                 d,
                 z,
                 n,
-                st: fix(st),
-                a: fix(a),
-                ev: fix(ev),
+                st,
+                a,
+                ev,
             });
         }
 
