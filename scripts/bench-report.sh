@@ -14,7 +14,9 @@
 # included, is parsed by then), the model was parsed, the rows were built and the first frame was
 # drawn; read back through --dump-dom. The browser's whole run (start-up included) is timed next to
 # the same browser opening an empty page, BENCH_OPENS times each, once taking a screenshot (load +
-# first paint) and once dumping the DOM (which adds serialising the 30 MB page).
+# first paint) and once dumping the DOM (which adds serialising the 30 MB page). Then (with node)
+# the page is driven like a person would (hover, ctrl+wheel zoom, drag pan, print) and the time
+# each frame took to draw is read back.
 # Results: stdout and target/bench/report.md. Generated data is deleted at the end.
 # Knobs: OTEL_RUN_BIN (default target/release/otel-run, built here), BENCH_SPANS (1000000),
 #        BENCH_RANKS (1024), BENCH_OPENS (3), BENCH_DIR (target/bench/report-data),
@@ -115,6 +117,24 @@ for i in $(seq "$OPENS"); do
   rows+=("| report of $SPANS spans | $i | $wall | $cols |")
   echo "report page, run $i: browser wall ${wall}s, page timing (ms since navigation): $probe"
 done
+
+# Responsiveness: hover, ctrl+wheel zoom, drag pan and print driven through the DevTools pipe
+# (tests/support/report_drive.js); the page times each frame it draws.
+if command -v node >/dev/null; then
+  for i in $(seq "$OPENS"); do
+    frames=$(node tests/support/report_drive.js "$CHROMIUM" "$DATA/report.html" | python3 -c '
+import json, statistics, sys
+d = json.load(sys.stdin)
+assert not d["errors"] and not d["console"], d
+ms = d["drawMs"]
+print(len(ms), ms[0], round(statistics.median(ms[1:]), 1), max(ms[1:]))')
+    read -r n first median max <<<"$frames"
+    [ "$i" = 1 ] && rows+=("| frames drawn while driven (hover, zoom, pan, print) | run | frames | first ms | later: median ms | later: max ms |" "|---|---:|---:|---:|---:|---:|")
+    rows+=("| report of $SPANS spans | $i | $n | $first | $median | $max |")
+    echo "driven, run $i: $n frames, first ${first} ms, later median ${median} ms, max ${max} ms"
+  done
+  rows+=("")
+fi
 
 {
   echo "# otel-run report benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, $("$OTEL_RUN_BIN" --version), $("$CHROMIUM" --version 2>/dev/null | head -1))"

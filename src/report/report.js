@@ -15,7 +15,7 @@
   window.addEventListener("unhandledrejection", (e) => reportError(e.reason));
 
   // What tests and tools read: window.otelRunReport and the same as JSON in <output id="probe">.
-  const hook = { ready: false, ranks: [], rows: [], spanNames: [], tableNames: [], errors, firstPaintMs: null, spans: 0 };
+  const hook = { ready: false, ranks: [], rows: [], spanNames: [], tableNames: [], errors, firstPaintMs: null, spans: 0, drawMs: [] };
   window.otelRunReport = hook;
   function publish() {
     document.getElementById("probe").textContent = JSON.stringify(hook);
@@ -244,6 +244,7 @@
     }
 
     function draw() {
+      const began = performance.now();
       clampView();
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       ctx.fillStyle = theme.bg;
@@ -327,6 +328,9 @@
       ctx.stroke();
       ctx.fillText("rank", 8, top / 2);
       Object.assign(hook.layout, { v0, v1, scrollY });
+      // How long frames take (the last 50), for scripts/bench-report.sh.
+      hook.drawMs.push(Math.round((performance.now() - began) * 10) / 10);
+      if (hook.drawMs.length > 50) hook.drawMs.shift();
       document.getElementById("view-range").textContent = `${fmtDur(Math.max(0, v0))} – ${fmtDur(v1)} (${fmtDur(v1 - v0)} shown)`;
     }
     function clip(text, w) {

@@ -1,7 +1,7 @@
 // Drives an `otel-run report` page in real headless Chromium through the DevTools protocol, as a
 // person would: hover a span, hover a signal marker, ctrl+wheel to zoom, drag to pan, click a row
 // of the time table. Prints one JSON object with what the page showed after each step, and every
-// console message and exception.
+// console message and exception, and how long each frame took to draw (drawMs).
 //
 // Usage: node report_drive.js CHROMIUM PAGE.html [PRINT.png]
 // Last, it switches the page to print media (and fires beforeprint, as printing does) and saves
@@ -130,6 +130,7 @@ async function main() {
     fs.writeFileSync(printShot, Buffer.from(data, "base64"));
   }
   out.errors = await evaluate("window.otelRunReport.errors");
+  out.drawMs = await evaluate("window.otelRunReport.drawMs");
   out.console = console_;
   return out;
 }
