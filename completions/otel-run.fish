@@ -53,7 +53,7 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-body-limit -d 'L
 complete -c otel-run -n "__fish_otel_run_needs_command" -l forward-signals -d 'Pass TERM/INT/HUP/QUIT/USR1/USR2 on to the program: `auto` forwards a signal unless it came from the terminal or from a launcher that signals every task itself (slurmstepd, mpirun, Hydra, timeout), so the program sees each signal exactly once' -r -f -a "auto\t'Forward unless the sender already signalled the program (see --help)'
 always\t''
 never\t''"
-complete -c otel-run -n "__fish_otel_run_needs_command" -l grace-period -d 'After TERM/INT/HUP/QUIT, how long the program may take to exit before otel-run kills it (keep it under Slurm\'s KillWait); a second INT ends it at once' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l grace-period -d 'After TERM/INT/HUP/QUIT, how long the program may take to exit before otel-run kills it (keep it under Slurm\'s KillWait; at most 7 days); a second INT ends it at once' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l no-adopt -d 'Write the program\'s spans unchanged instead of re-homing spans of other traces into the job\'s trace (for programs that join other distributed traces)'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_needs_command" -s q -l quiet -d 'Only errors from otel-run'

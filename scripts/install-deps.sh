@@ -28,7 +28,7 @@ installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = i
 
 if [ "${OTEL_RUN_SKIP_APT:-0}" != 1 ]; then
   t=$(date +%s%N)
-  want=(munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev mpich libmpich-dev hyperfine time gcc chromium)
+  want=(munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev mpich libmpich-dev hyperfine time gcc openssl chromium)
   # The venv needs ensurepip (Debian splits it into python3-venv) when the base python is Debian's;
   # rotel-agent is linked against libpython3.11.so.1.0, which only the libpython3.11 package ships.
   command -v "$BASE_PY" >/dev/null || want+=(python3)

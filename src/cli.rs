@@ -16,7 +16,17 @@ Examples:
 
 The exporter defaults to `otlp` when an OTLP endpoint is configured (--exporter-otlp-endpoint or
 OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT), otherwise to `jsonlines`: compute nodes rarely reach a
-collector, so spans go to a file first and `otel-run replay` sends them later.";
+collector, so spans go to a file first and `otel-run replay` sends them later.
+
+Exit status (every subcommand; see src/error.rs):
+  0      success; the launcher: the program exited 0
+  1      replay/merge/summary ran and failed: a bad input line (file:line: reason), an I/O
+         error, a collector that refused, could not be reached or rejected spans
+  2      usage: unknown flag, unusable flag or variable value, no program, an input that does not
+         exist, is a directory or not a regular file, a glob matching nothing; nothing was done
+  126    the program cannot be executed          127   the program was not found
+  128+N  the program died of signal N (137 also: killed after --grace-period or a second Ctrl-C)
+  other  the program's own exit code";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -293,7 +303,7 @@ pub struct RunArgs {
     pub forward_signals: ForwardPolicy,
 
     /// After TERM/INT/HUP/QUIT, how long the program may take to exit before otel-run kills it
-    /// (keep it under Slurm's KillWait); a second INT ends it at once
+    /// (keep it under Slurm's KillWait; at most 7 days); a second INT ends it at once
     #[arg(
         long,
         env = "OTEL_RUN_GRACE_PERIOD",
@@ -334,9 +344,54 @@ pub fn command() -> clap::Command {
 }
 
 /// Parses the process arguments; errors and --help/--version exit the process as clap does.
+///
+/// A variable that clap would read but that is not valid UTF-8 is ignored with a warning instead
+/// of failing the whole launch (environment problems never stop the job); the program still
+/// inherits it unchanged.
 pub fn parse() -> Cli {
-    let matches = command().get_matches();
+    let mut cmd = command();
+    let unusable = non_utf8_env(&cmd);
+    for name in &unusable {
+        // Logging is not set up before the flags are parsed.
+        eprintln!(
+            "otel-run: warning: {} is not valid UTF-8; otel-run ignores it",
+            name.to_string_lossy()
+        );
+    }
+    if !unusable.is_empty() {
+        let forget = |a: clap::Arg| {
+            if a.get_env().is_some_and(|e| unusable.iter().any(|u| u == e)) {
+                a.env(None)
+            } else {
+                a
+            }
+        };
+        cmd = cmd.mut_args(forget);
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in names {
+            cmd = cmd.mut_subcommand(name, |c| c.mut_args(forget));
+        }
+    }
+    let matches = cmd.get_matches();
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The variables `cmd` (and its subcommands) read whose value is set but not valid UTF-8.
+fn non_utf8_env(cmd: &clap::Command) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    let all = cmd
+        .get_arguments()
+        .chain(cmd.get_subcommands().flat_map(|c| c.get_arguments()));
+    for name in all.filter_map(|a| a.get_env()) {
+        let bad = std::env::var_os(name).is_some_and(|v| v.to_str().is_none());
+        if bad && !out.iter().any(|o| o == name) {
+            out.push(name.to_os_string());
+        }
+    }
+    out
 }
 
 /// For tests: parse from a list.

@@ -3,6 +3,7 @@
 //! sitecustomize — and everything else of the user's environment passes through untouched.
 
 use crate::ids::TraceParent;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use std::path::PathBuf;
 
 /// Where the child's SDK should export (the loopback sink), when one runs.
@@ -166,35 +167,36 @@ pub fn encode_resource_attributes(pairs: &[(String, String)]) -> String {
         .join(",")
 }
 
+/// Bytes outside the W3C baggage-octet set (%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E): what
+/// values must escape. Non-ASCII bytes are always escaped.
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'%')
+    .add(b',')
+    .add(b';')
+    .add(b'\\');
+/// Keys also escape `=`, which separates them from the value.
+const KEY_ESCAPES: &AsciiSet = &VALUE_ESCAPES.add(b'=');
+
 fn percent_encode(s: &str, is_key: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        let plain = matches!(b, 0x21 | 0x23..=0x24 | 0x26..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
-            && !(is_key && b == b'=');
-        if plain {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let set = if is_key { KEY_ESCAPES } else { VALUE_ESCAPES };
+    utf8_percent_encode(s, set).to_string()
 }
 
+/// Strict decoding: the crate passes a malformed escape through as text, but a `%` that is not
+/// followed by two hex digits is a mistake worth naming.
 fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    for (i, _) in s.match_indices('%') {
+        let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("bad %-escape %{hex}"));
         }
     }
-    String::from_utf8(out).map_err(|_| "%-escapes do not form UTF-8".to_string())
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| "%-escapes do not form UTF-8".to_string())
 }
 
 /// Merges attribute lists; a later list wins for a key, and first-seen key order is kept.

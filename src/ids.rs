@@ -1,5 +1,5 @@
 //! Trace identity: W3C `traceparent` parsing/formatting and the derivation of the job's trace id
-//! and step-root span id (DESIGN.md §5).
+//! and step-root span id (ARCHITECTURE.md §5).
 //!
 //! Every rank derives the same ids from the same job key without talking to the others, so the
 //! per-rank span files form one trace when merged.

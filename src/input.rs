@@ -2,8 +2,9 @@
 //! (4096 rank files must not hit the shell's argument limit), `-` for stdin, gzip by content.
 //! Lines of both formats are read in a stream; what goes wrong is counted and reported exactly.
 
-use crate::format::{LineError, Reader};
-use anyhow::{anyhow, bail, Context};
+use crate::error::usage;
+use crate::format::{LineError, Lines, Reader};
+use anyhow::{anyhow, Context};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -28,7 +29,9 @@ impl Input {
 /// matches nothing and a path that does not exist are errors naming them.
 pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
     if patterns.is_empty() {
-        bail!("no input files (give paths, glob patterns such as 'traces_*.jsonlines', or - for stdin)");
+        return Err(usage(
+            "no input files (give paths, glob patterns such as 'traces_*.jsonlines', or - for stdin)",
+        ));
     }
     let mut out = Vec::new();
     for pattern in patterns {
@@ -36,8 +39,8 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
             out.push(Input::Stdin);
         } else if pattern.contains(['*', '?', '[']) {
             let before = out.len();
-            for entry in
-                glob::glob(pattern).map_err(|e| anyhow!("bad glob pattern {pattern:?}: {e}"))?
+            for entry in glob::glob(pattern)
+                .map_err(|e| usage(format!("bad glob pattern {pattern:?}: {e}")))?
             {
                 let path = entry.map_err(|e| anyhow!("{pattern}: {e}"))?;
                 if path.is_file() {
@@ -45,31 +48,41 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
                 }
             }
             if out.len() == before {
-                bail!("{pattern}: pattern matches no file");
+                return Err(usage(format!("{pattern}: pattern matches no file")));
             }
         } else {
             let path = PathBuf::from(pattern);
-            if !path.is_file() {
-                bail!("{pattern}: no such file");
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => out.push(Input::File(path)),
+                Ok(m) if m.is_dir() => {
+                    return Err(usage(format!("{pattern}: is a directory (give a glob such as '{pattern}/*.jsonlines')")))
+                }
+                // Inputs may be read twice (replay validates before sending) and are reopened
+                // by name: only regular files and stdin can be.
+                Ok(_) => {
+                    return Err(usage(format!(
+                        "{pattern}: not a regular file (a pipe or device); feed it through - (stdin) instead"
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(usage(format!("{pattern}: no such file")))
+                }
+                Err(e) => return Err(usage(format!("{pattern}: {e}"))),
             }
-            out.push(Input::File(path));
         }
     }
     Ok(out)
 }
 
-/// Opens an input for line reading, decompressing gzip (detected by its magic bytes, so a
+/// Opens an input for parsed reading, decompressing gzip (detected by its magic bytes, so a
 /// renamed file still works).
 pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
-    open_with_buffer(input, 256 * 1024)
+    open_lines(input, 256 * 1024).map(Reader::from)
 }
 
-/// [`open`] with read buffers of `capacity` bytes: a merge that holds a thousand files open at
-/// once wants small ones.
-pub fn open_with_buffer(
-    input: &Input,
-    capacity: usize,
-) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
+/// Opens an input for raw line reading with read buffers of `capacity` bytes: a merge that holds a
+/// thousand files open at once wants small ones.
+pub fn open_lines(input: &Input, capacity: usize) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
     let raw: Box<dyn Read> = match input {
         Input::Stdin => Box::new(std::io::stdin().lock()),
         Input::File(p) => {
@@ -82,14 +95,14 @@ pub fn open_with_buffer(
 /// Like [`open`] for any byte stream (replay reads stdin through a copy to a spool file, so it can
 /// read it twice); `name` is what line errors say.
 pub fn open_stream(name: String, raw: Box<dyn Read>) -> Reader<Box<dyn BufRead>> {
-    open_stream_with_buffer(name, raw, 256 * 1024)
+    open_stream_with_buffer(name, raw, 256 * 1024).into()
 }
 
 fn open_stream_with_buffer(
     name: String,
     raw: Box<dyn Read>,
     capacity: usize,
-) -> Reader<Box<dyn BufRead>> {
+) -> Lines<Box<dyn BufRead>> {
     let mut buffered = BufReader::with_capacity(capacity, raw);
     let is_gzip = buffered
         .fill_buf()
@@ -103,7 +116,7 @@ fn open_stream_with_buffer(
     } else {
         Box::new(buffered)
     };
-    Reader::new(name, reader)
+    Lines::new(name, reader)
 }
 
 /// Exact counts over everything read.

@@ -1,5 +1,5 @@
 //! Job detection: who am I within the launch (rank, size, local rank) and which launch is this
-//! (the job key), read from the environment only — never by calling MPI (DESIGN.md §2, §5).
+//! (the job key), read from the environment only — never by calling MPI (ARCHITECTURE.md §2, §5).
 //!
 //! Precedence matters: `mpirun` inside an `sbatch` allocation inherits `SLURM_PROCID=0` on every
 //! rank, so the MPI launchers' own variables are consulted before Slurm's.
@@ -64,14 +64,23 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A variable of the process environment; unset, empty and not-UTF-8 values are all absent, the
+/// last with a warning (an environment problem never stops the job).
+pub fn env_value(key: &str) -> Option<String> {
+    match std::env::var(key) {
+        Ok(v) if !v.is_empty() => Some(v),
+        Ok(_) | Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            tracing::warn!("{key} is not valid UTF-8; otel-run ignores it");
+            None
+        }
+    }
+}
+
 /// Reads the process environment.
 pub fn detect_from_env() -> Job {
     let host = hostname();
-    detect(
-        &|k| std::env::var(k).ok().filter(|v| !v.is_empty()),
-        &host,
-        std::os::unix::process::parent_id(),
-    )
+    detect(&env_value, &host, std::os::unix::process::parent_id())
 }
 
 /// Pure detection over an environment lookup, so every launcher is unit-testable.

@@ -1,8 +1,9 @@
-//! otel-run: OpenTelemetry traces for HPC jobs. See README.md and DESIGN.md for the shape.
+//! otel-run: OpenTelemetry traces for HPC jobs. README.md says what it does; ARCHITECTURE.md how the modules fit and why.
 
 pub mod attr;
 pub mod cli;
 pub mod contract;
+pub mod error;
 pub mod export;
 pub mod format;
 pub mod ids;

@@ -1,26 +1,33 @@
 //! OTLP trace export client (gRPC and HTTP/protobuf), used for otel-run's own spans, for the
 //! sink's forwarding and by `replay`. It sends `ExportTraceServiceRequest` as is — every attribute
 //! type survives — and reports partial success exactly, which the SDK exporters do not expose.
+//! gRPC goes through tonic's generated `TraceServiceClient`, OTLP/HTTP through hyper; both share
+//! one rustls (ring) TLS setup and the OTLP spec's retry rule (see [`OtlpClient::export_encoded`]).
 //!
 //! Configuration follows the OTLP exporter spec: a traces-specific setting beats the generic one,
 //! and for each the command-line flag beats its environment variable.
 
 use anyhow::{anyhow, bail, Context};
-use bytes::{Buf, Bytes};
-use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+use bytes::Bytes;
+use flate2::{write::GzEncoder, Compression};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    trace_service_client::TraceServiceClient, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
@@ -234,8 +241,10 @@ pub struct ExportOutcome {
 #[error("{message}")]
 pub struct ExportError {
     pub message: String,
-    /// Worth retrying (unavailable, throttled, timeouts); false for refusals like 400/401.
+    /// Worth retrying per the OTLP spec (unavailable, throttled, timeouts); false for refusals
+    /// like 400/401 or INVALID_ARGUMENT.
     pub retryable: bool,
+    /// The delay the collector asked for (HTTP Retry-After, gRPC google.rpc.RetryInfo).
     pub retry_after: Option<Duration>,
 }
 
@@ -247,65 +256,51 @@ fn fail(retryable: bool, message: impl Into<String>) -> ExportError {
     }
 }
 
+/// First delay between attempts; doubled after each retry up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 pub struct OtlpClient {
     config: OtlpConfig,
+    transport: Transport,
+}
+
+// One per client, made once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Transport {
+    Grpc(GrpcTransport),
+    Http(HttpTransport),
+}
+
+/// OTLP/gRPC through tonic's generated client. The channel is made on the first export, because
+/// tonic spawns its connection task on the runtime current at that moment and a client may be
+/// configured (flags checked) before any runtime exists.
+struct GrpcTransport {
+    endpoint: Endpoint,
+    connector: HttpsConnector<HttpConnector>,
+    client: OnceLock<TraceServiceClient<Channel>>,
+    /// The configured headers, sent as request metadata.
+    metadata: HeaderMap,
+    gzip: bool,
+}
+
+/// OTLP/HTTP (protobuf) through hyper's pooled client.
+struct HttpTransport {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: http::Uri,
     headers: HeaderMap,
+    gzip: bool,
 }
 
 impl OtlpClient {
     pub fn new(config: OtlpConfig) -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &config.certificate {
-            Some(path) => {
-                use rustls::pki_types::{pem::PemObject, CertificateDer};
-                let certs = CertificateDer::pem_file_iter(path)
-                    .with_context(|| format!("cannot read OTLP certificate {}", path.display()))?;
-                for cert in certs {
-                    let cert = cert.with_context(|| {
-                        format!("bad PEM in OTLP certificate {}", path.display())
-                    })?;
-                    roots
-                        .add(cert)
-                        .with_context(|| format!("unusable certificate in {}", path.display()))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("TLS setup")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        let tls = tls_config(config.certificate.as_deref())?;
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();
-        let connector = match config.protocol {
-            Protocol::Grpc => builder.enable_http2().wrap_connector(http),
-            Protocol::HttpProtobuf => builder.enable_http1().enable_http2().wrap_connector(http),
-        };
-        let mut client = Client::builder(TokioExecutor::new());
-        client.pool_idle_timeout(Duration::from_secs(30));
-        if config.protocol == Protocol::Grpc {
-            client.http2_only(true);
-        }
-        let uri: http::Uri = match config.protocol {
-            Protocol::Grpc => {
-                let base: http::Uri = config.endpoint.parse()?;
-                let scheme = base.scheme_str().unwrap_or("http");
-                let authority = base
-                    .authority()
-                    .ok_or_else(|| anyhow!("OTLP endpoint {:?} has no host", config.endpoint))?;
-                format!("{scheme}://{authority}/opentelemetry.proto.collector.trace.v1.TraceService/Export").parse()?
-            }
-            Protocol::HttpProtobuf => config.endpoint.parse()?,
-        };
         let mut headers = HeaderMap::new();
         for (k, v) in &config.headers {
             headers.insert(
@@ -313,37 +308,97 @@ impl OtlpClient {
                 HeaderValue::from_str(v)?,
             );
         }
-        Ok(OtlpClient {
-            client: client.build(connector),
-            uri,
-            headers,
-            config,
-        })
+        let transport = match config.protocol {
+            Protocol::Grpc => {
+                // OTLP/gRPC ignores any path in the endpoint: the method path is fixed.
+                let base: http::Uri = config.endpoint.parse()?;
+                let scheme = base.scheme_str().unwrap_or("http");
+                let authority = base
+                    .authority()
+                    .ok_or_else(|| anyhow!("OTLP endpoint {:?} has no host", config.endpoint))?;
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
+                    .with_context(|| format!("OTLP endpoint {:?}", config.endpoint))?
+                    .user_agent(concat!("otel-run/", env!("CARGO_PKG_VERSION")))
+                    .context("user agent")?;
+                Transport::Grpc(GrpcTransport {
+                    endpoint,
+                    // TLS (when https) is this connector's: the same rustls setup as OTLP/HTTP,
+                    // offering only h2 as gRPC requires.
+                    connector: https.enable_http2().wrap_connector(tcp),
+                    client: OnceLock::new(),
+                    metadata: headers,
+                    gzip: config.gzip,
+                })
+            }
+            Protocol::HttpProtobuf => {
+                let mut client = Client::builder(TokioExecutor::new());
+                client.pool_idle_timeout(Duration::from_secs(30));
+                Transport::Http(HttpTransport {
+                    client: client.build(https.enable_http1().enable_http2().wrap_connector(tcp)),
+                    uri: config.endpoint.parse()?,
+                    headers,
+                    gzip: config.gzip,
+                })
+            }
+        };
+        Ok(OtlpClient { config, transport })
     }
 
     pub fn config(&self) -> &OtlpConfig {
         &self.config
     }
 
-    /// Sends one request, retrying retryable failures with exponential backoff until the configured
-    /// timeout has passed since the first attempt.
+    /// Sends one request, retrying retryable failures (see [`OtlpClient::export_encoded`]).
     pub async fn export(
         &self,
-        request: &ExportTraceServiceRequest,
+        request: ExportTraceServiceRequest,
     ) -> Result<ExportOutcome, ExportError> {
-        self.export_encoded(Bytes::from(request.encode_to_vec()))
-            .await
+        let encoded = Bytes::from(request.encode_to_vec());
+        self.send(Some(request), encoded).await
     }
 
-    /// [`OtlpClient::export`] for a request that is already protobuf-encoded (encode once, send
-    /// from a pipeline or a load generator).
+    /// [`OtlpClient::export`] for a request that is already protobuf-encoded (a load generator
+    /// encodes once). Retries follow the OTLP spec: retryable gRPC codes and HTTP statuses only,
+    /// after the delay the collector asked for or an exponential backoff with jitter, and never
+    /// past the configured timeout counted from the first attempt.
     pub async fn export_encoded(&self, body: Bytes) -> Result<ExportOutcome, ExportError> {
+        self.send(None, body).await
+    }
+
+    /// `encoded` is `request`'s protobuf encoding (or the request itself when `request` is None).
+    async fn send(
+        &self,
+        mut request: Option<ExportTraceServiceRequest>,
+        encoded: Bytes,
+    ) -> Result<ExportOutcome, ExportError> {
+        match &self.transport {
+            Transport::Grpc(grpc) => {
+                self.retrying(|left| {
+                    // The generated client consumes the request. The first attempt sends the
+                    // caller's; a retry decodes the encoding again. Cloning up front instead
+                    // would cost every request an allocation per string and list.
+                    let message = request.take().map(Ok).unwrap_or_else(|| {
+                        ExportTraceServiceRequest::decode(encoded.clone())
+                            .map_err(|e| fail(false, format!("not an OTLP request: {e}")))
+                    });
+                    async move { grpc.attempt(message?, left).await }
+                })
+                .await
+            }
+            Transport::Http(http) => self.retrying(|_| http.attempt(encoded.clone())).await,
+        }
+    }
+
+    async fn retrying<F, Fut>(&self, mut attempt: F) -> Result<ExportOutcome, ExportError>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: Future<Output = Result<ExportOutcome, ExportError>>,
+    {
         let deadline = Instant::now() + self.config.timeout;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(left, self.attempt(body.clone(), left)).await;
-            let err = match attempt {
+            let err = match tokio::time::timeout(left, attempt(left)).await {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(e)) => e,
                 Err(_) => fail(
@@ -354,7 +409,7 @@ impl OtlpClient {
                     ),
                 ),
             };
-            let wait = err.retry_after.unwrap_or(backoff);
+            let wait = err.retry_after.unwrap_or_else(|| jittered(backoff));
             if !err.retryable || Instant::now() + wait >= deadline {
                 return Err(err);
             }
@@ -365,44 +420,128 @@ impl OtlpClient {
                 wait
             );
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
 
+/// A random delay in [backoff/2, backoff]: clients that failed together do not retry together.
+fn jittered(backoff: Duration) -> Duration {
+    let nanos = backoff.as_nanos() as u64;
+    Duration::from_nanos(rand::random_range(nanos / 2..=nanos))
+}
+
+fn tls_config(certificate: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match certificate {
+        Some(path) => {
+            use rustls::pki_types::{pem::PemObject, CertificateDer};
+            let certs = CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read OTLP certificate {}", path.display()))?;
+            for cert in certs {
+                let cert = cert
+                    .with_context(|| format!("bad PEM in OTLP certificate {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("unusable certificate in {}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS setup")?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+impl GrpcTransport {
     async fn attempt(
         &self,
-        payload: Bytes,
+        request: ExportTraceServiceRequest,
         time_left: Duration,
     ) -> Result<ExportOutcome, ExportError> {
+        let mut client = self
+            .client
+            .get_or_init(|| {
+                let channel = self
+                    .endpoint
+                    .connect_with_connector_lazy(self.connector.clone());
+                let client = TraceServiceClient::new(channel);
+                if self.gzip {
+                    client
+                        .send_compressed(CompressionEncoding::Gzip)
+                        .accept_compressed(CompressionEncoding::Gzip)
+                } else {
+                    client
+                }
+            })
+            .clone();
+        let mut request = tonic::Request::from_parts(
+            MetadataMap::from_headers(self.metadata.clone()),
+            Default::default(),
+            request,
+        );
+        // Sent as grpc-timeout, so the collector gives up when we do; tonic enforces it here too.
+        request.set_timeout(time_left);
+        match client.export(request).await {
+            Ok(response) => Ok(outcome(response.into_inner())),
+            Err(status) => Err(grpc_error(&status)),
+        }
+    }
+}
+
+/// The OTLP spec's rule for gRPC: these codes are transient; RESOURCE_EXHAUSTED only when the
+/// server says when to come back (google.rpc.RetryInfo), otherwise it means "too big, never".
+fn grpc_error(status: &tonic::Status) -> ExportError {
+    use tonic::Code;
+    let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let retryable = match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => true,
+        Code::ResourceExhausted => retry_after.is_some(),
+        _ => false,
+    };
+    let mut message = format!(
+        "gRPC status {} ({:?}): {}",
+        status.code() as i32,
+        status.code(),
+        status.message()
+    );
+    // Connection failures carry their cause (refused, TLS, DNS) only in the source chain, whose
+    // layers often repeat each other's text.
+    let mut source = std::error::Error::source(status);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    ExportError {
+        message,
+        retryable,
+        retry_after: retry_after.filter(|_| retryable),
+    }
+}
+
+impl HttpTransport {
+    async fn attempt(&self, payload: Bytes) -> Result<ExportOutcome, ExportError> {
         let mut builder = Request::post(self.uri.clone());
         *builder.headers_mut().expect("fresh request builder") = self.headers.clone();
-        let body = match self.config.protocol {
-            Protocol::Grpc => {
-                builder = builder
-                    .header("content-type", "application/grpc")
-                    .header("te", "trailers")
-                    .header("grpc-timeout", format!("{}m", time_left.as_millis().max(1)));
-                let (flag, msg) = if self.config.gzip {
-                    builder = builder.header("grpc-encoding", "gzip");
-                    (1u8, gzip(&payload))
-                } else {
-                    (0u8, payload)
-                };
-                let mut framed = Vec::with_capacity(msg.len() + 5);
-                framed.push(flag);
-                framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-                framed.extend_from_slice(&msg);
-                Bytes::from(framed)
-            }
-            Protocol::HttpProtobuf => {
-                builder = builder.header("content-type", "application/x-protobuf");
-                if self.config.gzip {
-                    builder = builder.header("content-encoding", "gzip");
-                    gzip(&payload)
-                } else {
-                    payload
-                }
-            }
+        builder = builder.header("content-type", "application/x-protobuf");
+        let body = if self.gzip {
+            builder = builder.header("content-encoding", "gzip");
+            gzip(&payload)
+        } else {
+            payload
         };
         let request = builder
             .body(Full::new(body))
@@ -410,22 +549,16 @@ impl OtlpClient {
         let response = self.client.request(request).await.map_err(|e| {
             fail(
                 true,
-                format!("cannot reach {}: {}", self.config.endpoint, error_chain(&e)),
+                format!("cannot reach {}: {}", self.uri, error_chain(&e)),
             )
         })?;
         let (parts, body) = response.into_parts();
-        let collected = body.collect().await.map_err(|e| {
-            fail(
-                true,
-                format!("reading the answer of {}: {e}", self.config.endpoint),
-            )
-        })?;
-        let trailers = collected.trailers().cloned();
-        let bytes = collected.to_bytes();
-        match self.config.protocol {
-            Protocol::HttpProtobuf => http_outcome(parts.status, &parts.headers, &bytes),
-            Protocol::Grpc => grpc_outcome(parts.status, &parts.headers, trailers.as_ref(), bytes),
-        }
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| fail(true, format!("reading the answer of {}: {e}", self.uri)))?
+            .to_bytes();
+        http_outcome(parts.status, &parts.headers, &bytes)
     }
 }
 
@@ -446,22 +579,17 @@ fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("gzip into memory"))
 }
 
-fn decode_response(bytes: &[u8]) -> Result<ExportOutcome, ExportError> {
-    let resp = ExportTraceServiceResponse::decode(bytes).map_err(|e| {
-        fail(
-            false,
-            format!("collector answered with an undecodable response: {e}"),
-        )
-    })?;
-    Ok(match resp.partial_success {
+fn outcome(response: ExportTraceServiceResponse) -> ExportOutcome {
+    match response.partial_success {
         Some(p) => ExportOutcome {
             rejected_spans: p.rejected_spans,
             message: p.error_message,
         },
         None => ExportOutcome::default(),
-    })
+    }
 }
 
+/// The OTLP spec's rule for HTTP: 429, 502, 503 and 504 are transient, with Retry-After honoured.
 fn http_outcome(
     status: StatusCode,
     headers: &HeaderMap,
@@ -484,7 +612,14 @@ fn http_outcome(
                 message: p["errorMessage"].as_str().unwrap_or("").into(),
             });
         }
-        return decode_response(body);
+        return ExportTraceServiceResponse::decode(body)
+            .map(outcome)
+            .map_err(|e| {
+                fail(
+                    false,
+                    format!("collector answered with an undecodable response: {e}"),
+                )
+            });
     }
     let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
     let retry_after = headers
@@ -498,105 +633,8 @@ fn http_outcome(
     Err(ExportError {
         message: format!("collector answered HTTP {status}: {text}"),
         retryable,
-        retry_after,
+        retry_after: retry_after.filter(|_| retryable),
     })
-}
-
-fn grpc_outcome(
-    status: StatusCode,
-    headers: &HeaderMap,
-    trailers: Option<&HeaderMap>,
-    mut body: Bytes,
-) -> Result<ExportOutcome, ExportError> {
-    if status != StatusCode::OK {
-        let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
-        return Err(fail(
-            retryable,
-            format!("collector answered HTTP {status} to a gRPC request"),
-        ));
-    }
-    // Trailers-only responses carry grpc-status in the headers.
-    let meta = trailers
-        .filter(|t| t.contains_key("grpc-status"))
-        .unwrap_or(headers);
-    let code: u32 = meta
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| fail(true, "gRPC answer without grpc-status"))?;
-    if code != 0 {
-        let message = meta
-            .get("grpc-message")
-            .map(|v| percent_decode_lossy(v.as_bytes()))
-            .unwrap_or_default();
-        // UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ABORTED, CANCELLED, OUT_OF_RANGE,
-        // DATA_LOSS are retryable per the OTLP spec.
-        let retryable = matches!(code, 1 | 4 | 8 | 10 | 11 | 14 | 15);
-        return Err(fail(
-            retryable,
-            format!(
-                "collector answered gRPC status {code} ({}): {message}",
-                grpc_code_name(code)
-            ),
-        ));
-    }
-    if body.len() < 5 {
-        return Ok(ExportOutcome::default());
-    }
-    let compressed = body.get_u8() == 1;
-    let len = body.get_u32() as usize;
-    let msg = body.slice(..len.min(body.len()));
-    if compressed {
-        let mut out = Vec::new();
-        GzDecoder::new(&msg[..])
-            .read_to_end(&mut out)
-            .map_err(|e| fail(false, format!("undecodable gzip gRPC answer: {e}")))?;
-        decode_response(&out)
-    } else {
-        decode_response(&msg)
-    }
-}
-
-pub fn grpc_code_name(code: u32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
-}
-
-fn percent_decode_lossy(b: &[u8]) -> String {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -648,5 +686,89 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not gzip or none"));
+    }
+
+    #[test]
+    fn grpc_retry_rule_follows_the_otlp_spec() {
+        use tonic::Code;
+        use tonic_types::{ErrorDetails, StatusExt};
+        for (code, retryable) in [
+            (Code::Cancelled, true),
+            (Code::DeadlineExceeded, true),
+            (Code::Aborted, true),
+            (Code::OutOfRange, true),
+            (Code::Unavailable, true),
+            (Code::DataLoss, true),
+            (Code::ResourceExhausted, false),
+            (Code::InvalidArgument, false),
+            (Code::Unauthenticated, false),
+            (Code::Unimplemented, false),
+            (Code::Internal, false),
+        ] {
+            let e = grpc_error(&tonic::Status::new(code, "x"));
+            assert_eq!(e.retryable, retryable, "{code:?}");
+            assert_eq!(e.retry_after, None, "{code:?}");
+        }
+        // RESOURCE_EXHAUSTED becomes retryable when the server says when, and the delay is kept.
+        let throttled = tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
+        );
+        let e = grpc_error(&throttled);
+        assert!(e.retryable);
+        assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+        assert!(
+            e.message
+                .contains("status 8 (ResourceExhausted): slow down"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn http_retry_rule_follows_the_otlp_spec() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        for (status, retryable) in [
+            (429, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (400, false),
+            (401, false),
+            (500, false),
+        ] {
+            let e =
+                http_outcome(StatusCode::from_u16(status).unwrap(), &headers, b"no").unwrap_err();
+            assert_eq!(e.retryable, retryable, "{status}");
+            assert_eq!(
+                e.retry_after,
+                retryable.then_some(Duration::from_secs(3)),
+                "{status}"
+            );
+        }
+        let ok = ExportTraceServiceResponse {
+            partial_success: Some(
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                    rejected_spans: 2,
+                    error_message: "old".into(),
+                },
+            ),
+        };
+        let outcome = http_outcome(StatusCode::OK, &HeaderMap::new(), &ok.encode_to_vec()).unwrap();
+        assert_eq!(
+            (outcome.rejected_spans, outcome.message.as_str()),
+            (2, "old")
+        );
+    }
+
+    #[test]
+    fn backoff_is_jittered_within_half_to_full() {
+        let base = Duration::from_millis(400);
+        for _ in 0..1000 {
+            let d = jittered(base);
+            assert!(d >= base / 2 && d <= base, "{d:?}");
+        }
     }
 }

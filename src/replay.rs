@@ -23,10 +23,9 @@ use prost::Message;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -42,7 +41,7 @@ const IN_FLIGHT: usize = 4;
 
 /// Exit status: 0 when every span read was accepted, 1 otherwise (bad input, a collector that
 /// cannot be reached or refuses, spans rejected by partial success). Usage errors are clap's 2.
-pub fn main(args: ReplayArgs) -> i32 {
+pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
     // -q (errors only) also silences the summary and the progress bar.
     let quiet = !tracing::enabled!(tracing::Level::WARN);
     match replay(&args, quiet) {
@@ -50,28 +49,27 @@ pub fn main(args: ReplayArgs) -> i32 {
             if !quiet {
                 eprintln!("otel-run replay: {summary}");
             }
-            0
+            Ok(())
         }
-        Err(Failure { message, summary }) => {
-            tracing::error!("{message}");
+        Err(Failure { error, summary }) => {
             if let Some(summary) = summary.filter(|_| !quiet) {
                 eprintln!("otel-run replay: {summary}");
             }
-            1
+            Err(error)
         }
     }
 }
 
 /// What went wrong, with the counts so far once sending has started.
 struct Failure {
-    message: String,
+    error: anyhow::Error,
     summary: Option<Box<Summary>>,
 }
 
 impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
+    fn from(error: anyhow::Error) -> Self {
         Failure {
-            message: format!("{e:#}"),
+            error,
             summary: None,
         }
     }
@@ -133,13 +131,16 @@ fn seconds(ns: i128) -> String {
 fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     let inputs = input::expand(&args.input.inputs)?;
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
-        return Err(anyhow!("- (stdin) is given more than once").into());
+        return Err(crate::error::usage("- (stdin) is given more than once").into());
     }
     // Flags are checked before the input is read, so a typo does not cost a pass over the input.
     let client = if args.dry_run {
         None
     } else {
-        let config = args.otlp.resolve()?;
+        let config = args
+            .otlp
+            .resolve()
+            .map_err(|e| crate::error::usage(format!("{e:#}")))?;
         Some(OtlpClient::new(config).context("OTLP exporter")?)
     };
     let spool = match (&client, inputs.contains(&Input::Stdin)) {
@@ -205,7 +206,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
                     Some(batch) => {
                         let client = client.clone();
                         in_flight.spawn(async move {
-                            (batch.spans, client.export(&batch.request).await)
+                            (batch.spans, client.export(batch.request).await)
                         });
                     }
                     None => queue_open = false,
@@ -244,7 +245,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     let total = summary.spans;
     let fail = |message: String, summary: Summary| {
         Err(Failure {
-            message,
+            error: anyhow!(message),
             summary: Some(Box::new(summary)),
         })
     };
@@ -310,8 +311,7 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                     copy: spool.try_clone().context("temporary file for stdin")?,
                     error: error.clone(),
                 };
-                let mut reader =
-                    input::open_stream(input.name(), Box::new(tee)).without_resources();
+                let mut reader = input::open_stream(input.name(), Box::new(tee)).sketches();
                 counts.files += 1;
                 let read = input::read_one(&mut reader, skip_invalid, &mut counts, &mut each);
                 if let Some(e) = error.borrow_mut().take() {
@@ -322,7 +322,7 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                 read?;
             }
             _ => {
-                let mut reader = input::open(input)?.without_resources();
+                let mut reader = input::open(input)?.sketches();
                 counts.files += 1;
                 input::read_one(&mut reader, skip_invalid, &mut counts, &mut each)?;
             }
@@ -341,26 +341,13 @@ fn spans(resource_spans: &[ResourceSpans]) -> impl Iterator<Item = &Span> {
 /// An anonymous temporary file (unlinked at once, so it disappears however replay ends) that
 /// holds stdin for the second pass.
 fn spool_file() -> anyhow::Result<File> {
-    let dir = std::env::temp_dir();
-    let path = dir.join(format!(
-        "otel-run-replay-{}-{}.stdin",
-        std::process::id(),
-        now_nanos()
-    ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| {
-            format!(
-                "cannot create {} to hold stdin (replay reads its input twice; set TMPDIR)",
-                path.display()
-            )
-        })?;
-    std::fs::remove_file(&path).with_context(|| format!("cannot unlink {}", path.display()))?;
-    Ok(file)
+    tempfile::tempfile().with_context(|| {
+        format!(
+            "cannot create a temporary file in {} to hold stdin (replay reads its input twice; \
+             set TMPDIR)",
+            std::env::temp_dir().display()
+        )
+    })
 }
 
 /// Copies what it reads to `copy`. A write error is kept aside and reported by the caller, so it

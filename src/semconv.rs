@@ -1,5 +1,5 @@
 //! Every attribute name otel-run writes, in one place, so they can follow the OpenTelemetry
-//! semantic conventions when conventions for batch jobs land (DESIGN.md §5).
+//! semantic conventions when conventions for batch jobs land (ARCHITECTURE.md §5).
 
 // Resource
 pub const SERVICE_NAME: &str = "service.name";
@@ -45,6 +45,8 @@ pub const SIGNAL_NAME: &str = "signal.name";
 pub const SIGNAL_SENDER_PID: &str = "signal.sender.pid";
 pub const SIGNAL_SENDER: &str = "signal.sender";
 pub const SIGNAL_FORWARDED: &str = "otel_run.signal.forwarded";
+/// Signals received beyond the events kept on the process span.
+pub const SIGNAL_EVENTS_DROPPED: &str = "otel_run.signal.events_dropped";
 pub const JOB_KEY: &str = "otel_run.job.key";
 /// Set on child spans the sink re-homed into the job's trace: the trace id they arrived with.
 pub const ORIGINAL_TRACE_ID: &str = "otel_run.original_trace_id";

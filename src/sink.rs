@@ -1,25 +1,28 @@
-//! The loopback OTLP sink (DESIGN.md §1, §6): a tiny OTLP receiver on 127.0.0.1 for the child's
-//! own SDK, so spans from any language land in the rank's span file with no code change.
+//! The loopback OTLP sink: a tiny OTLP receiver on 127.0.0.1 for the child's own SDK, so spans
+//! from any language land in the rank's span file with no code change.
 //!
-//! One ephemeral port serves OTLP/gRPC (HTTP/2 cleartext) and OTLP/HTTP (`POST /v1/traces`,
-//! protobuf or JSON, optionally gzip), because children pick their transport from build features
-//! and defaults we cannot see. Every request must carry the per-launch token that only the child's
-//! environment holds; bodies are limited after decompression; malformed input is answered with
-//! an error and the sink keeps serving. It runs on otel-run's current-thread runtime: no threads,
-//! no polling — an idle sink costs nothing.
+//! One ephemeral port serves OTLP/gRPC (tonic's generated `TraceServiceServer`, HTTP/2 cleartext)
+//! and OTLP/HTTP (`POST /v1/traces`, protobuf or JSON, optionally gzip), because children pick
+//! their transport from build features and defaults we cannot see. hyper accepts both HTTP/1 and
+//! HTTP/2 on the socket; each request is routed by its content type. Every request must carry the
+//! per-launch token that only the child's environment holds; bodies are limited after
+//! decompression; malformed input is answered with an error and the sink keeps serving. It runs
+//! on otel-run's current-thread runtime: no threads, no polling — an idle sink costs nothing.
 
 use crate::contract::SINK_TOKEN_HEADER;
 use crate::format::SpanFile;
 use crate::ids::{hex, SpanId, TraceId};
 use crate::{attr, semconv};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use flate2::read::GzDecoder;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body::Frame;
-use http_body_util::{BodyExt, Limited};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -27,14 +30,14 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use std::convert::Infallible;
 use std::io::Read;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-
-const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+use tonic::codec::CompressionEncoding;
+use tonic::Code;
+use tower::ServiceExt;
 
 /// What the sink needs to know about the launch.
 pub struct SinkConfig {
@@ -101,10 +104,6 @@ impl Sink {
         &self.endpoint
     }
 
-    pub fn stats(&self) -> SinkStats {
-        *self.state.stats.lock().unwrap()
-    }
-
     /// Stops accepting (after taking what is already queued on the socket), lets connections
     /// finish the requests they carry, and waits at most `bound` for them.
     pub async fn shutdown(self, bound: Duration) -> SinkStats {
@@ -120,6 +119,9 @@ impl Sink {
 async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let grpc = TraceServiceServer::new(Receiver(state.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(state.config.body_limit);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -140,8 +142,9 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
+        let (state, grpc) = (state.clone(), grpc.clone());
+        let service =
+            hyper::service::service_fn(move |req| route(req, state.clone(), grpc.clone()));
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
@@ -156,41 +159,95 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
     graceful.shutdown().await;
 }
 
-/// Response body: the message, then (for gRPC) the trailers carrying the status.
-pub struct Body {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
+/// Every request passes the token check, then goes to tonic's generated OTLP/gRPC service
+/// (content type application/grpc, HTTP/2) or to the OTLP/HTTP handler (`POST /v1/traces`).
+async fn route(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    grpc: TraceServiceServer<Receiver>,
+) -> Result<Response<tonic::body::Body>, Infallible> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let is_grpc = content_type.starts_with("application/grpc");
+    // The token first: nothing about the request is looked at for an unauthenticated caller.
+    let token_ok = req
+        .headers()
+        .get(SINK_TOKEN_HEADER)
+        .is_some_and(|v| constant_time_eq(v.as_bytes(), state.config.token.as_bytes()));
+    let result = if !token_ok {
+        Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "missing or wrong otel-run sink token",
+        ))
+    } else if is_grpc {
+        let response = grpc.oneshot(req).await.unwrap_or_else(|e| match e {});
+        Ok(grpc_refusals(response))
+    } else {
+        http_export(req, &state, &content_type).await
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(r) if is_grpc => tonic::Status::new(r.grpc, r.message).into_http(),
+        Err(r) => http_error(&content_type, r),
+    };
+    // A refused gRPC call is a trailers-only answer: its status is in the headers.
+    let refused = if is_grpc {
+        tonic::Status::from_header_map(response.headers())
+            .filter(|s| s.code() != Code::Ok)
+            .map(|s| format!("gRPC {:?}: {}", s.code(), s.message()))
+    } else {
+        (response.status() != StatusCode::OK).then(|| format!("HTTP {}", response.status()))
+    };
+    let mut stats = state.stats.lock().unwrap();
+    stats.requests += 1;
+    if let Some(why) = refused {
+        stats.requests_refused += 1;
+        tracing::debug!("sink: refused a request ({why})");
+    }
+    Ok(response)
 }
 
-impl http_body::Body for Body {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(data) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
-    }
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
-    }
+/// tonic answers a request it cannot decode with codes that mean something else to an OTLP
+/// client. The exporter spec retries OUT_OF_RANGE (tonic's "message over the size limit"), so a
+/// child would resend an oversized batch until its timeout; it becomes RESOURCE_EXHAUSTED
+/// without RetryInfo, which the spec says not to retry. tonic reports undecodable protobuf, bad
+/// gzip and truncated messages as INTERNAL; they are the client's fault: INVALID_ARGUMENT. Our
+/// own service answers neither code, so only tonic's decoding can produce them.
+fn grpc_refusals(response: Response<tonic::body::Body>) -> Response<tonic::body::Body> {
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let code = match status.code() {
+        Code::OutOfRange => Code::ResourceExhausted,
+        Code::Internal => Code::InvalidArgument,
+        _ => return response,
+    };
+    tonic::Status::new(code, status.message()).into_http()
 }
 
-/// google.rpc.Status, the body OTLP/HTTP servers answer errors with.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
+/// The gRPC side: tonic decodes (size limit, gzip), this accepts.
+struct Receiver(Arc<State>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        Ok(tonic::Response::new(accept(
+            &self.0,
+            request.into_inner().resource_spans,
+        )))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
-    Grpc,
     Protobuf,
     Json,
 }
@@ -199,11 +256,11 @@ enum Wire {
 #[derive(Debug)]
 struct Refusal {
     http: StatusCode,
-    grpc: u32,
+    grpc: Code,
     message: String,
 }
 
-fn refuse(http: StatusCode, grpc: u32, message: impl Into<String>) -> Refusal {
+fn refuse(http: StatusCode, grpc: Code, message: impl Into<String>) -> Refusal {
     Refusal {
         http,
         grpc,
@@ -211,191 +268,127 @@ fn refuse(http: StatusCode, grpc: u32, message: impl Into<String>) -> Refusal {
     }
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Body>, Infallible> {
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let grpc = content_type.starts_with("application/grpc");
-    let result = process(req, &state, grpc, &content_type).await;
-    let mut stats = state.stats.lock().unwrap();
-    stats.requests += 1;
-    Ok(match result {
-        Ok((wire, response)) => respond_ok(wire, &response),
-        Err(r) => {
-            stats.requests_refused += 1;
-            tracing::debug!("sink: refused a request: {} ({})", r.message, r.http);
-            respond_err(grpc, &content_type, r)
-        }
-    })
-}
-
-async fn process(
+/// OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, optionally gzip.
+async fn http_export(
     req: Request<Incoming>,
     state: &State,
-    grpc: bool,
     content_type: &str,
-) -> Result<(Wire, ExportTraceServiceResponse), Refusal> {
-    // The token first: nothing about the request is looked at for an unauthenticated caller.
-    let token_ok = req
-        .headers()
-        .get(SINK_TOKEN_HEADER)
-        .is_some_and(|v| constant_time_eq(v.as_bytes(), state.config.token.as_bytes()));
-    if !token_ok {
-        return Err(refuse(
-            StatusCode::UNAUTHORIZED,
-            16,
-            "missing or wrong otel-run sink token",
-        ));
-    }
+) -> Result<Response<tonic::body::Body>, Refusal> {
     if req.method() != http::Method::POST {
         return Err(refuse(
             StatusCode::METHOD_NOT_ALLOWED,
-            12,
+            Code::Unimplemented,
             "only POST is served",
         ));
     }
-    let path = req.uri().path().to_string();
-    let wire = if grpc {
-        if !path.ends_with(GRPC_EXPORT_PATH) {
+    let path = req.uri().path();
+    if !path.ends_with("/v1/traces") {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            Code::Unimplemented,
+            format!("no such path {path} (traces go to /v1/traces)"),
+        ));
+    }
+    let wire = match content_type.split(';').next().unwrap_or("").trim() {
+        "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
+        "application/json" => Wire::Json,
+        other => {
             return Err(refuse(
-                StatusCode::NOT_FOUND,
-                12,
-                format!("no gRPC method {path}"),
-            ));
-        }
-        Wire::Grpc
-    } else {
-        if !path.ends_with("/v1/traces") {
-            return Err(refuse(
-                StatusCode::NOT_FOUND,
-                12,
-                format!("no such path {path} (traces go to /v1/traces)"),
-            ));
-        }
-        match content_type.split(';').next().unwrap_or("").trim() {
-            "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
-            "application/json" => Wire::Json,
-            other => {
-                return Err(refuse(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    3,
-                    format!(
-                        "content type {other:?} (want application/x-protobuf or application/json)"
-                    ),
-                ))
-            }
-        }
-    };
-    let gzip_header = |name: &str| -> Result<bool, Refusal> {
-        match req
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-        {
-            None | Some("identity") | Some("") => Ok(false),
-            Some("gzip") => Ok(true),
-            Some(other) => Err(refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                12,
-                format!("{name} {other:?} (gzip only)"),
-            )),
+                Code::InvalidArgument,
+                format!("content type {other:?} (want application/x-protobuf or application/json)"),
+            ))
         }
     };
-    let gzip = gzip_header(if grpc {
-        "grpc-encoding"
-    } else {
-        "content-encoding"
-    })?;
+    let gzip = match req
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        None | Some("identity") | Some("") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::Unimplemented,
+                format!("content-encoding {other:?} (gzip only)"),
+            ))
+        }
+    };
     let limit = state.config.body_limit;
-    let body = Limited::new(req.into_body(), limit + 5)
+    let body = Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(
             |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
                 Some(_) => refuse(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    8,
+                    Code::ResourceExhausted,
                     format!("request body over the {limit}-byte limit"),
                 ),
                 None => refuse(
                     StatusCode::BAD_REQUEST,
-                    3,
+                    Code::InvalidArgument,
                     format!("reading the request body: {e}"),
                 ),
             },
         )?
         .to_bytes();
-
-    let message = if grpc {
-        let mut b = body;
-        if b.len() < 5 {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                3,
-                "gRPC message shorter than its 5-byte prefix",
-            ));
-        }
-        let compressed = b.get_u8();
-        let len = b.get_u32() as usize;
-        if len != b.len() {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                3,
-                format!("gRPC prefix announces {len} bytes, body has {}", b.len()),
-            ));
-        }
-        match compressed {
-            0 => bounded(b, limit)?,
-            1 if gzip => gunzip(&b, limit)?,
-            _ => {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    3,
-                    "compressed gRPC message without grpc-encoding: gzip",
-                ))
-            }
-        }
-    } else if gzip {
-        gunzip(&body, limit)?
-    } else {
-        bounded(body, limit)?
-    };
-
+    let message = if gzip { gunzip(&body, limit)? } else { body };
     let request = match wire {
         Wire::Json => {
             serde_json::from_slice::<ExportTraceServiceRequest>(&message).map_err(|e| {
                 refuse(
                     StatusCode::BAD_REQUEST,
-                    3,
+                    Code::InvalidArgument,
                     format!("invalid OTLP/JSON: {e}"),
                 )
             })?
         }
-        _ => ExportTraceServiceRequest::decode(message).map_err(|e| {
+        Wire::Protobuf => ExportTraceServiceRequest::decode(message).map_err(|e| {
             refuse(
                 StatusCode::BAD_REQUEST,
-                3,
+                Code::InvalidArgument,
                 format!("invalid OTLP protobuf: {e}"),
             )
         })?,
     };
     let response = accept(state, request.resource_spans);
-    Ok((wire, response))
+    let (content_type, data) = match wire {
+        Wire::Protobuf => ("application/x-protobuf", response.encode_to_vec()),
+        Wire::Json => (
+            "application/json",
+            serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        ),
+    };
+    Ok(http_response(StatusCode::OK, content_type, data))
 }
 
-fn bounded(b: Bytes, limit: usize) -> Result<Bytes, Refusal> {
-    if b.len() > limit {
-        return Err(refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            8,
-            format!("request body over the {limit}-byte limit"),
-        ));
+fn http_response(
+    status: StatusCode,
+    content_type: &str,
+    data: Vec<u8>,
+) -> Response<tonic::body::Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(tonic::body::Body::new(Full::new(Bytes::from(data))))
+        .expect("static response parts")
+}
+
+/// OTLP/HTTP errors carry a google.rpc.Status, in the encoding the request used.
+fn http_error(content_type: &str, r: Refusal) -> Response<tonic::body::Body> {
+    if content_type.starts_with("application/json") {
+        let json = serde_json::json!({"code": r.grpc as i32, "message": r.message});
+        return http_response(r.http, "application/json", json.to_string().into_bytes());
     }
-    Ok(b)
+    let status = tonic_types::Status {
+        code: r.grpc as i32,
+        message: r.message,
+        details: Vec::new(),
+    };
+    http_response(r.http, "application/x-protobuf", status.encode_to_vec())
 }
 
 /// Decompresses at most `limit` bytes: a gzip bomb is refused after `limit`, not after it fills memory.
@@ -407,14 +400,14 @@ fn gunzip(b: &[u8], limit: usize) -> Result<Bytes, Refusal> {
         .map_err(|e| {
             refuse(
                 StatusCode::BAD_REQUEST,
-                3,
+                Code::InvalidArgument,
                 format!("invalid gzip body: {e}"),
             )
         })?;
     if out.len() > limit {
         return Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            8,
+            Code::ResourceExhausted,
             format!("decompressed body over the {limit}-byte limit"),
         ));
     }
@@ -498,91 +491,6 @@ pub fn adopt(batch: &mut [ResourceSpans], trace_id: &TraceId, process_span_id: &
         }
     }
     adopted
-}
-
-fn respond_ok(wire: Wire, response: &ExportTraceServiceResponse) -> Response<Body> {
-    let (content_type, data, trailers) = match wire {
-        Wire::Grpc => {
-            let msg = response.encode_to_vec();
-            let mut framed = Vec::with_capacity(msg.len() + 5);
-            framed.push(0);
-            framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-            framed.extend_from_slice(&msg);
-            let mut t = HeaderMap::new();
-            t.insert("grpc-status", HeaderValue::from_static("0"));
-            ("application/grpc", Bytes::from(framed), Some(t))
-        }
-        Wire::Protobuf => (
-            "application/x-protobuf",
-            Bytes::from(response.encode_to_vec()),
-            None,
-        ),
-        Wire::Json => (
-            "application/json",
-            Bytes::from(serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec())),
-            None,
-        ),
-    };
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", content_type)
-        .body(Body {
-            data: Some(data),
-            trailers,
-        })
-        .expect("static response parts")
-}
-
-fn respond_err(grpc: bool, content_type: &str, r: Refusal) -> Response<Body> {
-    if grpc {
-        // Trailers-only response: the status travels in the headers.
-        let message: String = r
-            .message
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/grpc")
-            .header("grpc-status", r.grpc.to_string())
-            .header(
-                "grpc-message",
-                HeaderValue::from_str(&message).unwrap_or(HeaderValue::from_static("refused")),
-            )
-            .body(Body {
-                data: None,
-                trailers: None,
-            })
-            .expect("static response parts");
-    }
-    let status = RpcStatus {
-        code: r.grpc as i32,
-        message: r.message,
-    };
-    let (ct, data) = if content_type.starts_with("application/json") {
-        (
-            "application/json",
-            serde_json::json!({"code": status.code, "message": status.message})
-                .to_string()
-                .into_bytes(),
-        )
-    } else {
-        ("application/x-protobuf", status.encode_to_vec())
-    };
-    Response::builder()
-        .status(r.http)
-        .header("content-type", ct)
-        .body(Body {
-            data: Some(Bytes::from(data)),
-            trailers: None,
-        })
-        .expect("static response parts")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

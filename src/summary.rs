@@ -13,41 +13,30 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
-pub fn main(args: SummaryArgs) -> i32 {
-    let result = input::expand(&args.input.inputs).and_then(|inputs| {
-        let mut counts = Counts::default();
-        let mut summary = Summary::default();
-        input::read_all(
-            &inputs,
-            args.input.skip_invalid,
-            &mut counts,
-            |_, _, data| {
-                summary.add(&data);
-                Ok(())
-            },
-        )?;
-        Ok(summary)
-    });
-    let summary = match result {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("otel-run summary: error: {e:#}");
-            return 1;
-        }
-    };
+pub fn main(args: SummaryArgs) -> anyhow::Result<()> {
+    let inputs = input::expand(&args.input.inputs)?;
+    let mut counts = Counts::default();
+    let mut summary = Summary::default();
+    input::read_all(
+        &inputs,
+        args.input.skip_invalid,
+        &mut counts,
+        |_, _, data| {
+            summary.add(&data);
+            Ok(())
+        },
+    )?;
     let text = match args.format {
         SummaryFormat::Table => summary.table(colour()),
         SummaryFormat::Csv => summary.csv(),
         SummaryFormat::Json => summary.json(),
     };
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Ok(()) => 0,
         // A closed pipe (`| head`) is the reader's choice, not an error worth a message.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("otel-run summary: error: cannot write to stdout: {e}");
-            1
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
         }
+        _ => Ok(()),
     }
 }
 

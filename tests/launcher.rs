@@ -19,12 +19,25 @@ fn exit_status_is_the_programs() {
         ),
         (&["./no-such-file"], 127, Some("command_not_found")),
         (&["./not-executable"], 126, Some("command_not_executable")),
+        // A broken binary is refused like a shell does, not handed to /bin/sh (glibc's execvp).
+        (&["./junk-elf"], 126, Some("command_not_executable")),
+        // An executable text file without #! runs under /bin/sh, as in a shell.
+        (&["./no-shebang"], 7, Some("7")),
         (&["sh", "-c", "kill -TERM $$"], 143, Some("SIGTERM")),
         (&["sh", "-c", "kill -KILL $$"], 137, Some("SIGKILL")),
     ];
     for (argv, code, error_type) in cases {
         let dir = tempdir();
         std::fs::write(dir.path().join("not-executable"), "echo hi\n").unwrap();
+        for (name, content) in [
+            ("junk-elf", &b"\x7fELF\x02\x01\x01garbage\n"[..]),
+            ("no-shebang", &b"exit 7\n"[..]),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let out = run(otel_run(dir.path()).arg("--").args(*argv));
         assert_eq!(
             out.status.code(),
@@ -321,6 +334,27 @@ fn bad_input_is_reported_clearly() {
             false,
         ),
         (&[], &[], 2, "no program to run", false),
+        (
+            &["--grace-period", "1e20", "--", "true"],
+            &[],
+            2,
+            "over the maximum of 604800 s",
+            false,
+        ),
+        (
+            &["--", "true"],
+            &[("OTEL_RUN_GRACE_PERIOD", "1e19")],
+            2,
+            "over the maximum of 604800 s",
+            false,
+        ),
+        (
+            &["--grace-period", "-1", "--", "true"],
+            &[],
+            2,
+            "is not a number of seconds",
+            false,
+        ),
         // The job must still run: warnings only.
         (
             &["--", "touch", "ran"],
@@ -363,6 +397,34 @@ fn bad_input_is_reported_clearly() {
         assert!(stderr.contains(msg), "{args:?}: want {msg:?} in {stderr:?}");
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
         assert_eq!(dir.path().join("ran").exists(), *ran, "{args:?}");
+    }
+}
+
+#[test]
+fn environment_that_is_not_utf8_is_a_warning_not_a_refusal() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    // Variables clap reads (flags' fallbacks) and variables otel-run reads itself.
+    for var in [
+        "OTEL_SERVICE_NAME",
+        "OTEL_RUN_GRACE_PERIOD",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "TRACEPARENT",
+        "SLURM_JOB_ID",
+    ] {
+        let dir = tempdir();
+        let out =
+            run(otel_run(dir.path())
+                .env(var, bad)
+                .args(["--", "sh", "-c", "touch ran; exit 5"]));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{var}: {stderr}");
+        assert!(dir.path().join("ran").exists(), "{var}: the program ran");
+        assert_eq!(
+            stderr.trim(),
+            format!("otel-run: warning: {var} is not valid UTF-8; otel-run ignores it"),
+            "{var}"
+        );
     }
 }
 

@@ -104,7 +104,7 @@ fn sdk_lines_survive_a_round_trip_through_otel_run() {
             }],
             schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
         };
-        otel_run::format::render(&mut buf, otel_run::format::LineFormat::Python, &[rs]);
+        otel_run::export::render(&mut buf, otel_run::format::LineFormat::Python, &[rs]);
     }
     let ours: Vec<Value> = String::from_utf8(buf)
         .unwrap()

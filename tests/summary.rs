@@ -6,7 +6,8 @@ use common::*;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use otel_run::attr;
-use otel_run::format::{render, LineFormat};
+use otel_run::export::render;
+use otel_run::format::LineFormat;
 use std::path::Path;
 
 const SEC: u64 = 1_000_000_000;

@@ -1,11 +1,21 @@
 //! The `console` exporter: a human-readable rendering of spans on stderr.
 
+use super::SpanWriter;
 use crate::attr;
 use crate::ids::hex;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::fmt::Write;
 
+pub struct Console;
+
+impl SpanWriter for Console {
+    fn write(&mut self, out: &mut Vec<u8>, batch: &[ResourceSpans]) {
+        out.extend_from_slice(render(batch).as_bytes());
+    }
+}
+
+/// The spans as text for a person: name, duration, status, ids, attributes, events.
 pub fn render(resource_spans: &[ResourceSpans]) -> String {
     let mut out = String::new();
     for rs in resource_spans {

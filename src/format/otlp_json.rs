@@ -1,20 +1,9 @@
 //! The `otlp` line format: one `TracesData` per line in OTLP/JSON (the OpenTelemetry Collector's
 //! file exporter and `otlpjsonfile` receiver format): lowerCamelCase keys, hex ids, 64-bit
-//! integers as decimal strings (numbers accepted), enums as integers.
+//! integers as decimal strings (numbers accepted), enums as integers. Its writer is
+//! `export::otlp`.
 
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
-
-/// Appends one otlp-format line holding `resource_spans` (with trailing newline) to `out`.
-pub fn write_line(out: &mut Vec<u8>, resource_spans: &[ResourceSpans]) {
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Line<'a> {
-        resource_spans: &'a [ResourceSpans],
-    }
-    serde_json::to_writer(&mut *out, &Line { resource_spans })
-        .expect("serialising spans to memory");
-    out.push(b'\n');
-}
+use opentelemetry_proto::tonic::trace::v1::TracesData;
 
 /// Parses one otlp-format line and checks what serde's defaults would let through silently.
 pub fn parse_line(line: &[u8]) -> Result<TracesData, String> {

@@ -11,15 +11,16 @@ mod extsort;
 mod output;
 mod record;
 mod repair;
-mod scan;
 mod stream;
 
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
+use crate::format::{Detail, Line, SharedResource};
 use crate::input::{self, Counts, Input};
 use crate::{attr, semconv};
 use anyhow::anyhow;
 use extsort::ExtSorter;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use output::Output;
 use record::{Ids, Record};
 use repair::{Analysis, Facts, SpanFacts};
@@ -29,32 +30,15 @@ use std::path::PathBuf;
 /// Marks records that merge added (placeholders, stretched step roots).
 const ADDED: u32 = u32::MAX;
 
-pub fn main(args: MergeArgs) -> i32 {
-    match run(&args) {
-        Ok(report) => {
-            if tracing::enabled!(tracing::Level::WARN) {
-                eprintln!("{report}");
-            }
-            0
-        }
-        Err(e) if e.is::<UsageError>() => {
-            eprintln!("otel-run merge: {e}");
-            2
-        }
-        Err(e) => {
-            eprintln!("otel-run merge: error: {e:#}");
-            1
-        }
+pub fn main(args: MergeArgs) -> anyhow::Result<()> {
+    let report = run(&args)?;
+    if tracing::enabled!(tracing::Level::WARN) {
+        eprintln!("{report}");
     }
+    Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
-}
+use crate::error::usage;
 
 /// Which spans to keep (`--trace`, `--rank`).
 #[derive(Debug, Default)]
@@ -76,22 +60,14 @@ impl Filter {
         Ok(Filter { trace, ranks })
     }
 
-    fn keep(&self, rs: &ResourceSpans, span: &opentelemetry_proto::tonic::trace::v1::Span) -> bool {
-        self.keep_ids(&span.trace_id, || {
-            let attrs = rs
-                .resource
-                .as_ref()
-                .map(|r| &r.attributes[..])
-                .unwrap_or(&[]);
-            attr::get_int(attrs, semconv::MPI_RANK)
-        })
-    }
-
-    /// [`Filter::keep`] from a span's trace id and (asked only with `--rank`) its rank.
-    fn keep_ids(&self, trace_id: &[u8], rank: impl FnOnce() -> Option<i64>) -> bool {
-        if self.trace.is_some_and(|t| trace_id != t) {
+    fn keep(&self, resource: Option<&Resource>, span: &Span) -> bool {
+        if self.trace.is_some_and(|t| span.trace_id != t) {
             return false;
         }
+        let rank = || {
+            let attrs = resource.map(|r| &r.attributes[..]).unwrap_or(&[]);
+            attr::get_int(attrs, semconv::MPI_RANK)
+        };
         match &self.ranks {
             None => true,
             Some(ranges) => {
@@ -140,23 +116,32 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// Turns one line's spans into records for `sink`, recording their facts.
-    fn line(
+    /// One raw line: a python line read as a sketch (it is copied through as read, or read again
+    /// in full when written in another format), an otlp line in full.
+    fn raw_line(
         &mut self,
         file: u32,
-        raw: &[u8],
-        data: TracesData,
+        line: Line,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        let raw = line.text;
+        let (data, shared) = match crate::format::parse(raw, Detail::Sketch) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                let e = line.error(reason);
+                return input::handle_bad_line(e, self.skip_invalid, &mut self.counts);
+            }
+        };
         self.counts.lines += 1;
         self.counts.spans += crate::format::span_count(&data.resource_spans) as u64;
-        let python_line = record::is_python_line(raw).then_some(raw);
+        // Python lines, and only they, come with a shared resource.
+        let python_line = shared.is_some().then_some(raw);
         let mut result = Ok(());
         record::explode(data, |rs| {
             if result.is_err() {
                 return;
             }
-            result = self.span(file, rs, python_line, sink);
+            result = self.span(file, rs, shared.as_deref(), python_line, sink);
         });
         self.progress.tick(self.counts.spans);
         result
@@ -166,13 +151,15 @@ impl Reading {
         &mut self,
         file: u32,
         rs: ResourceSpans,
+        shared: Option<&SharedResource>,
         python_line: Option<&[u8]>,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let Some(span) = record::the_span(&rs) else {
             return Ok(());
         };
-        if !self.filter.keep(&rs, span) {
+        let resource = shared.map(|s| &s.resource).or(rs.resource.as_ref());
+        if !self.filter.keep(resource, span) {
             return Ok(());
         }
         self.kept += 1;
@@ -188,83 +175,7 @@ impl Reading {
         };
         if let Some(facts) = &mut self.facts {
             facts.add(&SpanFacts::of(span), &record, || {
-                rs.resource.clone().unwrap_or_default()
-            })?;
-        }
-        sink(record)
-    }
-
-    /// One raw line: a python line through the scanner when it can read it, anything else (and
-    /// any line the scanner leaves to it) through the full parser.
-    fn raw_line(
-        &mut self,
-        file: u32,
-        line: scan::Line,
-        cache: &mut scan::ResourceCache,
-        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        let raw = line.text;
-        if record::is_python_line(raw) {
-            if let Some(key) = scan::scan(raw, cache) {
-                return self.scanned(file, raw, &key, sink);
-            }
-        }
-        match crate::format::parse_line(raw) {
-            Ok(data) => self.line(file, raw, data, sink),
-            Err(reason) => {
-                let e = crate::format::LineError {
-                    file: line.name.to_string(),
-                    line: line.no,
-                    torn: !line.complete,
-                    reason: if line.complete {
-                        reason
-                    } else {
-                        format!("torn last line (no newline): {reason}")
-                    },
-                };
-                input::handle_bad_line(e, self.skip_invalid, &mut self.counts)
-            }
-        }
-    }
-
-    /// A python line the scanner read: the same record and facts as [`Reading::span`] makes.
-    fn scanned(
-        &mut self,
-        file: u32,
-        raw: &[u8],
-        key: &scan::Key,
-        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        self.counts.lines += 1;
-        self.counts.spans += 1;
-        self.progress.tick(self.counts.spans);
-        if !self.filter.keep_ids(&key.trace_id, || key.rank) {
-            return Ok(());
-        }
-        self.kept += 1;
-        let record = Record {
-            time: match self.sort {
-                SortOrder::Start => key.start,
-                SortOrder::End => key.end,
-                SortOrder::None => 0,
-            },
-            ids: record::ids(&key.trace_id, &key.span_id),
-            hash: record::line_hash(raw),
-            data: record::encode_line(raw),
-            file,
-        };
-        if let Some(facts) = &mut self.facts {
-            let span = SpanFacts {
-                start: key.start,
-                end: key.end,
-                role: key.role,
-                parent: key.parent,
-            };
-            facts.add(&span, &record, || {
-                crate::format::python::parse_line(raw)
-                    .ok()
-                    .and_then(|rs| rs.resource)
-                    .unwrap_or_default()
+                resource.cloned().unwrap_or_default()
             })?;
         }
         sink(record)
@@ -277,19 +188,12 @@ impl Reading {
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         for (i, input) in inputs.iter().enumerate() {
-            let mut reader = scan::LineReader::open(input, 256 * 1024)?;
-            let mut cache = scan::ResourceCache::default();
-            let name = reader.name().to_string();
+            let mut lines = input::open_lines(input, 256 * 1024)?;
             loop {
-                let next = reader.next_line(|line| self.raw_line(i as u32, line, &mut cache, sink));
-                match next {
+                match lines.next_line(|line| self.raw_line(i as u32, line, sink)) {
                     Ok(None) => break,
                     Ok(Some(done)) => done?,
-                    Err(e) => input::handle_bad_line(
-                        read_error(&name, reader.line_no() + 1, e),
-                        self.skip_invalid,
-                        &mut self.counts,
-                    )?,
+                    Err(e) => input::handle_bad_line(e, self.skip_invalid, &mut self.counts)?,
                 }
             }
             self.counts.files += 1;
@@ -299,17 +203,7 @@ impl Reading {
     }
 }
 
-/// A read error as the line readers report it.
-fn read_error(name: &str, line: u64, e: std::io::Error) -> crate::format::LineError {
-    crate::format::LineError {
-        file: name.to_string(),
-        line,
-        reason: format!("read error: {e}"),
-        torn: false,
-    }
-}
-
-fn sort_time(sort: SortOrder, span: &opentelemetry_proto::tonic::trace::v1::Span) -> u64 {
+fn sort_time(sort: SortOrder, span: &Span) -> u64 {
     match sort {
         SortOrder::Start => span.start_time_unix_nano,
         SortOrder::End => span.end_time_unix_nano,
@@ -545,7 +439,7 @@ impl std::fmt::Display for Report {
 
 fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let filter = Filter::parse(args.trace.as_deref(), args.rank.as_deref())?;
-    let inputs = input::expand(&args.input.inputs).map_err(|e| usage(e.to_string()))?;
+    let inputs = input::expand(&args.input.inputs)?;
     let temp_dir: PathBuf = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     if !temp_dir.is_dir() {
         return Err(usage(format!(

@@ -1,10 +1,10 @@
-//! Where merged spans go: python or otlp lines (through `format::render`) or Chrome trace-event
-//! JSON, to stdout or to a file that appears only when the merge succeeded (written beside it
+//! Where merged spans go: python or otlp lines or Chrome trace-event JSON (through the format's
+//! `export::SpanWriter`), to stdout or to a file that appears only when the merge succeeded (written beside it
 //! under a temporary name, then renamed), so an interrupted merge never leaves half a file.
 
 use super::record::Record;
 use crate::cli::MergeFormat;
-use crate::format::{self, chrome, LineFormat};
+use crate::export::{Format, SpanWriter};
 use anyhow::Context;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::fs::File;
@@ -23,7 +23,7 @@ pub struct Output {
     format: MergeFormat,
     buf: Vec<u8>,
     pending: Option<ResourceSpans>,
-    chrome: chrome::Writer,
+    writer: Box<dyn SpanWriter>,
     pub written: u64,
 }
 
@@ -66,12 +66,10 @@ impl Output {
             format,
             buf: Vec::with_capacity(FLUSH_AT + 64 * 1024),
             pending: None,
-            chrome: chrome::Writer::default(),
+            writer: Format::from(format).writer(),
             written: 0,
         };
-        if format == MergeFormat::Chrome {
-            out.chrome.begin(&mut out.buf);
-        }
+        out.writer.begin(&mut out.buf);
         Ok(out)
     }
 
@@ -116,9 +114,8 @@ impl Output {
     pub fn write(&mut self, rs: ResourceSpans) -> anyhow::Result<()> {
         self.written += 1;
         match self.format {
-            MergeFormat::Python => format::render(&mut self.buf, LineFormat::Python, &[rs]),
-            MergeFormat::Chrome => self.chrome.spans(&mut self.buf, &rs),
             MergeFormat::Otlp => self.group(rs),
+            MergeFormat::Python | MergeFormat::Chrome => self.writer.write(&mut self.buf, &[rs]),
         }
         if self.buf.len() >= FLUSH_AT {
             self.flush_buf()?;
@@ -141,7 +138,7 @@ impl Output {
             }
         }
         if let Some(done) = self.pending.replace(rs) {
-            format::render(&mut self.buf, LineFormat::Otlp, &[done]);
+            self.writer.write(&mut self.buf, &[done]);
         }
     }
 
@@ -156,11 +153,9 @@ impl Output {
     /// Completes the output (and renames it into place for -o).
     pub fn finish(mut self) -> anyhow::Result<()> {
         if let Some(done) = self.pending.take() {
-            format::render(&mut self.buf, LineFormat::Otlp, &[done]);
+            self.writer.write(&mut self.buf, &[done]);
         }
-        if self.format == MergeFormat::Chrome {
-            self.chrome.end(&mut self.buf);
-        }
+        self.writer.end(&mut self.buf);
         self.flush_buf()?;
         self.sink
             .flush()

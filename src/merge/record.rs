@@ -3,6 +3,7 @@
 //! accounting exact, spill to temporary files as they are, and give a content order that breaks
 //! ties the same way whatever order the inputs came in (so merging is order-independent).
 
+use crate::export::Format;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 use std::cmp::Ordering;
@@ -199,53 +200,19 @@ pub fn encode(rs: &ResourceSpans, python_line: Option<&[u8]>) -> Vec<u8> {
 /// wrote, in either format) are duplicates, while two python lines that differ in any byte
 /// (key order, spacing, number formatting) but carry the same ids are counted as a conflict.
 ///
-/// A word-at-a-time multiply-rotate hash with a final avalanche (SipHash cost a few percent of the
-/// merge): fixed, so the same line hashes the same in every run; not for adversarial input, where
-/// a collision would only make two conflicting copies count as duplicates.
+/// XXH3: fast, and a published algorithm whose values do not change between versions, so which
+/// of two conflicting copies is kept is the same in every run. Not for adversarial input, where a
+/// collision would only make two conflicting copies count as duplicates.
 pub fn line_hash(line: &[u8]) -> u64 {
-    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
-    const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-    let (mut a, mut b) = (
-        0x243F_6A88_85A3_08D3 ^ line.len() as u64,
-        0x1319_8A2E_0370_7344,
-    );
-    let mut words = line.chunks_exact(16);
-    for w in &mut words {
-        let x = u64::from_le_bytes(w[..8].try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(w[8..].try_into().expect("8 bytes"));
-        a = (a ^ x).wrapping_mul(K1).rotate_left(31);
-        b = (b ^ y).wrapping_mul(K2).rotate_left(27);
-    }
-    let mut tail = [0u8; 16];
-    let rest = words.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    a = (a ^ u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"))).wrapping_mul(K1);
-    b = (b ^ u64::from_le_bytes(tail[8..].try_into().expect("8 bytes"))).wrapping_mul(K2);
-    // MurmurHash3's finalizer over both lanes.
-    let mut h = a ^ b.rotate_left(32);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    xxhash_rust::xxh3::xxh3_64(line)
 }
 
 /// The content hash of a span without a python line: that of the python line otel-run renders
 /// for it (see [`line_hash`]); `scratch` is reused for the rendering.
 pub fn content_hash(rs: &ResourceSpans, scratch: &mut Vec<u8>) -> u64 {
     scratch.clear();
-    crate::format::render(
-        scratch,
-        crate::format::LineFormat::Python,
-        std::slice::from_ref(rs),
-    );
+    crate::export::render(scratch, Format::Python, std::slice::from_ref(rs));
     line_hash(scratch.trim_ascii())
-}
-
-/// Whether a line is in the python format (otlp lines start with `{"resourceSpans"`).
-pub fn is_python_line(line: &[u8]) -> bool {
-    let rest = line.strip_prefix(b"{").unwrap_or(line).trim_ascii_start();
-    !rest.starts_with(b"\"resourceSpans\"")
 }
 
 #[cfg(test)]
@@ -255,8 +222,6 @@ mod tests {
     #[test]
     fn python_lines_are_kept_as_read() {
         let line = br#"{"name": "x", "context": {"trace_id": "0x0123456789abcdef0123456789abcdef", "span_id": "0x0123456789abcdef"}, "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z"}"#;
-        assert!(is_python_line(line));
-        assert!(!is_python_line(br#"{ "resourceSpans": []}"#));
         let rs = crate::format::python::parse_line(line).unwrap();
         let r = Record {
             time: 0,

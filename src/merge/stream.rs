@@ -4,18 +4,18 @@
 //! small inversions of batched exporters; a file that is out of order beyond it is reported.
 
 use super::record::{Ids, Record};
-use super::scan::{LineReader, ResourceCache};
 use super::Reading;
+use crate::format::Lines;
 use crate::input::{self, Input};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::io::BufRead;
 
 /// Read buffer per open file (two for gzip): a few lines ahead is all a merge needs.
 const READ_BUFFER: usize = 32 * 1024;
 
 struct FileStream {
-    reader: LineReader,
-    cache: ResourceCache,
+    lines: Lines<Box<dyn BufRead>>,
     file: u32,
     /// Read ahead, in order: files come (nearly) sorted, so a record almost always goes at the
     /// back, found from there (a heap would pay log n moves per record in and out).
@@ -45,8 +45,7 @@ impl Merge {
         let mut files = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             files.push(FileStream {
-                reader: LineReader::open(input, READ_BUFFER)?,
-                cache: ResourceCache::default(),
+                lines: input::open_lines(input, READ_BUFFER)?,
                 file: i as u32,
                 window: VecDeque::new(),
                 bytes: 0,
@@ -97,14 +96,13 @@ impl Merge {
         while !f.eof && (f.bytes < budget || f.window.is_empty()) {
             let file = f.file;
             let FileStream {
-                reader,
-                cache,
+                lines,
                 window,
                 bytes,
                 ..
             } = &mut *f;
-            let next = reader.next_line(|line| {
-                reading.raw_line(file, line, cache, &mut |r| {
+            let next = lines.next_line(|line| {
+                reading.raw_line(file, line, &mut |r| {
                     *bytes += r.footprint();
                     insert_sorted(window, r);
                     Ok(())
@@ -117,11 +115,7 @@ impl Merge {
                     reading.progress.file_done();
                 }
                 Ok(Some(done)) => done?,
-                Err(e) => input::handle_bad_line(
-                    super::read_error(f.reader.name(), f.reader.line_no() + 1, e),
-                    reading.skip_invalid,
-                    &mut reading.counts,
-                )?,
+                Err(e) => input::handle_bad_line(e, reading.skip_invalid, &mut reading.counts)?,
             }
         }
         let Some(r) = f.window.pop_front() else {
@@ -134,7 +128,7 @@ impl Merge {
                 tracing::warn!(
                     "{}: spans are not in end-time order beyond the {} KiB reorder window: the \
                      output is not fully sorted (use --sort start, which sorts everything)",
-                    f.reader.name(),
+                    f.lines.name(),
                     budget / 1024
                 );
             }

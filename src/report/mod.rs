@@ -28,24 +28,13 @@ const MAX_LANES: u32 = 32;
 /// Longest attribute value shown in a tooltip; longer ones are cut (and say so).
 const MAX_VALUE_CHARS: usize = 240;
 
-pub fn main(args: ReportArgs) -> i32 {
+pub fn main(args: ReportArgs) -> anyhow::Result<()> {
     let budget = args.attribute_budget.saturating_mul(1024 * 1024) as usize;
     let mut model = Model::new(budget);
-    let counts = match read_spans(&args.input, |data| model.add(data)) {
-        Ok(c) => c,
-        Err(ReadError::Usage(e)) => {
-            eprintln!("otel-run report: {e:#}");
-            return 2;
-        }
-        Err(ReadError::Failed(e)) => {
-            eprintln!("otel-run report: error: {e:#}");
-            return 1;
-        }
-    };
+    let counts = read_spans(&args.input, |data| model.add(data))?;
     let title = args.title.clone().unwrap_or_else(|| model.default_title());
     let doc = model.finish(&counts);
-    let result = write_html(args.output.as_deref(), &title, &doc);
-    match result {
+    match write_html(args.output.as_deref(), &title, &doc) {
         Ok(bytes) => {
             if tracing::enabled!(tracing::Level::WARN) {
                 eprintln!(
@@ -56,13 +45,11 @@ pub fn main(args: ReportArgs) -> i32 {
                     bytes
                 );
             }
-            0
+            Ok(())
         }
-        Err(e) if is_broken_pipe(&e) => 0,
-        Err(e) => {
-            eprintln!("otel-run report: error: {e:#}");
-            1
-        }
+        // A closed pipe (`| head`) is the reader's choice, not an error worth a message.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -71,23 +58,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-enum ReadError {
-    /// Inputs that do not exist, globs that match nothing: the command line is wrong.
-    Usage(anyhow::Error),
-    /// The inputs exist but cannot be read or hold bad lines.
-    Failed(anyhow::Error),
-}
-
-/// The only place that knows how spans are read: the same inputs, reader and bad-line rules as
-/// `summary` and `merge`. Returns the exact counts.
-fn read_spans(args: &InputArgs, mut each: impl FnMut(&TracesData)) -> Result<Counts, ReadError> {
-    let inputs = input::expand(&args.inputs).map_err(ReadError::Usage)?;
+/// The only place that knows how spans are read: the same inputs, reader, bad-line rules and
+/// error classes as `summary` and `merge` (an input that does not exist is a usage error).
+/// Returns the exact counts.
+fn read_spans(args: &InputArgs, mut each: impl FnMut(&TracesData)) -> anyhow::Result<Counts> {
+    let inputs = input::expand(&args.inputs)?;
     let mut counts = Counts::default();
     input::read_all(&inputs, args.skip_invalid, &mut counts, |_, _, data| {
         each(&data);
         Ok(())
-    })
-    .map_err(ReadError::Failed)?;
+    })?;
     Ok(counts)
 }
 

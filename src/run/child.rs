@@ -60,7 +60,11 @@ pub fn spawn(
     // argv[0] exactly as given, as a shell does.
     cmd.arg0(program);
     let parent = nix::unistd::Pid::this();
-    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
+    let direct = resolve(program)
+        .filter(|path| looks_binary(path))
+        .and_then(|path| DirectExec::new(&path, argv, set, remove));
+    // SAFETY: prctl, getppid and execve are async-signal-safe; nothing else runs between fork
+    // and exec, and `direct` was fully built (no allocation here) before the fork.
     unsafe {
         cmd.pre_exec(move || {
             // Never an orphan: if otel-run is SIGKILLed (e.g. by Slurm after KillWait), the
@@ -72,6 +76,11 @@ pub fn spawn(
                     "otel-run exited while starting the program",
                 ));
             }
+            if let Some(d) = &direct {
+                libc::execve(d.path.as_ptr(), d.argv.as_ptr(), d.envp.as_ptr());
+                // Only reached when execve failed: its errno goes back to the parent.
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -79,6 +88,105 @@ pub fn spawn(
         // We reap the child ourselves with wait4 (for its rusage); std's handle is not needed.
         Ok(child) => Ok(child.id()),
         Err(e) => Err(spawn_failure(&program.to_string_lossy(), &e)),
+    }
+}
+
+/// The file `execvp` would run for `program`: as given when it has a slash, else the first
+/// executable regular file of that name along PATH (glibc's default PATH when unset).
+fn resolve(program: &OsString) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let executable = |p: &std::path::Path| {
+        p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    if program.as_bytes().contains(&b'/') {
+        let p = std::path::PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| {
+            let dir = if dir.as_os_str().is_empty() {
+                ".".into()
+            } else {
+                dir
+            };
+            dir.join(program)
+        })
+        .find(|p| executable(p))
+}
+
+/// bash's rule for "cannot execute binary file": ELF magic, or a NUL byte before the first
+/// newline in the first 80 bytes. Such a file must be run by the kernel or not at all:
+/// glibc's execvp would hand it to /bin/sh when the kernel refuses it (a truncated or foreign
+/// binary), which prints nonsense and exits 127 instead of the shell's 126.
+fn looks_binary(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 80];
+    let n = match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        Err(_) => return false,
+    };
+    head[..n].starts_with(b"\x7fELF")
+        || head[..n]
+            .iter()
+            .take_while(|&&b| b != b'\n')
+            .any(|&b| b == 0)
+}
+
+/// An `execve` of a binary program prepared before the fork (the child must not allocate):
+/// the path, argv and the child's whole environment as C strings with their pointer arrays.
+/// std sets the child's environment only after `pre_exec` closures run, so it is built here.
+struct DirectExec {
+    path: std::ffi::CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    _strings: Vec<std::ffi::CString>,
+}
+
+// SAFETY: the pointers point into `_strings` (heap data that never moves while it is owned here)
+// and are only read, by execve in the child.
+unsafe impl Send for DirectExec {}
+unsafe impl Sync for DirectExec {}
+
+impl DirectExec {
+    fn new(
+        path: &std::path::Path,
+        argv: &[OsString],
+        set: &[(String, String)],
+        remove: &[&str],
+    ) -> Option<DirectExec> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let overridden = |k: &std::ffi::OsStr| {
+            remove.iter().any(|r| k == std::ffi::OsStr::new(r))
+                || set.iter().any(|(s, _)| k == std::ffi::OsStr::new(s))
+        };
+        let mut env: Vec<CString> = Vec::new();
+        for (k, v) in std::env::vars_os().filter(|(k, _)| !overridden(k)) {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            env.push(CString::new(kv).ok()?);
+        }
+        for (k, v) in set {
+            env.push(CString::new(format!("{k}={v}")).ok()?);
+        }
+        let args: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).ok())
+            .collect::<Option<_>>()?;
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        let mut strings = args;
+        strings.extend(env);
+        Some(DirectExec {
+            path: CString::new(path.as_os_str().as_bytes()).ok()?,
+            argv,
+            envp,
+            _strings: strings,
+        })
     }
 }
 
@@ -102,7 +210,7 @@ fn spawn_failure(program: &str, e: &io::Error) -> SpawnFailure {
         },
         (_, Some(libc::ENOEXEC)) => SpawnFailure {
             exit_code: 126,
-            message: format!("{program}: cannot execute: Exec format error"),
+            message: format!("{program}: cannot execute binary file: Exec format error"),
             error_type: "command_not_executable",
         },
         _ => SpawnFailure {

@@ -17,6 +17,7 @@ use crate::format::SpanFile;
 use crate::otlp::OtlpClient;
 use crate::sink::{Sink, SinkConfig, SinkStats};
 use crate::{attr, semconv};
+use anyhow::Context;
 use child::Termination;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans};
@@ -26,25 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Runs the launcher; returns the process exit status.
-pub fn main(args: RunArgs) -> i32 {
-    let plan = match Plan::resolve(&args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            return 2;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Runs the launcher; returns the program's exit status, or otel-run's own failure to supervise
+/// it (a usage error when the settings cannot be used; nothing has run then).
+pub fn main(args: RunArgs) -> anyhow::Result<i32> {
+    let plan = Plan::resolve(&args).map_err(|e| crate::error::usage(format!("{e:#}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the event loop: {e}");
-            return 2;
-        }
-    };
+        .context("cannot start the event loop")?;
     runtime.block_on(launch(plan))
 }
 
@@ -55,15 +45,9 @@ const FORWARD_QUEUE: usize = 256;
 /// Collector bound at shutdown after a signal: Slurm's SIGKILL may be seconds away.
 const SIGNALLED_EXPORT_BOUND: Duration = Duration::from_secs(2);
 
-async fn launch(mut plan: Plan) -> i32 {
+async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
     // Installed before anything else, so no signal between here and the spawn is lost.
-    let mut signals = match signals::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot install signal handlers: {e}");
-            return 2;
-        }
-    };
+    let mut signals = signals::Signals::install().context("cannot install signal handlers")?;
     let mut outputs = Outputs {
         console: plan.exporters.console,
         path: plan.span_path.clone(),
@@ -135,7 +119,7 @@ async fn launch(mut plan: Plan) -> i32 {
                 &Outcome::NotStarted(&failure),
                 None,
                 now_nanos(),
-                Vec::new(),
+                &SignalLog::default(),
                 false,
             ));
             (failure.exit_code, false)
@@ -145,13 +129,9 @@ async fn launch(mut plan: Plan) -> i32 {
             if let Ok(path) = std::fs::read_link(format!("/proc/{pid}/exe")) {
                 let _ = launch.exe_path.set(path.display().to_string());
             }
-            let s = match supervise(&launch, pid, &mut signals).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("lost track of the program (pid {pid}): {e}");
-                    return 2;
-                }
-            };
+            let s = supervise(&launch, pid, &mut signals)
+                .await
+                .with_context(|| format!("lost track of the program (pid {pid})"))?;
             let end = now_nanos();
             let (termination, usage) = s.ended;
             // The program's last export is answered before otel-run's own spans are final.
@@ -166,7 +146,7 @@ async fn launch(mut plan: Plan) -> i32 {
                 &Outcome::Ended(termination, usage),
                 Some(pid),
                 end,
-                s.events,
+                &s.signals,
                 s.killed_after_grace,
             );
             match s.provisional {
@@ -224,7 +204,7 @@ async fn launch(mut plan: Plan) -> i32 {
     if let Some(path) = &outputs.path {
         tracing::info!("spans written to {}", path.display());
     }
-    exit_code
+    Ok(exit_code)
 }
 
 /// Reports what the sink received, and anything it could not do.
@@ -274,7 +254,7 @@ async fn forward_batches(
         let request = ExportTraceServiceRequest {
             resource_spans: batch,
         };
-        match client.export(&request).await {
+        match client.export(request).await {
             Ok(outcome) => unsent += outcome.rejected_spans.max(0) as u64,
             Err(e) => {
                 tracing::debug!("forwarding {count} spans failed: {e}");
@@ -304,7 +284,7 @@ impl Launch<'_> {
         outcome: &Outcome,
         pid: Option<u32>,
         end: u64,
-        events: Vec<Event>,
+        signals: &SignalLog,
         killed_after_grace: bool,
     ) -> Vec<ResourceSpans> {
         let plan = self.plan;
@@ -315,7 +295,14 @@ impl Launch<'_> {
             start: self.start,
             end,
         };
-        let mut process = spans::process_span(&plan.identity, &info, outcome, events);
+        let mut process =
+            spans::process_span(&plan.identity, &info, outcome, signals.events.clone());
+        if signals.dropped > 0 {
+            process.attributes.push(attr::int(
+                semconv::SIGNAL_EVENTS_DROPPED,
+                signals.dropped as i64,
+            ));
+        }
         if killed_after_grace {
             process
                 .attributes
@@ -401,14 +388,36 @@ impl Launch<'_> {
     }
 }
 
-/// Spare bytes after provisional spans: room for the exit code, CPU time, RSS and a few more
-/// signal events in the final version.
-const PROVISIONAL_ROOM: usize = 4096;
+/// Spare bytes after provisional spans: room for the exit code, CPU time, RSS and the signal
+/// events that can still come (at most [`MAX_SIGNAL_EVENTS`], ~250 bytes each), so the final
+/// version always fits and the process span's end stays exact.
+const PROVISIONAL_ROOM: usize = 8192;
+
+/// Signal events kept on the process span; any sender can signal otel-run, so the count is
+/// bounded and the rest only counted (`otel_run.signal.events_dropped`).
+const MAX_SIGNAL_EVENTS: usize = 16;
+
+/// The signals received, as process-span events, bounded.
+#[derive(Default)]
+struct SignalLog {
+    events: Vec<Event>,
+    dropped: u64,
+}
+
+impl SignalLog {
+    fn record(&mut self, event: Event) {
+        if self.events.len() < MAX_SIGNAL_EVENTS {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
 
 /// What happened while the program ran.
 struct Supervised {
     ended: (Termination, child::Usage),
-    events: Vec<Event>,
+    signals: SignalLog,
     /// The first terminating signal and when it came.
     first_stop: Option<(i32, Instant)>,
     /// Set when otel-run's spans were made durable before the program exited: where, and when.
@@ -428,7 +437,7 @@ async fn supervise(
     let plan = launch.plan;
     let mut s = Supervised {
         ended: (Termination::Exited(0), child::Usage::default()),
-        events: Vec::new(),
+        signals: SignalLog::default(),
         first_stop: None,
         provisional: None,
         killed_after_grace: false,
@@ -456,13 +465,13 @@ async fn supervise(
                 }
                 let name = child::signal_name(rec.signal);
                 tracing::info!("received {name} from pid {} ({}): {}", rec.sender_pid, sender.as_deref().unwrap_or("?"), if forward { "forwarded" } else { why });
-                s.events.push(signal_event(&rec, &name, sender.as_deref(), forward));
+                s.signals.record(signal_event(&rec, &name, sender.as_deref(), forward));
                 if signals::is_terminating(rec.signal) {
                     match s.first_stop {
                         None => {
                             s.first_stop = Some((rec.signal, Instant::now()));
                             let end = now_nanos();
-                            let provisional = launch.own_spans(&Outcome::Terminating { signal: rec.signal }, Some(pid), end, s.events.clone(), false);
+                            let provisional = launch.own_spans(&Outcome::Terminating { signal: rec.signal }, Some(pid), end, &s.signals, false);
                             s.provisional = launch.write_provisional(&provisional).map(|r| (r, end));
                             let took = s.first_stop.map(|(_, t)| t.elapsed()).unwrap_or_default();
                             tracing::info!("{name}: otel-run's spans durable (written and fsynced) {} us after the signal", took.as_micros());

@@ -19,6 +19,10 @@ use std::time::Duration;
 /// outer run's resolved file.
 pub const TEMPLATE_VAR: &str = "OTEL_RUN_JSONLINES_TEMPLATE";
 
+/// Longest accepted `--grace-period`: far beyond any batch system's kill delay, and small enough
+/// that "now + grace" can never overflow a clock.
+pub const MAX_GRACE_PERIOD_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
 /// Everything decided before the program starts.
 pub struct Plan {
     pub argv: Vec<String>,
@@ -43,7 +47,7 @@ pub struct Plan {
 }
 
 fn env_var(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.is_empty())
+    job::env_value(key)
 }
 
 impl Plan {
@@ -97,7 +101,7 @@ impl Plan {
         crate::logging::set_rank(job.rank, job.size);
         let host = job::hostname();
 
-        // Trace identity (DESIGN.md §5): incoming TRACEPARENT, else the job key, else random.
+        // Trace identity (ARCHITECTURE.md §5): incoming TRACEPARENT, else the job key, else random.
         let incoming = env_var("TRACEPARENT").and_then(|v| match TraceParent::parse(&v) {
             Ok(tp) => Some(tp),
             Err(e) => {
@@ -213,6 +217,12 @@ impl Plan {
         if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
             bail!(
                 "--grace-period / OTEL_RUN_GRACE_PERIOD: {} is not a number of seconds",
+                args.grace_period
+            );
+        }
+        if args.grace_period > MAX_GRACE_PERIOD_SECS {
+            bail!(
+                "--grace-period / OTEL_RUN_GRACE_PERIOD: {} s is over the maximum of {MAX_GRACE_PERIOD_SECS} s (7 days)",
                 args.grace_period
             );
         }

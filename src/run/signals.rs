@@ -1,4 +1,4 @@
-//! Signal handling for the launcher (DESIGN.md §7), small and exact in the manner of tini.
+//! Signal handling for the launcher (ARCHITECTURE.md §7), small and exact in the manner of tini.
 //!
 //! A `SA_SIGINFO` handler writes (signal, sender pid, si_code) into a non-blocking self-pipe that
 //! the event loop reads; nothing else happens in signal context. Knowing the sender is what lets

@@ -200,6 +200,34 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `cmd` to its exit, polling; a process still running after `limit` fails the test. Output
+/// goes to files, so a chatty process cannot block on a full pipe while we poll.
+pub fn exit_within(cmd: &mut Command, limit: Duration) -> Output {
+    let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for(limit, "the process to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut b = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut b).unwrap();
+        b
+    };
+    Output {
+        status: status.unwrap(),
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
 /// Checks the files of one launch: one trace, one step root from rank 0 (when `step` is
 /// expected), exactly `n` process spans with ranks 0..n, each under the step root.
 pub fn assert_one_job_trace(dir: &Path, n: i64, step: bool) -> Vec<Found> {
@@ -248,6 +276,37 @@ pub struct Rotel {
     _dir: tempfile::TempDir,
 }
 
+/// A loopback TCP port that refuses connections for as long as the value lives: the socket is
+/// bound (so no other process can take the port meanwhile) but never listens.
+pub struct RefusedPort {
+    pub port: u16,
+    _fd: std::os::fd::OwnedFd,
+}
+
+#[allow(dead_code)] // not every test file uses it
+pub fn refused_port() -> RefusedPort {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket/bind/getsockname calls on a descriptor owned here.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut len = len;
+        let rc = libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        RefusedPort {
+            port: u16::from_be(addr.sin_port),
+            _fd: owned,
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -257,9 +316,26 @@ pub fn free_port() -> u16 {
 }
 
 impl Rotel {
+    /// Starts rotel on two loopback ports. rotel cannot bind port 0 and report the port back, so
+    /// the ports are picked free first; if another process takes one in between, rotel exits,
+    /// and it is started again on fresh ports.
     pub fn start() -> Rotel {
+        for _ in 0..5 {
+            if let Some(r) = Rotel::try_start_on(free_port(), free_port()) {
+                return r;
+            }
+        }
+        panic!("rotel-agent did not start on free loopback ports in 5 attempts");
+    }
+
+    /// On given ports: a collector restarted where its clients expect it.
+    pub fn start_on(grpc: u16, http: u16) -> Rotel {
+        Rotel::try_start_on(grpc, http)
+            .unwrap_or_else(|| panic!("rotel-agent could not listen on ports {grpc} and {http}"))
+    }
+
+    fn try_start_on(grpc: u16, http: u16) -> Option<Rotel> {
         let dir = tempdir();
-        let (grpc, http) = (free_port(), free_port());
         let log = dir.path().join("rotel.out");
         let child = Command::new(rotel())
             .args([
@@ -282,19 +358,26 @@ impl Rotel {
             .stdin(Stdio::null())
             .spawn()
             .expect("start rotel-agent");
-        let r = Rotel {
+        let mut r = Rotel {
             child,
             grpc,
             http,
             log,
             _dir: dir,
         };
-        for port in [grpc, http] {
-            wait_for(Duration::from_secs(20), "rotel to listen", || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            });
+        let mut exited = false;
+        wait_for(Duration::from_secs(20), "rotel to listen", || {
+            exited = !matches!(r.child.try_wait(), Ok(None));
+            exited
+                || [grpc, http]
+                    .iter()
+                    .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
+        if exited {
+            r.stop();
+            return None;
         }
-        r
+        Some(r)
     }
 
     pub fn output(&self) -> String {

@@ -1,5 +1,5 @@
 /* mpi_hello.c - the smallest real MPI program, run by the tests under otel-run to prove the
- * launcher leaves MPI alone (it never calls MPI itself; see DESIGN.md section 2).
+ * launcher leaves MPI alone (it never calls MPI itself; see ARCHITECTURE.md §2).
  * Prints one line "rank R of N" and flushes it at once, so output is not lost if a test kills
  * the job. Optional argv[1]: exit code to return after MPI_Finalize (tests exit-status passing).
  * Built by scripts/build-support.sh with mpicc.openmpi and mpicc.mpich. */

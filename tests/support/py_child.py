@@ -2,7 +2,7 @@
 
 Usage: <venv>/bin/python tests/support/py_child.py [EXTRA_SPANS]
 
-What otel-run promises (DESIGN.md section 6) is that a child whose OpenTelemetry SDK is set up
+What otel-run promises (ARCHITECTURE.md §6) is that a child whose OpenTelemetry SDK is set up
 the ordinary way lands its spans in otel-run's sink. So this program deliberately does nothing
 special: it never reads TRACEPARENT (Python's SDK does not either; otel-run's sink adopts such
 spans) and never names an endpoint, headers or service name. The SDK reads those itself from

@@ -3,7 +3,7 @@
 Usage: <venv>/bin/python tests/support/py_reference.py OUT.jsonlines
 
 Writes one span per line exactly as ``ReadableSpan.to_json(indent=None)`` writes it (the "python"
-span-file format of DESIGN.md section 4, which bsb-otel's jsonlines exporter also writes), so the
+span-file format of ARCHITECTURE.md §4, which bsb-otel's jsonlines exporter also writes), so the
 Rust reader/writer can be checked against the real thing rather than against our idea of it.
 
 Covers: a 3-level tree (root -> child -> grandchild), every SpanKind, status OK / ERROR with a

@@ -11,6 +11,7 @@
 //! months. Viewers drop negative times, so the first span must be the earliest: write in start
 //! order.
 
+use super::SpanWriter;
 use crate::ids::hex;
 use crate::semconv;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 const NO_RANK_TID: u64 = 1_000_000;
 
 #[derive(Default)]
-pub struct Writer {
+pub struct Chrome {
     /// host → pid (1, 2, … in order of first appearance; pid 0 is the idle task to Perfetto).
     hosts: HashMap<String, u64>,
     /// (pid, rank or service) → tid.
@@ -38,13 +39,19 @@ enum Lane {
     Other(String),
 }
 
-impl Writer {
-    /// The document's opening; events follow, then [`Writer::end`].
-    pub fn begin(&mut self, out: &mut Vec<u8>) {
+impl SpanWriter for Chrome {
+    /// The document's opening; events follow, then [`SpanWriter::end`].
+    fn begin(&mut self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
     }
 
-    pub fn end(&mut self, out: &mut Vec<u8>) {
+    fn write(&mut self, out: &mut Vec<u8>, batch: &[ResourceSpans]) {
+        for rs in batch {
+            self.spans(out, rs);
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
         let origin = self.origin.unwrap_or(0);
         let other = json!({
             "generator": "otel-run merge",
@@ -55,9 +62,11 @@ impl Writer {
         serde_json::to_writer(&mut *out, &other).expect("serialising to memory");
         out.extend_from_slice(b"}\n");
     }
+}
 
+impl Chrome {
     /// Appends the events of every span in `rs`.
-    pub fn spans(&mut self, out: &mut Vec<u8>, rs: &ResourceSpans) {
+    fn spans(&mut self, out: &mut Vec<u8>, rs: &ResourceSpans) {
         let resource = rs
             .resource
             .as_ref()
@@ -275,7 +284,7 @@ mod tests {
 
     #[test]
     fn rows_per_host_and_rank() {
-        let mut w = Writer::default();
+        let mut w = Chrome::default();
         let mut out = Vec::new();
         w.begin(&mut out);
         const T: u64 = 1_700_000_000_000_000_000;

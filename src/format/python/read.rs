@@ -1,0 +1,476 @@
+//! Reading a python line: serde over borrowed shapes of the line, converted straight into the
+//! proto types. Strings that are converted right away (ids, times, enums) or not kept (a sketch's
+//! name) are borrowed from the line when they hold no escapes, and the resource — half of every
+//! line — is parsed once per distinct text ([`super::resource`]). One shape serves every
+//! [`Detail`]: what differs is only what attribute maps keep ([`Keep`]), so every mode checks a
+//! line the same way and reports the same reason.
+
+use super::resource::{self, SharedResource};
+use super::{kind_from_name, status_from_name, trace_state_from_python, Detail};
+use crate::format::time::parse_iso;
+use crate::ids::decode_hex_any;
+use crate::semconv;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::{Event, Link, SpanKind},
+    ResourceSpans, ScopeSpans, Span, Status,
+};
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// Parses one python line into a `ResourceSpans` holding exactly that span (resource copied).
+pub fn parse_line(line: &[u8]) -> Result<ResourceSpans, String> {
+    parse(line, Detail::Full).map(|(rs, _)| rs)
+}
+
+/// Parses one python line as `detail` says; the shared resource comes beside the span for every
+/// detail but [`Detail::Full`].
+pub fn parse(
+    line: &[u8],
+    detail: Detail,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
+    // One UTF-8 check for the whole line instead of one per string.
+    let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+    match detail {
+        Detail::Sketch => read::<RoleOnly>(line, detail),
+        Detail::Full | Detail::SharedResource => read::<AllAttributes>(line, detail),
+    }
+}
+
+/// What attribute maps keep. Both kinds check every value the same way.
+pub(crate) trait Keep: DeserializeOwned {
+    /// Whether descriptive strings (span, event and scope names, trace state, status
+    /// description) are kept.
+    const TEXT: bool;
+    fn into_attributes(self) -> Vec<KeyValue>;
+}
+
+fn read<A: Keep>(
+    line: &str,
+    detail: Detail,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
+    let py: SpanIn<A> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let text = |t: Option<Text>| match (A::TEXT, t) {
+        (true, Some(t)) => t.0.into_owned(),
+        _ => String::new(),
+    };
+    let attributes = |a: Option<A>| a.map(A::into_attributes).unwrap_or_default();
+    let trace_state = |t: Option<Text>| match A::TEXT {
+        true => trace_state_from_python(t.as_deref().unwrap_or("")),
+        false => String::new(),
+    };
+    let trace_id = id::<16>("context.trace_id", &py.context.trace_id)?;
+    let span_id = id::<8>("context.span_id", &py.context.span_id)?;
+    let parent = match py.parent_id.as_deref() {
+        None => Vec::new(),
+        Some(p) => id::<8>("parent_id", p)?.to_vec(),
+    };
+    let kind = match py.kind.as_deref() {
+        None => SpanKind::Internal as i32,
+        Some(k) => kind_from_name(k)?,
+    };
+    let status = match py.status {
+        None => None,
+        Some(s) => Some(Status {
+            code: status_from_name(&s.status_code)?,
+            message: text(s.description),
+        }),
+    };
+    let mut events = Vec::new();
+    for e in py.events.unwrap_or_default() {
+        events.push(Event {
+            time_unix_nano: time("events[].timestamp", Some(&e.timestamp))?,
+            name: text(Some(e.name)),
+            attributes: attributes(e.attributes),
+            dropped_attributes_count: 0,
+        });
+    }
+    let mut links = Vec::new();
+    for l in py.links.unwrap_or_default() {
+        links.push(Link {
+            trace_id: id::<16>("links[].context.trace_id", &l.context.trace_id)?.to_vec(),
+            span_id: id::<8>("links[].context.span_id", &l.context.span_id)?.to_vec(),
+            trace_state: trace_state(l.context.trace_state),
+            attributes: attributes(l.attributes),
+            dropped_attributes_count: 0,
+            flags: 0,
+        });
+    }
+    let span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        trace_state: trace_state(py.context.trace_state),
+        parent_span_id: parent,
+        flags: 0,
+        name: text(Some(py.name)),
+        kind,
+        start_time_unix_nano: time("start_time", py.start_time.as_deref())?,
+        end_time_unix_nano: time("end_time", py.end_time.as_deref())?,
+        attributes: attributes(py.attributes),
+        dropped_attributes_count: 0,
+        events,
+        dropped_events_count: 0,
+        links,
+        dropped_links_count: 0,
+        status,
+    };
+    let found = match py.resource {
+        None => None,
+        Some(raw) => Some(resource::shared(raw.get())?),
+    };
+    let (resource, resource_schema, shared) = match (found, detail) {
+        (None, Detail::Full) => (Some(Resource::default()), String::new(), None),
+        (Some(r), Detail::Full) => (Some(r.resource.clone()), r.schema_url.clone(), None),
+        (found, _) => (None, String::new(), Some(found.unwrap_or_default())),
+    };
+    let (scope, scope_schema) = match py.instrumentation_scope {
+        None => (InstrumentationScope::default(), String::new()),
+        Some(s) => (
+            InstrumentationScope {
+                name: text(s.name),
+                version: text(s.version),
+                attributes: attributes(s.attributes),
+                dropped_attributes_count: 0,
+            },
+            text(s.schema_url),
+        ),
+    };
+    let rs = ResourceSpans {
+        resource,
+        scope_spans: vec![ScopeSpans {
+            scope: Some(scope),
+            spans: vec![span],
+            schema_url: scope_schema,
+        }],
+        schema_url: resource_schema,
+    };
+    Ok((rs, shared))
+}
+
+fn id<const N: usize>(field: &str, s: &str) -> Result<[u8; N], String> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    decode_hex_any::<N>(digits)
+        .filter(|id| id.iter().any(|b| *b != 0))
+        .ok_or_else(|| format!("{field} {s:?} is not a non-zero {}-digit hex id", 2 * N))
+}
+
+fn time(field: &str, s: Option<&str>) -> Result<u64, String> {
+    let s = s.ok_or_else(|| format!("{field} is missing or null"))?;
+    parse_iso(s).map_err(|e| format!("{field}: {e}"))
+}
+
+// ---------------------------------------------------------------- the shapes of a line
+
+#[derive(Deserialize)]
+struct SpanIn<'a, A> {
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(borrow)]
+    context: ContextIn<'a>,
+    #[serde(default, borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    parent_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    start_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    end_time: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    status: Option<StatusIn<'a>>,
+    #[serde(default = "none")]
+    attributes: Option<A>,
+    #[serde(default = "none", borrow)]
+    events: Option<Vec<EventIn<'a, A>>>,
+    #[serde(default = "none", borrow)]
+    links: Option<Vec<LinkIn<'a, A>>>,
+    #[serde(default, borrow)]
+    resource: Option<&'a RawValue>,
+    #[serde(default = "none", borrow)]
+    instrumentation_scope: Option<ScopeIn<'a, A>>,
+}
+
+/// `#[serde(default)]` without asking `A: Default`.
+fn none<T>() -> Option<T> {
+    None
+}
+
+#[derive(Deserialize)]
+struct ContextIn<'a> {
+    #[serde(borrow)]
+    trace_id: Text<'a>,
+    #[serde(borrow)]
+    span_id: Text<'a>,
+    #[serde(default, borrow)]
+    trace_state: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StatusIn<'a> {
+    #[serde(borrow)]
+    status_code: Text<'a>,
+    #[serde(default, borrow)]
+    description: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EventIn<'a, A> {
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(borrow)]
+    timestamp: Text<'a>,
+    #[serde(default = "none")]
+    attributes: Option<A>,
+}
+
+#[derive(Deserialize)]
+struct LinkIn<'a, A> {
+    #[serde(borrow)]
+    context: ContextIn<'a>,
+    #[serde(default = "none")]
+    attributes: Option<A>,
+}
+
+#[derive(Deserialize)]
+struct ScopeIn<'a, A> {
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    version: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    schema_url: Option<Text<'a>>,
+    #[serde(default = "none")]
+    attributes: Option<A>,
+}
+
+/// A string borrowed from the line when it holds no escapes, owned otherwise.
+struct Text<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------- attribute values
+
+/// A JSON object of attributes, kept in file order, converted straight into OTLP key-values.
+pub(crate) struct AllAttributes(Vec<KeyValue>);
+
+impl Keep for AllAttributes {
+    const TEXT: bool = true;
+    fn into_attributes(self) -> Vec<KeyValue> {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AllAttributes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AllAttributes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AllAttributes, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(key) = map.next_key::<String>()? {
+                    let AnyIn(value) = map.next_value()?;
+                    out.push(KeyValue {
+                        key,
+                        value: Some(value),
+                        ..Default::default()
+                    });
+                }
+                Ok(AllAttributes(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Checks every attribute but keeps only the last `otel_run.span` (what `attr::get` finds), with
+/// its value if that is a string: all a sketch needs to know the span's role.
+pub(crate) struct RoleOnly(Option<KeyValue>);
+
+impl Keep for RoleOnly {
+    const TEXT: bool = false;
+    fn into_attributes(self) -> Vec<KeyValue> {
+        self.0.into_iter().collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RoleOnly;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RoleOnly, A::Error> {
+                let mut role = None;
+                while let Some(key) = map.next_key::<Text>()? {
+                    if &*key == semconv::SPAN_ROLE {
+                        let AnyIn(value) = map.next_value()?;
+                        let value = match value.value {
+                            Some(Value::StringValue(s)) => Some(AnyValue {
+                                value: Some(Value::StringValue(s)),
+                            }),
+                            _ => None,
+                        };
+                        role = Some(KeyValue {
+                            key: key.0.into_owned(),
+                            value,
+                            ..Default::default()
+                        });
+                    } else {
+                        map.next_value::<Checked>()?;
+                    }
+                }
+                Ok(RoleOnly(role))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An integer attribute: JSON allows more than OTLP's i64.
+fn int<E: de::Error>(v: u64) -> Result<i64, E> {
+    i64::try_from(v).map_err(|_| {
+        E::custom(format!(
+            "integer {v} does not fit a 64-bit signed attribute"
+        ))
+    })
+}
+
+/// One attribute value as OTLP holds it: native JSON values, arrays and objects nested.
+struct AnyIn(AnyValue);
+
+impl<'de> Deserialize<'de> for AnyIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn some(v: Value) -> AnyIn {
+            AnyIn(AnyValue { value: Some(v) })
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyIn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AnyIn, E> {
+                Ok(some(Value::BoolValue(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AnyIn, E> {
+                Ok(some(Value::IntValue(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AnyIn, E> {
+                int(v).map(|i| some(Value::IntValue(i)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<AnyIn, E> {
+                Ok(some(Value::DoubleValue(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AnyIn, E> {
+                Ok(some(Value::StringValue(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<AnyIn, E> {
+                Ok(some(Value::StringValue(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<AnyIn, E> {
+                Ok(AnyIn(AnyValue { value: None }))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<AnyIn, E> {
+                Ok(AnyIn(AnyValue { value: None }))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyIn, A::Error> {
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(AnyIn(v)) = seq.next_element()? {
+                    values.push(v);
+                }
+                Ok(some(Value::ArrayValue(ArrayValue { values })))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AnyIn, A::Error> {
+                let AllAttributes(values) =
+                    AllAttributes::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(some(Value::KvlistValue(KeyValueList { values })))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An attribute value checked exactly as [`AnyIn`] checks it, and not kept.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Checked, E> {
+                int(v).map(|_| Checked)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_key::<Text>()?.is_some() {
+                    map.next_value::<Checked>()?;
+                }
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

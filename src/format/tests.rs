@@ -1,0 +1,388 @@
+//! Reading and writing span lines: round trips through every writer and reader, every attribute
+//! type, `file:line: reason` errors, torn last lines, and the details a reading can keep.
+
+use super::*;
+use crate::attr;
+use crate::export::{render, Format};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, ArrayValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ScopeSpans, Span, Status};
+
+pub(crate) fn sample() -> ResourceSpans {
+    let nested = Value::KvlistValue(KeyValueList {
+        values: vec![attr::int("inner", 1)],
+    });
+    let array = Value::ArrayValue(ArrayValue {
+        values: vec![
+            AnyValue {
+                value: Some(Value::IntValue(1)),
+            },
+            AnyValue {
+                value: Some(Value::IntValue(2)),
+            },
+        ],
+    });
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                attr::string("service.name", "sim"),
+                attr::int("mpi.rank", 3),
+            ],
+            ..Default::default()
+        }),
+        schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "lib".into(),
+                version: "1.2".into(),
+                ..Default::default()
+            }),
+            schema_url: "https://opentelemetry.io/schemas/scope".into(),
+            spans: vec![Span {
+                trace_id: vec![0xab; 16],
+                span_id: vec![0x01; 8],
+                parent_span_id: vec![0x02; 8],
+                trace_state: "vendor=value".into(),
+                name: "step \"1\"".into(),
+                kind: span::SpanKind::Client as i32,
+                start_time_unix_nano: 1_700_000_000_123_456_789,
+                end_time_unix_nano: 1_700_000_001_000_000_001,
+                attributes: vec![
+                    attr::string("s", "x"),
+                    attr::boolean("b", true),
+                    attr::int("i", -7),
+                    attr::double("d", 1.0),
+                    attr::kv("a", array),
+                    attr::kv("m", nested),
+                ],
+                events: vec![span::Event {
+                    time_unix_nano: 1_700_000_000_500_000_000,
+                    name: "ev".into(),
+                    attributes: vec![attr::int("n", 1)],
+                    dropped_attributes_count: 0,
+                }],
+                links: vec![span::Link {
+                    trace_id: vec![0xcd; 16],
+                    span_id: vec![0x03; 8],
+                    trace_state: String::new(),
+                    attributes: vec![attr::string("why", "x")],
+                    dropped_attributes_count: 0,
+                    flags: 0,
+                }],
+                status: Some(Status {
+                    code: 2,
+                    message: "boom".into(),
+                }),
+                ..Default::default()
+            }],
+        }],
+    }
+}
+
+#[test]
+fn both_formats_round_trip_losslessly() {
+    for format in [LineFormat::Python, LineFormat::Otlp] {
+        let mut buf = Vec::new();
+        render(&mut buf, format, &[sample()]);
+        assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
+        let back = parse_line(buf.trim_ascii()).unwrap();
+        assert_eq!(
+            back.resource_spans,
+            vec![sample()],
+            "{format:?}: {}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+}
+
+#[test]
+fn reader_numbers_lines_and_flags_torn_last_line() {
+    let mut good = Vec::new();
+    render(&mut good, LineFormat::Python, &[sample()]);
+    let mut input = good.clone();
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(&good);
+    input.extend_from_slice(&good[..good.len() / 2]);
+    let mut r = Reader::new("f.jsonl", &input[..]);
+    assert_eq!(r.next_data().unwrap().unwrap().0, 1);
+    assert_eq!(r.next_data().unwrap().unwrap().0, 3);
+    let err = r.next_data().unwrap_err();
+    assert!(err.torn && err.line == 4, "{err}");
+    assert!(
+        err.to_string().starts_with("f.jsonl:4: torn last line"),
+        "{err}"
+    );
+    assert_eq!(r.next_data().unwrap(), None);
+}
+
+#[test]
+fn reserved_spans_are_rewritten_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.jsonl");
+    let mut f = SpanFile::open(&path, LineFormat::Python).unwrap();
+    f.append(&[sample()]).unwrap();
+    let r = f.append_reserved(&[sample()], 100).unwrap();
+    f.append(&[sample()]).unwrap();
+    let mut changed = sample();
+    changed.scope_spans[0].spans[0].name = "a longer name than before".into();
+    assert!(f.rewrite(&r, &[changed.clone()]).unwrap());
+    let content = std::fs::read(&path).unwrap();
+    let mut reader = Reader::new("f", &content[..]);
+    let names: Vec<String> = std::iter::from_fn(|| reader.next_data().unwrap())
+        .map(|(_, d)| d.resource_spans[0].scope_spans[0].spans[0].name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["step \"1\"", "a longer name than before", "step \"1\""]
+    );
+    changed.scope_spans[0].spans[0].name = "x".repeat(500);
+    assert!(
+        !f.rewrite(&r, &[changed]).unwrap(),
+        "too long: refused, file untouched"
+    );
+}
+
+#[test]
+fn every_detail_reads_the_same_span() {
+    let mut line = Vec::new();
+    render(&mut line, LineFormat::Python, &[sample()]);
+    let full = Reader::new("f", &line[..]).next_data().unwrap().unwrap().1;
+    assert_eq!(full.resource_spans, vec![sample()]);
+    let mut shared = Reader::new("f", &line[..]).shared_resources();
+    let mut bare = shared.next_data().unwrap().unwrap().1;
+    let resource = shared.shared_resource().unwrap().clone();
+    assert_eq!(bare.resource_spans[0].resource, None);
+    bare.resource_spans[0].resource = Some(resource.resource.clone());
+    bare.resource_spans[0].schema_url = resource.schema_url.clone();
+    assert_eq!(bare, full);
+    // A sketch: ids, parent, times, kind and status code; the role attribute alone.
+    let mut with_role = sample();
+    let span = &mut with_role.scope_spans[0].spans[0];
+    span.attributes
+        .push(attr::string(crate::semconv::SPAN_ROLE, "process"));
+    let mut line = Vec::new();
+    render(&mut line, LineFormat::Python, &[with_role.clone()]);
+    let mut sketches = Reader::new("f", &line[..]).sketches();
+    let sketch = sketches.next_data().unwrap().unwrap().1;
+    assert_eq!(
+        sketches.shared_resource().unwrap().resource,
+        resource.resource
+    );
+    let got = &sketch.resource_spans[0].scope_spans[0].spans[0];
+    let want = &with_role.scope_spans[0].spans[0];
+    assert_eq!(
+        (&got.trace_id, &got.span_id, &got.parent_span_id, got.kind),
+        (
+            &want.trace_id,
+            &want.span_id,
+            &want.parent_span_id,
+            want.kind
+        )
+    );
+    assert_eq!(
+        (got.start_time_unix_nano, got.end_time_unix_nano),
+        (want.start_time_unix_nano, want.end_time_unix_nano)
+    );
+    assert_eq!(got.status.as_ref().unwrap().code, 2);
+    assert_eq!(
+        got.attributes,
+        [attr::string(crate::semconv::SPAN_ROLE, "process")]
+    );
+    assert_eq!(got.events.len(), 1);
+    assert_eq!(got.links.len(), 1);
+    assert!(got.name.is_empty() && got.trace_state.is_empty());
+}
+
+/// A bad line is refused with the same reason whatever the reading keeps.
+#[test]
+fn every_detail_reports_the_same_error() {
+    let good = r#"{"name":"b","context":{"trace_id":"0x0af7651916cd43dd8448eb211c80319c","span_id":"0x00f067aa0ba902b7"},"start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:00Z"}"#;
+    let with = |from: &str, to: &str| {
+        let line = good.replacen(from, to, 1);
+        assert_ne!(line, good);
+        line
+    };
+    let end = r#"00:00:00Z"}"#;
+    let cases = [
+        (with(r#""name":"b","#, ""), "missing field `name`"),
+        (with(r#""b""#, "5"), "invalid type"),
+        (with("0x0af7", "0xzzf7"), "context.trace_id"),
+        (
+            with("0x00f067aa0ba902b7", "0x0000000000000000"),
+            "context.span_id",
+        ),
+        (
+            with("2024-01-01T00:00:00Z", "2024-02-30T00:00:00Z"),
+            "start_time: invalid",
+        ),
+        (
+            with(end, r#"00:00:00Z","kind":"SpanKind.WEIRD"}"#),
+            "unknown span kind",
+        ),
+        (
+            with(end, r#"00:00:00Z","status":{"status_code":"MAYBE"}}"#),
+            "unknown status_code",
+        ),
+        (with(end, r#"00:00:00Z","parent_id":"0x1"}"#), "parent_id"),
+        (
+            with(end, r#"00:00:00Z","attributes":{"z":9223372036854775808}}"#),
+            "does not fit a 64-bit signed attribute",
+        ),
+        (
+            with(
+                end,
+                r#"00:00:00Z","otel_run.span":1,"attributes":{"a":[1,{"b":18446744073709551615}]}}"#,
+            ),
+            "does not fit",
+        ),
+        (
+            with(end, r#"00:00:00Z","attributes":5}"#),
+            "expected an object of attributes",
+        ),
+        (
+            with(end, r#"00:00:00Z","events":[{"name":"e"}]}"#),
+            "missing field `timestamp`",
+        ),
+        (
+            with(
+                end,
+                r#"00:00:00Z","events":[{"name":"e","timestamp":"x"}]}"#,
+            ),
+            "events[].timestamp",
+        ),
+        (
+            with(
+                end,
+                r#"00:00:00Z","links":[{"context":{"trace_id":"0x1","span_id":"0x1"}}]}"#,
+            ),
+            "links[].context.trace_id",
+        ),
+        (
+            with(end, r#"00:00:00Z","resource":{"attributes":5}}"#),
+            "resource: invalid type",
+        ),
+        (
+            with(end, r#"00:00:00Z","instrumentation_scope":{"name":5}}"#),
+            "invalid type",
+        ),
+        (
+            with(
+                r#""start_time":"2024-01-01T00:00:00Z""#,
+                r#""start_time":null"#,
+            ),
+            "start_time is missing",
+        ),
+        (with(end, "00:00:00Z\"}x"), "trailing characters"),
+        ("[1,2]".to_string(), "invalid type"),
+        ("{}".to_string(), "missing field"),
+    ];
+    for (line, want) in &cases {
+        let mut reasons = Vec::new();
+        for detail in [Detail::Full, Detail::SharedResource, Detail::Sketch] {
+            let err = parse(line.as_bytes(), detail).unwrap_err();
+            assert!(err.contains(want), "{detail:?} {line}: got {err}");
+            reasons.push(err);
+        }
+        assert!(reasons.iter().all(|r| *r == reasons[0]), "{reasons:?}");
+    }
+    let err = parse(b"{\"name\":\"\xff\"}", Detail::Sketch).unwrap_err();
+    assert!(err.starts_with("not UTF-8"), "{err}");
+}
+
+#[test]
+fn python_layouts_escapes_and_nulls_read_alike() {
+    let line = |trace: &str, rank: u32| {
+        format!(
+            r#"{{"name":"x","context":{{"trace_id":"{trace}","span_id":"0x0000000000000001"}},"kind":"SpanKind.\u0053ERVER","start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:01Z","resource":{{"attributes":{{"mpi.rank":{rank}}},"schema_url":"s"}}}}"#
+        )
+    };
+    let plain = parse_line(line("0x0af7651916cd43dd8448eb211c80319c", 0).as_bytes()).unwrap();
+    let escaped =
+        parse_line(line("\\u0030x0af7651916cd43dd8448eb211c80319c", 0).as_bytes()).unwrap();
+    assert_eq!(plain, escaped);
+    let span = &plain.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(
+        span.kind,
+        opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32
+    );
+    // The resource cache hands back each line's own resource.
+    for rank in [1, 0, 1] {
+        let data = parse_line(line("0x0af7651916cd43dd8448eb211c80319c", rank).as_bytes()).unwrap();
+        let rs = &data.resource_spans[0];
+        let attrs = &rs.resource.as_ref().unwrap().attributes;
+        assert_eq!(attr::get_int(attrs, "mpi.rank"), Some(rank as i64));
+        assert_eq!(rs.schema_url, "s");
+    }
+    // Python's own layout (", " and ": "), nulls everywhere they are allowed.
+    let python = r#"{"name": "a", "context": {"trace_id": "0x0af7651916cd43dd8448eb211c80319c", "span_id": "0x00f067aa0ba902b7", "trace_state": "['{key=a, value=1}']"}, "kind": "SpanKind.SERVER", "parent_id": null, "start_time": "2024-01-01T00:00:00.000001Z", "end_time": "2024-01-01T00:00:01+02:00", "status": {"status_code": "ERROR", "description": "boom"}, "attributes": {"xs": [1, 2.5, "s", true, null, [], {}], "n": null}, "events": [{"name": "e", "timestamp": "2024-01-01T00:00:00.5Z", "attributes": {}}], "links": [], "resource": {"attributes": {"service.name": "x", "nested": {"a": [1, {"b": "}{"}]}}, "schema_url": "https://s"}}"#;
+    let rs = parse_line(python.as_bytes())
+        .unwrap()
+        .resource_spans
+        .remove(0);
+    let span = &rs.scope_spans[0].spans[0];
+    assert_eq!(span.trace_state, "a=1");
+    assert_eq!(span.status.as_ref().unwrap().message, "boom");
+    assert_eq!(span.end_time_unix_nano, 1_704_060_001_000_000_000);
+    assert_eq!(span.attributes.len(), 2);
+    let nulls = r#"{"name":"c","context":{"trace_id":"0x0af7651916cd43dd8448eb211c80319c","span_id":"0x00f067aa0ba902b7","trace_state":null},"kind":null,"parent_id":null,"start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:00Z","status":null,"attributes":null,"events":null,"links":null,"resource":null,"instrumentation_scope":null}"#;
+    for detail in [Detail::Full, Detail::SharedResource, Detail::Sketch] {
+        parse(python.as_bytes(), detail).unwrap();
+        parse(nulls.as_bytes(), detail).unwrap();
+    }
+}
+
+#[test]
+fn every_attribute_type_round_trips() {
+    let mut rs = sample();
+    let span = &mut rs.scope_spans[0].spans[0];
+    for (k, v) in [
+        ("neg", Value::IntValue(i64::MIN)),
+        ("max", Value::IntValue(i64::MAX)),
+        ("tiny", Value::DoubleValue(5e-324)),
+        ("third", Value::DoubleValue(1.0 / 3.0)),
+        ("big", Value::DoubleValue(1.797_693_134_862_315_7e308)),
+        (
+            "unicode",
+            Value::StringValue("é✓ 𝄞 \u{7f} \"q\" \\ \n".into()),
+        ),
+        ("empty", Value::StringValue(String::new())),
+        ("f", Value::BoolValue(false)),
+    ] {
+        span.attributes.push(attr::kv(k, v));
+    }
+    for format in [LineFormat::Python, LineFormat::Otlp] {
+        let mut buf = Vec::new();
+        render(&mut buf, format, &[rs.clone()]);
+        let back = parse_line(buf.trim_ascii()).unwrap();
+        assert_eq!(back.resource_spans, vec![rs.clone()], "{format:?}");
+    }
+    // What python attributes cannot hold: bytes as base64 (as Python's base64.b64encode writes),
+    // non-finite doubles as strings.
+    let mut odd = sample();
+    odd.scope_spans[0].spans[0].attributes = vec![
+        attr::kv("b0", Value::BytesValue(vec![])),
+        attr::kv("b1", Value::BytesValue(b"f".to_vec())),
+        attr::kv("b2", Value::BytesValue(b"fo".to_vec())),
+        attr::kv("b6", Value::BytesValue(b"foobar".to_vec())),
+        attr::double("nan", f64::NAN),
+        attr::double("inf", f64::INFINITY),
+    ];
+    let mut buf = Vec::new();
+    render(&mut buf, Format::Python, &[odd]);
+    let text = String::from_utf8(buf).unwrap();
+    assert!(
+        text.contains(r#""attributes":{"b0":"","b1":"Zg==","b2":"Zm8=","b6":"Zm9vYmFy","nan":"NaN","inf":"Infinity"}"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_complete_line_is_not_torn() {
+    let mut r = Reader::new("f", &b"{not json}\n"[..]);
+    let err = r.next_data().unwrap_err();
+    assert!(!err.torn);
+    assert!(err.to_string().starts_with("f:1: "), "{err}");
+}
