@@ -138,7 +138,12 @@ async function main() {
 // Stops the browser by its pid, waits for it, removes its profile.
 function finish(code, text) {
   const done = () => {
-    fs.rmSync(profile, { recursive: true, force: true });
+    // The browser's helper processes may still be leaving files in the profile for a moment.
+    try {
+      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    } catch (e) {
+      console.error(`report_drive.js: could not remove ${profile}: ${e.message}`);
+    }
     (code ? console.error : console.log)(text);
     process.exit(code);
   };
