@@ -55,6 +55,7 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send span files to an OTLP collector (Jaeger, Tempo, any OpenTelemetry Collector)')
             [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Per span name and per rank timing table: which rank was slow, where, by how much')
+            [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Write one self-contained HTML page of the job: per-rank timeline, where the time went, job facts (opens offline, from file://)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, elvish, powershell)')
             break
         }
@@ -112,6 +113,20 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'otel-run;report' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output file [default: stdout]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output file [default: stdout]')
+            [CompletionResult]::new('--title', '--title', [CompletionResultType]::ParameterName, 'Page title [default: from service.name and the Slurm job id]')
+            [CompletionResult]::new('--attribute-budget', '--attribute-budget', [CompletionResultType]::ParameterName, 'Room for span and event attributes (shown on hover) in the page; beyond it, attributes of spans other than otel-run''s own and errors are left out and counted')
+            [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Only errors from otel-run')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'otel-run;completions' {

@@ -25,6 +25,9 @@ _otel__run() {
             otel__run,replay)
                 cmd="otel__run__subcmd__replay"
                 ;;
+            otel__run,report)
+                cmd="otel__run__subcmd__report"
+                ;;
             otel__run,summary)
                 cmd="otel__run__subcmd__summary"
                 ;;
@@ -35,7 +38,7 @@ _otel__run() {
 
     case "${cmd}" in
         otel__run)
-            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --sink --sink-protocol --no-adopt --sink-body-limit --forward-signals --grace-period --verbose --quiet --help --version replay merge summary completions"
+            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --sink --sink-protocol --no-adopt --sink-body-limit --forward-signals --grace-period --verbose --quiet --help --version replay merge summary report completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -256,6 +259,36 @@ _otel__run() {
                     return 0
                     ;;
                 --exporter-otlp-traces-certificate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otel__subcmd__run__subcmd__report)
+            opts="-o -v -q -h --skip-invalid --output --title --attribute-budget --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --title)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attribute-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -52,6 +52,7 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand replay 'Send span files to an OTLP collector (Jaeger, Tempo, any OpenTelemetry Collector)'
             cand merge 'Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)'
             cand summary 'Per span name and per rank timing table: which rank was slow, where, by how much'
+            cand report 'Write one self-contained HTML page of the job: per-rank timeline, where the time went, job facts (opens offline, from file://)'
             cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
         }
         &'otel-run;replay'= {
@@ -106,6 +107,19 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand --quiet 'Only errors from otel-run'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
+        }
+        &'otel-run;report'= {
+            cand -o 'Output file [default: stdout]'
+            cand --output 'Output file [default: stdout]'
+            cand --title 'Page title [default: from service.name and the Slurm job id]'
+            cand --attribute-budget 'Room for span and event attributes (shown on hover) in the page; beyond it, attributes of spans other than otel-run''s own and errors are left out and counted'
+            cand --skip-invalid 'Skip and count lines that are not valid spans instead of stopping at the first one'
+            cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+            cand --verbose 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+            cand -q 'Only errors from otel-run'
+            cand --quiet 'Only errors from otel-run'
+            cand -h 'Print help'
+            cand --help 'Print help'
         }
         &'otel-run;completions'= {
             cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'

@@ -62,6 +62,7 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -s V -l version -d 'Prin
 complete -c otel-run -n "__fish_otel_run_needs_command" -a "replay" -d 'Send span files to an OTLP collector (Jaeger, Tempo, any OpenTelemetry Collector)'
 complete -c otel-run -n "__fish_otel_run_needs_command" -a "merge" -d 'Merge rank span files into one file (python, otlp or Chrome/Perfetto trace-event JSON)'
 complete -c otel-run -n "__fish_otel_run_needs_command" -a "summary" -d 'Per span name and per rank timing table: which rank was slow, where, by how much'
+complete -c otel-run -n "__fish_otel_run_needs_command" -a "report" -d 'Write one self-contained HTML page of the job: per-rank timeline, where the time went, job facts (opens offline, from file://)'
 complete -c otel-run -n "__fish_otel_run_needs_command" -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l service-name -d 'Override service.name of every replayed resource (e.g. to group replays in Jaeger)' -r
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l batch-size -d 'Spans per export request' -r
@@ -108,6 +109,13 @@ complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -l skip-inval
 complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand summary" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -s o -l output -d 'Output file [default: stdout]' -r -F
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -l title -d 'Page title [default: from service.name and the Slurm job id]' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -l attribute-budget -d 'Room for span and event attributes (shown on hover) in the page; beyond it, attributes of spans other than otel-run\'s own and errors are left out and counted' -r
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -s q -l quiet -d 'Only errors from otel-run'
+complete -c otel-run -n "__fish_otel_run_using_subcommand report" -s h -l help -d 'Print help'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand completions" -s h -l help -d 'Print help'

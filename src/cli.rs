@@ -61,6 +61,10 @@ pub enum Command {
     /// Per span name and per rank timing table: which rank was slow, where, by how much
     #[command(after_help = SUMMARY_EXAMPLES)]
     Summary(SummaryArgs),
+    /// Write one self-contained HTML page of the job: per-rank timeline, where the time went, job
+    /// facts (opens offline, from file://)
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -98,7 +102,12 @@ Examples:
   otel-run summary 'traces_*.jsonlines'
   otel-run summary --format csv 'traces_*.jsonlines' > times.csv";
 
-/// Span file inputs shared by replay, merge and summary.
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  otel-run report 'traces_*.jsonlines' -o report.html      open report.html in any browser
+  otel-run report --title 'cfd run 12' job.jsonl.gz > report.html";
+
+/// Span file inputs shared by replay, merge, summary and report.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// Span files: paths, glob patterns (quoted: otel-run expands them), `-` for stdin; `.gz`
@@ -199,6 +208,22 @@ pub struct SummaryArgs {
     pub input: InputArgs,
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     pub format: SummaryFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output file [default: stdout]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Page title [default: from service.name and the Slurm job id]
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Room for span and event attributes (shown on hover) in the page; beyond it, attributes of
+    /// spans other than otel-run's own and errors are left out and counted
+    #[arg(long, value_name = "MIB", default_value_t = 4, value_parser = clap::value_parser!(u64).range(0..=4096))]
+    pub attribute_budget: u64,
 }
 
 #[derive(Debug, Clone, Args)]

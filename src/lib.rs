@@ -13,6 +13,7 @@ pub mod logging;
 pub mod merge;
 pub mod otlp;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod semconv;
 pub mod sink;

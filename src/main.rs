@@ -19,6 +19,7 @@ fn main() {
         Some(Command::Replay(args)) => ("replay", otel_run::replay::main(args)),
         Some(Command::Merge(args)) => ("merge", otel_run::merge::main(args)),
         Some(Command::Summary(args)) => ("summary", otel_run::summary::main(args)),
+        Some(Command::Report(args)) => ("report", otel_run::report::main(args)),
         // The launcher's status is the program's (ARCHITECTURE.md §9); only its own failures
         // before the program starts come back as errors.
         None => match otel_run::run::main(cli.run) {

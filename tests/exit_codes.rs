@@ -43,10 +43,13 @@ fn every_row_of_the_table() {
         (&["summary", &good], 0, ""),
         (&["merge", &good, "-o", "out.jsonl"], 0, ""),
         (&["replay", "--dry-run", &good], 0, ""),
+        (&["report", &good, "-o", "out.html"], 0, ""),
         // 1: ran and failed on the content
         (&["summary", &bad], 1, &bad_at),
         (&["merge", &bad, "-o", "out2.jsonl"], 1, &bad_at),
         (&["replay", "--dry-run", &bad], 1, &bad_at),
+        (&["report", &bad, "-o", "out2.html"], 1, &bad_at),
+        (&["report", &good, "-o", "adir"], 1, "cannot write adir"),
         // 1: the collector cannot be reached
         (
             &[
@@ -83,6 +86,13 @@ fn every_row_of_the_table() {
         ),
         (&["merge", "nomatch_*.jsonl"], 2, "pattern matches no file"),
         (&["replay", "nomatch_*.jsonl"], 2, "pattern matches no file"),
+        (
+            &["report", "missing.jsonl"],
+            2,
+            "missing.jsonl: no such file",
+        ),
+        (&["report", "nomatch_*.jsonl"], 2, "pattern matches no file"),
+        (&["report", "adir"], 2, "adir: is a directory"),
         (&["summary", "adir"], 2, "adir: is a directory"),
         (
             &["replay", "--dry-run", "fifo"],
@@ -97,6 +107,11 @@ fn every_row_of_the_table() {
         ),
         (&["merge", "--trace", "zz", &good], 2, "--trace"),
         (&["summary", "--no-such-flag", &good], 2, "--no-such-flag"),
+        (
+            &["report", "--attribute-budget", "lots", &good],
+            2,
+            "--attribute-budget",
+        ),
         (&["replay", "-", "-"], 2, "more than once"),
     ];
     for (args, code, msg) in offline {
