@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # scripts/install-deps.sh - install what the tests need, and only what is missing:
 #   * Debian packages: Slurm (munge, slurmctld, slurmd, slurm-client), OpenMPI and MPICH side by
-#     side (runtime + mpicc), hyperfine and time (benchmarks), gcc (mpicc needs it), nodejs (unless a node is
-#     on PATH: it runs Perfetto's WebAssembly trace processor for the merge tests), chromium (opens
-#     `otel-run report` pages headless in the report tests);
+#     side (runtime + mpicc), libclang-dev (bindgen, for rsmpi in the MPI example sim),
+#     hyperfine and time (benchmarks), gcc (mpicc needs it), nodejs (unless a node is
+#     on PATH: it runs Perfetto's WebAssembly trace processor for the merge tests and drives the
+#     report page in the report tests), chromium (opens `otel-run report` pages headless);
 #   * a Python venv (default target/venv, override with OTEL_RUN_VENV) with the exact pins of
 #     scripts/requirements-test.txt: the real OpenTelemetry Python SDK + OTLP exporters,
 #     opentelemetry-instrument, and rotel (a real OTLP collector binary shipped in a wheel).
@@ -28,7 +29,7 @@ installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = i
 
 if [ "${OTEL_RUN_SKIP_APT:-0}" != 1 ]; then
   t=$(date +%s%N)
-  want=(munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev mpich libmpich-dev hyperfine time gcc openssl chromium)
+  want=(munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev mpich libmpich-dev libclang-dev hyperfine time gcc openssl chromium)
   # The venv needs ensurepip (Debian splits it into python3-venv) when the base python is Debian's;
   # rotel-agent is linked against libpython3.11.so.1.0, which only the libpython3.11 package ships.
   command -v "$BASE_PY" >/dev/null || want+=(python3)

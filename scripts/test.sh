@@ -18,6 +18,8 @@
 #   OTEL_RUN_TEST_ROTEL         rotel-agent binary (OTLP collector)
 #   OTEL_RUN_TEST_MPI_OPENMPI   MPI hello built with OpenMPI  (srun --mpi=pmix, mpirun.openmpi)
 #   OTEL_RUN_TEST_MPI_MPICH     MPI hello built with MPICH    (srun --mpi=pmi2, mpiexec.mpich)
+#   OTEL_RUN_TEST_SIM_OPENMPI   examples/sim.rs (otel-run-sdk, feature mpi) linked with OpenMPI
+#   OTEL_RUN_TEST_SIM_MPICH     the same linked with MPICH
 #   OTEL_RUN_TEST_SLURM=1       a Slurm cluster is up; SLURM_CONF points at it
 # plus the MPI-as-root/loopback settings of $SLURM_STATE_DIR/env.sh (OMPI_ALLOW_RUN_AS_ROOT, ...).
 set -euo pipefail
@@ -70,7 +72,7 @@ trap 'exit 143' TERM
 # 1. lint first: it fails fast and needs none of the real parts
 if [ "${OTEL_RUN_SKIP_LINT:-0}" != 1 ]; then
   phase fmt cargo fmt --all -- --check
-  phase clippy cargo clippy --all-targets -- -D warnings
+  phase clippy cargo clippy --workspace --all-targets -- -D warnings
 fi
 
 # 2. dependencies
@@ -102,23 +104,28 @@ OTEL_RUN_TEST_ROTEL="$("$OTEL_RUN_TEST_PYTHON" -c 'import rotel, os; print(os.pa
 export OTEL_RUN_TEST_ROTEL
 export OTEL_RUN_TEST_MPI_OPENMPI=$REPO/target/test-support/mpi_hello.openmpi
 export OTEL_RUN_TEST_MPI_MPICH=$REPO/target/test-support/mpi_hello.mpich
+export OTEL_RUN_TEST_SIM_OPENMPI=$REPO/target/sim-openmpi/release/examples/sim
+export OTEL_RUN_TEST_SIM_MPICH=$REPO/target/sim-mpich/release/examples/sim
 export OTEL_RUN_TEST_SLURM=1
 export SLURM_CONF=$S/slurm.conf
-for f in "$OTEL_RUN_TEST_PYTHON" "$OTEL_RUN_TEST_ROTEL" "$OTEL_RUN_TEST_MPI_OPENMPI" "$OTEL_RUN_TEST_MPI_MPICH"; do
+for f in "$OTEL_RUN_TEST_PYTHON" "$OTEL_RUN_TEST_ROTEL" "$OTEL_RUN_TEST_MPI_OPENMPI" "$OTEL_RUN_TEST_MPI_MPICH" \
+         "$OTEL_RUN_TEST_SIM_OPENMPI" "$OTEL_RUN_TEST_SIM_MPICH"; do
   [ -x "$f" ] || { echo "test.sh: missing $f" >&2; exit 1; }
 done
 env | grep -E '^(OTEL_RUN_TEST_|SLURM_CONF=)' | sort >&2
 
 # 6. build, then test
-phase build cargo build --all-targets
+# --workspace: the launcher and the program-side SDK (sdk/); default features, so no system
+# library is needed (the `mpi` feature is built only by build-support.sh, for the sim).
+phase build cargo build --workspace --all-targets
 if [ $# -eq 0 ] && [ -f src/lib.rs ]; then
   # before the main run, so the runner's own summary stays the last thing printed
-  phase doctests cargo test --doc
+  phase doctests cargo test --workspace --doc
 fi
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  phase tests cargo nextest run --no-fail-fast "$@" || status=$?
+  phase tests cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  phase tests cargo test --no-fail-fast "$@" || status=$?
+  phase tests cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
 exit "$status"

@@ -1,4 +1,4 @@
-//! The environment contract (DESIGN.md §6): what the child finds in its environment. The child is
+//! The environment contract (ARCHITECTURE.md §6): what the child finds in its environment. The child is
 //! configured only through variables every OpenTelemetry SDK already reads — no LD_PRELOAD, no
 //! sitecustomize — and everything else of the user's environment passes through untouched.
 

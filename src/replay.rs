@@ -1,5 +1,5 @@
 //! `otel-run replay`: streams span files of both line formats into an OTLP collector, losslessly
-//! and with exact counts (issue 5; DESIGN.md §3, §4).
+//! and with exact counts (ARCHITECTURE.md §3, §4).
 //!
 //! The input is read twice. Pass one parses and validates every line, counts the spans and finds
 //! the latest end time: a bad line stops the replay before anything is sent, the M of "sent N of

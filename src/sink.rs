@@ -465,7 +465,7 @@ fn accept(state: &State, mut batch: Vec<ResourceSpans>) -> ExportTraceServiceRes
     }
 }
 
-/// Re-homes spans of other traces into the job's trace (DESIGN.md §6): the trace id becomes the
+/// Re-homes spans of other traces into the job's trace (ARCHITECTURE.md §6): the trace id becomes the
 /// job's, the original is kept as an attribute, and parentless spans hang under the process span.
 /// Spans already in the job's trace (children that honour TRACEPARENT) are left unchanged.
 /// Returns how many spans were adopted.

@@ -1,6 +1,6 @@
 //! `otel-run merge`: many rank span files → one file (python, otlp or Chrome trace-event JSON),
 //! deduplicated, in start or end order, optionally repaired, in memory that does not grow with
-//! the input (DESIGN.md §2, §4).
+//! the input (ARCHITECTURE.md §2, §4).
 //!
 //! Every span becomes a [`record::Record`]; the order comes from an external sort (`--sort
 //! start`), a streaming k-way merge of the rank files (`--sort end`, [`stream`]) or the input
@@ -14,13 +14,13 @@ mod repair;
 mod stream;
 
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
-use crate::format::{Detail, Line, SharedResource};
+use crate::format::{is_otlp_line, python, Line};
 use crate::input::{self, Counts, Input};
 use crate::{attr, semconv};
 use anyhow::anyhow;
 use extsort::ExtSorter;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
 use output::Output;
 use record::{Ids, Record};
 use repair::{Analysis, Facts, SpanFacts};
@@ -125,52 +125,70 @@ impl Reading {
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let raw = line.text;
-        let (data, shared) = match crate::format::parse(raw, Detail::Sketch) {
-            Ok(parsed) => parsed,
+        let result = if is_otlp_line(raw) {
+            crate::format::parse_line(raw).map(|data| self.otlp_line(file, data, sink))
+        } else {
+            python::sketch(raw).map(|(span, resource)| {
+                self.counts.lines += 1;
+                self.counts.spans += 1;
+                let content = |_: &mut Vec<u8>| (record::line_hash(raw), record::encode_line(raw));
+                self.span(file, &span, Some(&resource.resource), content, sink)
+            })
+        };
+        self.progress.tick(self.counts.spans);
+        match result {
+            Ok(done) => done,
             Err(reason) => {
                 let e = line.error(reason);
-                return input::handle_bad_line(e, self.skip_invalid, &mut self.counts);
+                input::handle_bad_line(e, self.skip_invalid, &mut self.counts)
             }
-        };
+        }
+    }
+
+    /// The spans of an otlp line, each in its resource and scope, as otel-run would write it.
+    fn otlp_line(
+        &mut self,
+        file: u32,
+        data: TracesData,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         self.counts.lines += 1;
         self.counts.spans += crate::format::span_count(&data.resource_spans) as u64;
-        // Python lines, and only they, come with a shared resource.
-        let python_line = shared.is_some().then_some(raw);
         let mut result = Ok(());
         record::explode(data, |rs| {
-            if result.is_err() {
+            let Some(span) = record::the_span(&rs).filter(|_| result.is_ok()) else {
                 return;
-            }
-            result = self.span(file, rs, shared.as_deref(), python_line, sink);
+            };
+            let content = |scratch: &mut Vec<u8>| {
+                (
+                    record::content_hash(&rs, scratch),
+                    record::encode(&rs, None),
+                )
+            };
+            result = self.span(file, span, rs.resource.as_ref(), content, sink);
         });
-        self.progress.tick(self.counts.spans);
         result
     }
 
+    /// Records one span if the filter keeps it; `content` gives its content hash and record data.
     fn span(
         &mut self,
         file: u32,
-        rs: ResourceSpans,
-        shared: Option<&SharedResource>,
-        python_line: Option<&[u8]>,
+        span: &Span,
+        resource: Option<&Resource>,
+        content: impl FnOnce(&mut Vec<u8>) -> (u64, Vec<u8>),
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let Some(span) = record::the_span(&rs) else {
-            return Ok(());
-        };
-        let resource = shared.map(|s| &s.resource).or(rs.resource.as_ref());
         if !self.filter.keep(resource, span) {
             return Ok(());
         }
         self.kept += 1;
+        let (hash, data) = content(&mut self.scratch);
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
-            hash: match python_line {
-                Some(line) => record::line_hash(line),
-                None => record::content_hash(&rs, &mut self.scratch),
-            },
-            data: record::encode(&rs, python_line),
+            hash,
+            data,
             file,
         };
         if let Some(facts) = &mut self.facts {

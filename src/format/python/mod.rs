@@ -6,7 +6,7 @@
 mod read;
 mod resource;
 
-pub use read::{parse, parse_line};
+pub use read::{parse, parse_line, sketch};
 pub use resource::SharedResource;
 
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};

@@ -52,10 +52,44 @@ pub(crate) trait Keep: DeserializeOwned {
     fn into_attributes(self) -> Vec<KeyValue>;
 }
 
+/// The span of a python line as a sketch (see [`Detail::Sketch`]) and its resource, without the
+/// `ResourceSpans` around them: merge reads millions of these and needs only the span.
+pub fn sketch(line: &[u8]) -> Result<(Span, Arc<SharedResource>), String> {
+    let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+    let (span, _, found) = read_span::<RoleOnly>(line)?;
+    Ok((span, found.unwrap_or_default()))
+}
+
 fn read<A: Keep>(
     line: &str,
     detail: Detail,
 ) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
+    let (span, (scope, scope_schema), found) = read_span::<A>(line)?;
+    let (resource, resource_schema, shared) = match (found, detail) {
+        (None, Detail::Full) => (Some(Resource::default()), String::new(), None),
+        (Some(r), Detail::Full) => (Some(r.resource.clone()), r.schema_url.clone(), None),
+        (found, _) => (None, String::new(), Some(found.unwrap_or_default())),
+    };
+    let rs = ResourceSpans {
+        resource,
+        scope_spans: vec![ScopeSpans {
+            scope: Some(scope),
+            spans: vec![span],
+            schema_url: scope_schema,
+        }],
+        schema_url: resource_schema,
+    };
+    Ok((rs, shared))
+}
+
+/// A line's span, its scope with the scope's schema URL, and its resource if it has one.
+type SpanParts = (
+    Span,
+    (InstrumentationScope, String),
+    Option<Arc<SharedResource>>,
+);
+
+fn read_span<A: Keep>(line: &str) -> Result<SpanParts, String> {
     let py: SpanIn<A> = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let text = |t: Option<Text>| match (A::TEXT, t) {
         (true, Some(t)) => t.0.into_owned(),
@@ -125,12 +159,7 @@ fn read<A: Keep>(
         None => None,
         Some(raw) => Some(resource::shared(raw.get())?),
     };
-    let (resource, resource_schema, shared) = match (found, detail) {
-        (None, Detail::Full) => (Some(Resource::default()), String::new(), None),
-        (Some(r), Detail::Full) => (Some(r.resource.clone()), r.schema_url.clone(), None),
-        (found, _) => (None, String::new(), Some(found.unwrap_or_default())),
-    };
-    let (scope, scope_schema) = match py.instrumentation_scope {
+    let scope = match py.instrumentation_scope {
         None => (InstrumentationScope::default(), String::new()),
         Some(s) => (
             InstrumentationScope {
@@ -142,16 +171,7 @@ fn read<A: Keep>(
             text(s.schema_url),
         ),
     };
-    let rs = ResourceSpans {
-        resource,
-        scope_spans: vec![ScopeSpans {
-            scope: Some(scope),
-            spans: vec![span],
-            schema_url: scope_schema,
-        }],
-        schema_url: resource_schema,
-    };
-    Ok((rs, shared))
+    Ok((span, scope, found))
 }
 
 fn id<const N: usize>(field: &str, s: &str) -> Result<[u8; N], String> {
