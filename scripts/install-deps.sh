@@ -3,8 +3,8 @@
 #   * Debian packages: Slurm (munge, slurmctld, slurmd, slurm-client), OpenMPI and MPICH side by
 #     side (runtime + mpicc), libclang-dev (bindgen, for rsmpi in the MPI example sim),
 #     hyperfine and time (benchmarks), gcc (mpicc needs it), nodejs (unless a node is
-#     on PATH: it runs Perfetto's WebAssembly trace processor for the merge tests), chromium (opens
-#     `otel-run report` pages headless in the report tests);
+#     on PATH: it runs Perfetto's WebAssembly trace processor for the merge tests and drives the
+#     report page in the report tests), chromium (opens `otel-run report` pages headless);
 #   * a Python venv (default target/venv, override with OTEL_RUN_VENV) with the exact pins of
 #     scripts/requirements-test.txt: the real OpenTelemetry Python SDK + OTLP exporters,
 #     opentelemetry-instrument, and rotel (a real OTLP collector binary shipped in a wheel).
