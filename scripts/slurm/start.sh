@@ -131,6 +131,8 @@ export SLURM_CONF=$S/slurm.conf
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1 OMPI_MCA_osc=^ucx OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_btl_tcp_if_include=lo
 export UCX_TLS=self,sm UCX_NET_DEVICES=lo HYDRA_IFACE=lo
+# more ranks than cores (4 on 2 here): OpenMPI's busy polling makes a halo exchange ~40x slower
+export OMPI_MCA_mpi_yield_when_idle=1
 ENV
 # only replace /etc/slurm/slurm.conf when it is absent or already a link (ours or a stale one)
 if [ "${SLURM_LINK_ETC:-1}" = 1 ] && { [ ! -e /etc/slurm/slurm.conf ] || [ -L /etc/slurm/slurm.conf ]; }; then
