@@ -476,7 +476,7 @@ fn overlong_lines_are_errors_and_skipped_without_holding_them() {
     input.extend(std::iter::repeat_n(0u8, 10_000));
     let reader = std::io::BufReader::with_capacity(64, &input[..]);
     let mut lines = Lines::new("f", reader).with_max_line(1000);
-    let mut text = |l: &mut Lines<_>| l.next_line(|line| line.text.to_vec());
+    let text = |l: &mut Lines<_>| l.next_line(|line| line.text.to_vec());
     assert_eq!(text(&mut lines).unwrap().unwrap(), b"short");
     let err = text(&mut lines).unwrap_err();
     assert_eq!(err.to_string(), "f:2: line longer than 1000 bytes");
