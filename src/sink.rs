@@ -52,6 +52,10 @@ const HEADER_BYTES: usize = 16 * 1024;
 /// Request bodies held at once across all connections; beyond it requests are answered
 /// 429 / RESOURCE_EXHAUSTED with Retry-After (they are retried, not lost).
 pub const IN_FLIGHT_BUDGET: usize = 48 << 20;
+/// Decoded objects (spans, events, links, attributes, attribute values) one request may hold.
+/// Their structs are 30-200 times their smallest encoding (an empty Span is 2 bytes on the wire
+/// and ~250 in memory), so a request is counted before it is decoded; SDKs send batches of 512.
+pub const MAX_OBJECTS_PER_REQUEST: usize = 256 * 1024;
 /// How long an SDK is told to wait before retrying a request refused for lack of memory or disk.
 const RETRY_AFTER_SECS: u64 = 1;
 /// Back-off after a failed accept (EMFILE: the descriptor limit), instead of spinning.
@@ -573,6 +577,24 @@ async fn http_export(
         )?
         .to_bytes();
     let message = if gzip { gunzip(&body, limit)? } else { body };
+    if wire == Wire::Protobuf {
+        let objects = count_objects(&message).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                format!("invalid OTLP protobuf: {e}"),
+            )
+        })?;
+        if objects > MAX_OBJECTS_PER_REQUEST {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+                format!(
+                    "{objects} spans, events, links and attributes in one request (at most {MAX_OBJECTS_PER_REQUEST}); send smaller batches"
+                ),
+            ));
+        }
+    }
     let request = match wire {
         Wire::Json => {
             serde_json::from_slice::<ExportTraceServiceRequest>(&message).map_err(|e| {
@@ -637,6 +659,92 @@ fn http_error(content_type: &str, r: Refusal) -> Response<tonic::body::Body> {
             .insert("retry-after", http::HeaderValue::from(RETRY_AFTER_SECS));
     }
     response
+}
+
+/// Which fields of which OTLP message are messages that decode into a struct of their own.
+#[derive(Clone, Copy)]
+enum Msg {
+    Request,
+    ResourceSpans,
+    Resource,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KvList,
+}
+
+impl Msg {
+    fn child(self, field: u64) -> Option<Msg> {
+        use Msg::*;
+        Some(match (self, field) {
+            (Request, 1) => ResourceSpans,
+            (ResourceSpans, 1) => Resource,
+            (ResourceSpans, 2) => ScopeSpans,
+            (Resource, 1) => KeyValue,
+            (ScopeSpans, 1) => Scope,
+            (ScopeSpans, 2) => Span,
+            (Scope, 3) => KeyValue,
+            (Span, 9) => KeyValue,
+            (Span, 11) => Event,
+            (Span, 13) => Link,
+            (Event, 3) => KeyValue,
+            (Link, 4) => KeyValue,
+            (KeyValue, 2) => AnyValue,
+            (AnyValue, 5) => ArrayValue,
+            (AnyValue, 6) => KvList,
+            (ArrayValue, 1) => AnyValue,
+            (KvList, 1) => KeyValue,
+            _ => return None,
+        })
+    }
+}
+
+/// Counts the messages an `ExportTraceServiceRequest` would decode into, without decoding it
+/// (no allocation; the nesting is bounded like prost's own limit of 100).
+pub fn count_objects(mut body: &[u8]) -> Result<usize, String> {
+    fn walk(mut b: &[u8], msg: Msg, depth: u32, count: &mut usize) -> Result<(), String> {
+        if depth > 100 {
+            return Err("nested too deeply".into());
+        }
+        while !b.is_empty() {
+            let key = prost::encoding::decode_varint(&mut b).map_err(|e| e.to_string())?;
+            let (field, wire) = (key >> 3, key & 7);
+            match wire {
+                0 => {
+                    prost::encoding::decode_varint(&mut b).map_err(|e| e.to_string())?;
+                }
+                1 | 5 => {
+                    let n = if wire == 1 { 8 } else { 4 };
+                    if b.len() < n {
+                        return Err("truncated fixed-width field".into());
+                    }
+                    b = &b[n..];
+                }
+                2 => {
+                    let len = prost::encoding::decode_varint(&mut b).map_err(|e| e.to_string())?;
+                    if len > b.len() as u64 {
+                        return Err("truncated length-delimited field".into());
+                    }
+                    let (inner, rest) = b.split_at(len as usize);
+                    b = rest;
+                    if let Some(child) = msg.child(field) {
+                        *count += 1;
+                        walk(inner, child, depth + 1, count)?;
+                    }
+                }
+                _ => return Err(format!("invalid wire type {wire}")),
+            }
+        }
+        Ok(())
+    }
+    let mut count = 0;
+    walk(std::mem::take(&mut body), Msg::Request, 0, &mut count)?;
+    Ok(count)
 }
 
 /// Decompresses at most `limit` bytes: a gzip bomb is refused after `limit`, not after it fills memory.
@@ -828,6 +936,33 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert_eq!(new_token().len(), 32);
+    }
+
+    #[test]
+    fn objects_are_counted_before_decoding() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+        let mut s = span(1, 2, None);
+        s.attributes = vec![KeyValue {
+            key: "a".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue::default(); 3],
+                })),
+            }),
+            ..Default::default()
+        }];
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![s.clone(), s],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        // rs, ss, 2 × (span, kv, anyvalue, array, 3 values)
+        assert_eq!(count_objects(&request.encode_to_vec()), Ok(2 + 2 * 7));
+        assert!(count_objects(b"\x0a\x05ab").is_err());
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl Live {
 /// One HTTP/1.1 request over a plain socket; returns the status code and the whole answer.
 fn http_post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut req = format!(
         "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n",
         body.len()
@@ -542,4 +542,72 @@ fn merge_output_keeps_the_inputs_mode_and_leaves_no_temporary_file() {
         .filter(|n| n.contains("new.jsonl") || n.contains(".tmp"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn amplification_and_empty_span_floods_stay_within_memory() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    // A 1 MB resource shared by 100 spans: the python format repeats it on every line (100 MB
+    // of output), which must be written in chunks, not built in one buffer.
+    let resource = Resource {
+        attributes: vec![KeyValue {
+            key: "big".into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        "r".repeat(1 << 20),
+                    ),
+                ),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let amplified = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..100).map(|i| span("amp", (i % 250 + 1) as u8)).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let (code, answer) = live.post(&amplified, &[]);
+    assert_eq!(code, 200, "{answer}");
+    let rss = live.rss_kib();
+    assert!(
+        rss < 64 * 1024,
+        "otel-run RSS {rss} KiB after the amplified request"
+    );
+    // 8 MB of empty Span messages (2 bytes each on the wire, ~250 in memory): refused before
+    // decoding.
+    let mut empty = Vec::new();
+    let inner: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], 2_000_000)
+        .flatten()
+        .collect();
+    // ResourceSpans.scope_spans is field 2; ScopeSpans.spans is field 2 (the 0x12 keys above).
+    prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut empty);
+    prost::encoding::encode_varint(inner.len() as u64, &mut empty);
+    empty.extend(inner);
+    let mut body = Vec::new();
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut body);
+    prost::encoding::encode_varint(empty.len() as u64, &mut body);
+    body.extend(empty);
+    let (code, answer) = live.post(&body, &[]);
+    assert_eq!(code, 413, "{answer}");
+    let rss = live.rss_kib();
+    assert!(
+        rss < 64 * 1024,
+        "otel-run RSS {rss} KiB after the empty-span flood"
+    );
+    let (code, _) = live.post(&request(vec![span("after", 1)]), &[]);
+    assert_eq!(code, 200);
+    assert!(live.finish().success());
+    let out = dry_run(&dir.path().join("rank.jsonlines"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
