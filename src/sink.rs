@@ -197,9 +197,8 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
         .max_header_list_size(HEADER_BYTES as u32)
-        .max_concurrent_streams(16)
-        .keep_alive_interval(IDLE_TIMEOUT)
-        .keep_alive_timeout(Duration::from_secs(20));
+        // No keep-alive pings: their traffic would keep an idle connection from timing out.
+        .max_concurrent_streams(16);
     let grpc = TraceServiceServer::new(Receiver(state.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(state.config.body_limit);

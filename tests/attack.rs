@@ -78,6 +78,16 @@ impl Live {
     }
 }
 
+impl Drop for Live {
+    /// A failed assertion must not leave the otel-run this test started behind (by its pid).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// One HTTP/1.1 request over a plain socket; returns the status code and the whole answer.
 fn http_post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
