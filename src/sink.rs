@@ -14,7 +14,7 @@ use crate::format::SpanFile;
 use crate::ids::{hex, SpanId, TraceId};
 use crate::{attr, semconv};
 use bytes::Bytes;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -38,6 +38,28 @@ use tokio::sync::{mpsc, watch};
 use tonic::codec::CompressionEncoding;
 use tonic::Code;
 use tower::ServiceExt;
+
+/// Connections served at once. At the limit, the oldest connection that has not yet shown the
+/// token is closed for a new one: strangers cannot lock the program out of its own sink.
+pub const MAX_CONNECTIONS: usize = 128;
+/// An HTTP/1 request's headers must arrive within this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no traffic for this long is closed (SDKs reconnect).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/1 read buffer and HTTP/2 header list: what one connection may hold before its request
+/// is even looked at.
+const HEADER_BYTES: usize = 16 * 1024;
+/// Request bodies held at once across all connections; beyond it requests are answered
+/// 429 / RESOURCE_EXHAUSTED with Retry-After (they are retried, not lost).
+pub const IN_FLIGHT_BUDGET: usize = 48 << 20;
+/// Decoded objects (spans, events, links, attributes, attribute values) one request may hold.
+/// Their structs are 30-200 times their smallest encoding (an empty Span is 2 bytes on the wire
+/// and ~250 in memory), so a request is counted before it is decoded; SDKs send batches of 512.
+pub const MAX_OBJECTS_PER_REQUEST: usize = 256 * 1024;
+/// How long an SDK is told to wait before retrying a request refused for lack of memory or disk.
+const RETRY_AFTER_SECS: u64 = 1;
+/// Back-off after a failed accept (EMFILE: the descriptor limit), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the sink needs to know about the launch.
 pub struct SinkConfig {
@@ -71,6 +93,46 @@ pub struct SinkStats {
 struct State {
     config: SinkConfig,
     stats: Mutex<SinkStats>,
+    /// Bytes of request bodies held now (see [`IN_FLIGHT_BUDGET`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
+    connections: Mutex<Vec<Arc<Conn>>>,
+    warnings: Mutex<RateLimit>,
+}
+
+/// One open connection: whether it has shown the token, and how to close it.
+struct Conn {
+    authenticated: std::sync::atomic::AtomicBool,
+    close: tokio::sync::Notify,
+    last_active: std::sync::atomic::AtomicU64,
+}
+
+/// At most one warning per second reaches the job's stderr; the rest are counted and mentioned.
+struct RateLimit {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl State {
+    fn warn(&self, message: std::fmt::Arguments) {
+        let mut w = self.warnings.lock().unwrap();
+        let now = std::time::Instant::now();
+        if w.last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            w.suppressed += 1;
+            return;
+        }
+        w.last = Some(now);
+        if w.suppressed > 0 {
+            tracing::warn!(
+                "sink: {message} ({} similar warnings suppressed)",
+                w.suppressed
+            );
+            w.suppressed = 0;
+        } else {
+            tracing::warn!("sink: {message}");
+        }
+    }
 }
 
 pub struct Sink {
@@ -85,9 +147,16 @@ impl Sink {
     pub async fn start(config: SinkConfig) -> std::io::Result<Sink> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let endpoint = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+        let budget = IN_FLIGHT_BUDGET.max(config.body_limit);
         let state = Arc::new(State {
             config,
             stats: Mutex::new(SinkStats::default()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(budget)),
+            connections: Mutex::new(Vec::new()),
+            warnings: Mutex::new(RateLimit {
+                last: None,
+                suppressed: 0,
+            }),
         });
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(serve(listener, state.clone(), stopped));
@@ -118,7 +187,18 @@ impl Sink {
 
 async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HEADER_BYTES.max(8192));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(HEADER_BYTES as u32)
+        // No keep-alive pings: their traffic would keep an idle connection from timing out.
+        .max_concurrent_streams(16);
     let grpc = TraceServiceServer::new(Receiver(state.clone()))
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(state.config.body_limit);
@@ -137,26 +217,148 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
         let (stream, _) = match accepted {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!("sink: accept failed: {e}");
+                // EMFILE/ENFILE/ENOBUFS persist until a descriptor is freed: retrying at once
+                // would spin at 100% CPU next to the program.
+                state.warn(format_args!(
+                    "accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}"
+                ));
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let (state, grpc) = (state.clone(), grpc.clone());
-        let service =
-            hyper::service::service_fn(move |req| route(req, state.clone(), grpc.clone()));
+        let conn_info = admit(&state);
+        let (state2, grpc, info) = (state.clone(), grpc.clone(), conn_info.clone());
+        let service = hyper::service::service_fn(move |req| {
+            route(req, state2.clone(), grpc.clone(), info.clone())
+        });
+        let io = Activity {
+            inner: stream,
+            conn: conn_info.clone(),
+        };
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let conn = graceful.watch(conn);
+        let state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("sink: connection ended: {e}");
+            tokio::pin!(conn);
+            loop {
+                tokio::select! {
+                    r = &mut conn => {
+                        if let Err(e) = r {
+                            tracing::debug!("sink: connection ended: {e}");
+                        }
+                        break;
+                    }
+                    _ = conn_info.close.notified() => break,
+                    _ = tokio::time::sleep(IDLE_TIMEOUT) => {
+                        if now_ms().saturating_sub(conn_info.last_active.load(std::sync::atomic::Ordering::Relaxed))
+                            >= IDLE_TIMEOUT.as_millis() as u64
+                        {
+                            break;
+                        }
+                    }
+                }
             }
+            state
+                .connections
+                .lock()
+                .unwrap()
+                .retain(|c| !Arc::ptr_eq(c, &conn_info));
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Registers a new connection; at [`MAX_CONNECTIONS`], closes the oldest one that never showed
+/// the token (or, if all did, the oldest).
+fn admit(state: &State) -> Arc<Conn> {
+    let conn = Arc::new(Conn {
+        authenticated: false.into(),
+        close: tokio::sync::Notify::new(),
+        last_active: now_ms().into(),
+    });
+    let mut conns = state.connections.lock().unwrap();
+    if conns.len() >= MAX_CONNECTIONS {
+        let victim = conns
+            .iter()
+            .position(|c| !c.authenticated.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(0);
+        let old = conns.remove(victim);
+        old.close.notify_one();
+        drop(conns);
+        state.warn(format_args!(
+            "more than {MAX_CONNECTIONS} connections; closed the oldest unauthenticated one"
+        ));
+        conns = state.connections.lock().unwrap();
+    }
+    conns.push(conn.clone());
+    conn
+}
+
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// The connection's socket, noting when bytes last moved (for [`IDLE_TIMEOUT`]).
+struct Activity {
+    inner: tokio::net::TcpStream,
+    conn: Arc<Conn>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.conn
+            .last_active
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl tokio::io::AsyncRead for Activity {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Activity {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Every request passes the token check, then goes to tonic's generated OTLP/gRPC service
@@ -165,6 +367,7 @@ async fn route(
     req: Request<Incoming>,
     state: Arc<State>,
     grpc: TraceServiceServer<Receiver>,
+    conn: Arc<Conn>,
 ) -> Result<Response<tonic::body::Body>, Infallible> {
     let content_type = req
         .headers()
@@ -178,17 +381,38 @@ async fn route(
         .headers()
         .get(SINK_TOKEN_HEADER)
         .is_some_and(|v| constant_time_eq(v.as_bytes(), state.config.token.as_bytes()));
+    if token_ok {
+        conn.authenticated
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let result = if !token_ok {
         Err(refuse(
             StatusCode::UNAUTHORIZED,
             Code::Unauthenticated,
             "missing or wrong otel-run sink token",
         ))
-    } else if is_grpc {
-        let response = grpc.oneshot(req).await.unwrap_or_else(|e| match e {});
-        Ok(grpc_refusals(response))
     } else {
-        http_export(req, &state, &content_type).await
+        // Reserve the request's worst-case body before reading it: many concurrent large
+        // requests wait for each other (briefly) instead of adding up.
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let compressed = req.headers().contains_key("content-encoding")
+            || req.headers().contains_key("grpc-encoding");
+        let want = match declared {
+            Some(n) if !compressed && !is_grpc => n.min(state.config.body_limit),
+            _ => state.config.body_limit,
+        };
+        match reserve(&state, want).await {
+            Err(r) => Err(r),
+            Ok(_permit) if is_grpc => {
+                let response = grpc.oneshot(req).await.unwrap_or_else(|e| match e {});
+                Ok(grpc_refusals(response))
+            }
+            Ok(_permit) => http_export(req, &state, &content_type).await,
+        }
     };
     let response = match result {
         Ok(response) => response,
@@ -210,6 +434,23 @@ async fn route(
         tracing::debug!("sink: refused a request ({why})");
     }
     Ok(response)
+}
+
+/// Takes `bytes` of the in-flight budget, waiting a little for other requests to finish.
+async fn reserve(
+    state: &State,
+    bytes: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+    let n = bytes.clamp(1, u32::MAX as usize) as u32;
+    let wait = state.in_flight.clone().acquire_many_owned(n);
+    match tokio::time::timeout(Duration::from_secs(2), wait).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable,
+            format!("sink busy: over {IN_FLIGHT_BUDGET} bytes of requests in flight; retry"),
+        )),
+    }
 }
 
 /// tonic answers a request it cannot decode with codes that mean something else to an OTLP
@@ -239,10 +480,9 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        Ok(tonic::Response::new(accept(
-            &self.0,
-            request.into_inner().resource_spans,
-        )))
+        accept(&self.0, request.into_inner().resource_spans)
+            .map(tonic::Response::new)
+            .map_err(|r| tonic::Status::new(r.grpc, r.message))
     }
 }
 
@@ -336,6 +576,24 @@ async fn http_export(
         )?
         .to_bytes();
     let message = if gzip { gunzip(&body, limit)? } else { body };
+    if wire == Wire::Protobuf {
+        let objects = count_objects(&message).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                format!("invalid OTLP protobuf: {e}"),
+            )
+        })?;
+        if objects > MAX_OBJECTS_PER_REQUEST {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+                format!(
+                    "{objects} spans, events, links and attributes in one request (at most {MAX_OBJECTS_PER_REQUEST}); send smaller batches"
+                ),
+            ));
+        }
+    }
     let request = match wire {
         Wire::Json => {
             serde_json::from_slice::<ExportTraceServiceRequest>(&message).map_err(|e| {
@@ -354,7 +612,7 @@ async fn http_export(
             )
         })?,
     };
-    let response = accept(state, request.resource_spans);
+    let response = accept(state, request.resource_spans)?;
     let (content_type, data) = match wire {
         Wire::Protobuf => ("application/x-protobuf", response.encode_to_vec()),
         Wire::Json => (
@@ -379,22 +637,120 @@ fn http_response(
 
 /// OTLP/HTTP errors carry a google.rpc.Status, in the encoding the request used.
 fn http_error(content_type: &str, r: Refusal) -> Response<tonic::body::Body> {
-    if content_type.starts_with("application/json") {
+    let retry = matches!(
+        r.http,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    );
+    let mut response = if content_type.starts_with("application/json") {
         let json = serde_json::json!({"code": r.grpc as i32, "message": r.message});
-        return http_response(r.http, "application/json", json.to_string().into_bytes());
-    }
-    let status = tonic_types::Status {
-        code: r.grpc as i32,
-        message: r.message,
-        details: Vec::new(),
+        http_response(r.http, "application/json", json.to_string().into_bytes())
+    } else {
+        let status = tonic_types::Status {
+            code: r.grpc as i32,
+            message: r.message,
+            details: Vec::new(),
+        };
+        http_response(r.http, "application/x-protobuf", status.encode_to_vec())
     };
-    http_response(r.http, "application/x-protobuf", status.encode_to_vec())
+    if retry {
+        response
+            .headers_mut()
+            .insert("retry-after", http::HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+/// Which fields of which OTLP message are messages that decode into a struct of their own.
+#[derive(Clone, Copy)]
+enum Msg {
+    Request,
+    ResourceSpans,
+    Resource,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KvList,
+}
+
+impl Msg {
+    fn child(self, field: u64) -> Option<Msg> {
+        use Msg::*;
+        Some(match (self, field) {
+            (Request, 1) => ResourceSpans,
+            (ResourceSpans, 1) => Resource,
+            (ResourceSpans, 2) => ScopeSpans,
+            (Resource, 1) => KeyValue,
+            (ScopeSpans, 1) => Scope,
+            (ScopeSpans, 2) => Span,
+            (Scope, 3) => KeyValue,
+            (Span, 9) => KeyValue,
+            (Span, 11) => Event,
+            (Span, 13) => Link,
+            (Event, 3) => KeyValue,
+            (Link, 4) => KeyValue,
+            (KeyValue, 2) => AnyValue,
+            (AnyValue, 5) => ArrayValue,
+            (AnyValue, 6) => KvList,
+            (ArrayValue, 1) => AnyValue,
+            (KvList, 1) => KeyValue,
+            _ => return None,
+        })
+    }
+}
+
+/// Counts the messages an `ExportTraceServiceRequest` would decode into, without decoding it
+/// (no allocation; the nesting is bounded like prost's own limit of 100).
+pub fn count_objects(mut body: &[u8]) -> Result<usize, String> {
+    fn walk(mut b: &[u8], msg: Msg, depth: u32, count: &mut usize) -> Result<(), String> {
+        if depth > 100 {
+            return Err("nested too deeply".into());
+        }
+        while !b.is_empty() {
+            let key = prost::encoding::decode_varint(&mut b).map_err(|e| e.to_string())?;
+            let (field, wire) = (key >> 3, key & 7);
+            match wire {
+                0 => {
+                    prost::encoding::decode_varint(&mut b).map_err(|e| e.to_string())?;
+                }
+                1 | 5 => {
+                    let n = if wire == 1 { 8 } else { 4 };
+                    if b.len() < n {
+                        return Err("truncated fixed-width field".into());
+                    }
+                    b = &b[n..];
+                }
+                2 => {
+                    let len = prost::encoding::decode_varint(&mut b).map_err(|e| e.to_string())?;
+                    if len > b.len() as u64 {
+                        return Err("truncated length-delimited field".into());
+                    }
+                    let (inner, rest) = b.split_at(len as usize);
+                    b = rest;
+                    if let Some(child) = msg.child(field) {
+                        *count += 1;
+                        walk(inner, child, depth + 1, count)?;
+                    }
+                }
+                _ => return Err(format!("invalid wire type {wire}")),
+            }
+        }
+        Ok(())
+    }
+    let mut count = 0;
+    walk(std::mem::take(&mut body), Msg::Request, 0, &mut count)?;
+    Ok(count)
 }
 
 /// Decompresses at most `limit` bytes: a gzip bomb is refused after `limit`, not after it fills memory.
 fn gunzip(b: &[u8], limit: usize) -> Result<Bytes, Refusal> {
     let mut out = Vec::new();
-    GzDecoder::new(b)
+    // Multi-member: a body of concatenated gzip members is all of them, not the first.
+    MultiGzDecoder::new(b)
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| {
@@ -414,19 +770,36 @@ fn gunzip(b: &[u8], limit: usize) -> Result<Bytes, Refusal> {
     Ok(Bytes::from(out))
 }
 
-/// Validates, adopts, writes and queues for forwarding; returns the OTLP answer.
-fn accept(state: &State, mut batch: Vec<ResourceSpans>) -> ExportTraceServiceResponse {
+/// What every reader accepts of an id: the right length and not all zeroes.
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|b| *b != 0)
+}
+
+/// Spans the readers would refuse (and with them the whole file) are refused here instead,
+/// through partial success.
+fn valid_span(s: &opentelemetry_proto::tonic::trace::v1::Span) -> bool {
+    valid_id(&s.trace_id, 16)
+        && valid_id(&s.span_id, 8)
+        && (s.parent_span_id.is_empty() || valid_id(&s.parent_span_id, 8))
+        && s.links
+            .iter()
+            .all(|l| valid_id(&l.trace_id, 16) && valid_id(&l.span_id, 8))
+}
+
+/// Validates, adopts, writes and queues for forwarding; returns the OTLP answer, or a retryable
+/// refusal when the spans could not be written (a full disk): never acknowledge what is not in
+/// the file.
+fn accept(
+    state: &State,
+    mut batch: Vec<ResourceSpans>,
+) -> Result<ExportTraceServiceResponse, Refusal> {
     let cfg = &state.config;
     let received = crate::format::span_count(&batch) as u64;
     let mut rejected = 0u64;
     for rs in &mut batch {
         for ss in &mut rs.scope_spans {
             let before = ss.spans.len();
-            ss.spans.retain(|s| {
-                s.trace_id.len() == 16
-                    && s.span_id.len() == 8
-                    && (s.parent_span_id.is_empty() || s.parent_span_id.len() == 8)
-            });
+            ss.spans.retain(valid_span);
             rejected += (before - ss.spans.len()) as u64;
         }
     }
@@ -441,7 +814,16 @@ fn accept(state: &State, mut batch: Vec<ResourceSpans>) -> ExportTraceServiceRes
         if let Some(file) = cfg.file.lock().unwrap().as_mut() {
             match file.append(&batch) {
                 Ok(()) => written = kept,
-                Err(e) => tracing::warn!("sink: {e:#}"),
+                Err(e) => {
+                    // `append` left none of the batch in the file: the SDK retries it whole.
+                    // Not counted as received: the SDK sends the same spans again.
+                    state.warn(format_args!("{e:#}; the request is refused for a retry"));
+                    return Err(refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Code::Unavailable,
+                        format!("cannot write the span file ({e:#}); retry later"),
+                    ));
+                }
             }
         }
     }
@@ -457,12 +839,14 @@ fn accept(state: &State, mut batch: Vec<ResourceSpans>) -> ExportTraceServiceRes
     stats.spans_written += written;
     stats.spans_adopted += adopted;
     stats.forward_dropped += forward_dropped;
-    ExportTraceServiceResponse {
+    Ok(ExportTraceServiceResponse {
         partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: rejected as i64,
-            error_message: format!("{rejected} spans with invalid trace, span or parent ids"),
+            error_message: format!(
+                "{rejected} spans with invalid (wrong length or all-zero) trace, span, parent or link ids"
+            ),
         }),
-    }
+    })
 }
 
 /// Re-homes spans of other traces into the job's trace (ARCHITECTURE.md §6): the trace id becomes the
@@ -551,6 +935,33 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert_eq!(new_token().len(), 32);
+    }
+
+    #[test]
+    fn objects_are_counted_before_decoding() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+        let mut s = span(1, 2, None);
+        s.attributes = vec![KeyValue {
+            key: "a".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue::default(); 3],
+                })),
+            }),
+            ..Default::default()
+        }];
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![s.clone(), s],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        // rs, ss, 2 × (span, kv, anyvalue, array, 3 values)
+        assert_eq!(count_objects(&request.encode_to_vec()), Ok(2 + 2 * 7));
+        assert!(count_objects(b"\x0a\x05ab").is_err());
     }
 
     #[test]

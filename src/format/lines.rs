@@ -9,6 +9,12 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use std::io::BufRead;
 use std::sync::Arc;
 
+/// The longest line any reader accepts (`file:line: line longer than N bytes` beyond it): a line
+/// is the one thing a reader must hold whole, so this bounds a reader's memory whatever the input
+/// (a `.gz` of NULs without a newline). The sink's largest request, even rendered with every byte
+/// escaped, stays below it.
+pub const MAX_LINE_BYTES: usize = 128 << 20;
+
 /// The non-blank lines of one input.
 pub struct Lines<R> {
     name: String,
@@ -16,6 +22,7 @@ pub struct Lines<R> {
     line_no: u64,
     /// A line that runs past the input's buffer (or is the last one) is gathered here.
     buf: Vec<u8>,
+    max_line: usize,
 }
 
 /// One line handed to [`Lines::next_line`]'s callback.
@@ -33,11 +40,15 @@ impl Line<'_> {
     /// `file:line: reason`; a line without its newline is the last one, and if it does not parse
     /// it is what a crash in the middle of a write leaves behind.
     pub fn error(&self, reason: String) -> LineError {
+        // Only what a crash in the middle of a write leaves is a torn line: the start of a JSON
+        // object cut short. Garbage without a newline is an error like any other.
+        let torn =
+            !self.complete && self.text.starts_with(b"{") && reason.contains("EOF while parsing");
         LineError {
             file: self.name.to_string(),
             line: self.no,
-            torn: !self.complete,
-            reason: if self.complete {
+            torn,
+            reason: if self.complete || !torn {
                 reason
             } else {
                 format!("torn last line (no newline): {reason}")
@@ -53,7 +64,14 @@ impl<R: BufRead> Lines<R> {
             input,
             line_no: 0,
             buf: Vec::with_capacity(4096),
+            max_line: MAX_LINE_BYTES,
         }
+    }
+
+    #[cfg(test)]
+    pub fn with_max_line(mut self, max_line: usize) -> Self {
+        self.max_line = max_line;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -88,10 +106,7 @@ impl<R: BufRead> Lines<R> {
                 }
             }
             self.buf.clear();
-            let n = self
-                .input
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| read_error(&self.name, self.line_no, e))?;
+            let n = self.read_bounded_line()?;
             if n == 0 {
                 return Ok(None);
             }
@@ -107,6 +122,63 @@ impl<R: BufRead> Lines<R> {
                 text,
                 complete,
             })));
+        }
+    }
+}
+
+impl<R: BufRead> Lines<R> {
+    /// `read_until(b'\n')` into `self.buf` that stops at [`MAX_LINE_BYTES`]: the rest of an
+    /// overlong line is skipped (read, not kept) and the line is an error, so a caller that skips
+    /// bad lines goes on with the next one.
+    fn read_bounded_line(&mut self) -> Result<usize, LineError> {
+        let mut total = 0usize;
+        loop {
+            let available = match self.input.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(&self.name, self.line_no, e)),
+            };
+            if available.is_empty() {
+                return Ok(total);
+            }
+            let (take, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if self.buf.len() + take > self.max_line + 1 {
+                self.input.consume(take);
+                let mut rest_done = done;
+                while !rest_done {
+                    let available = match self.input.fill_buf() {
+                        Ok(a) => a,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(read_error(&self.name, self.line_no, e)),
+                    };
+                    if available.is_empty() {
+                        break;
+                    }
+                    let (take, done) = match memchr::memchr(b'\n', available) {
+                        Some(i) => (i + 1, true),
+                        None => (available.len(), false),
+                    };
+                    self.input.consume(take);
+                    rest_done = done;
+                }
+                self.line_no += 1;
+                self.buf.clear();
+                return Err(LineError {
+                    file: self.name.clone(),
+                    line: self.line_no,
+                    reason: format!("line longer than {} bytes", self.max_line),
+                    torn: false,
+                });
+            }
+            self.buf.extend_from_slice(&available[..take]);
+            self.input.consume(take);
+            total += take;
+            if done {
+                return Ok(total);
+            }
         }
     }
 }

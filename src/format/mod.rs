@@ -10,7 +10,7 @@ pub mod python;
 pub mod time;
 
 pub use file::{Reservation, SpanFile};
-pub use lines::{Line, Lines, Reader};
+pub use lines::{Line, Lines, Reader, MAX_LINE_BYTES};
 pub use python::{Detail, SharedResource};
 
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};

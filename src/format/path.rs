@@ -34,9 +34,9 @@ pub fn expand(template: &str, p: &Placeholders) -> Result<String, String> {
                 let value = match &rest[1..end] {
                     "rank" => p.rank.to_string(),
                     "size" => p.size.to_string(),
-                    "job" => p.job.to_string(),
-                    "step" => p.step.to_string(),
-                    "host" => p.host.to_string(),
+                    "job" => safe(p.job),
+                    "step" => safe(p.step),
+                    "host" => safe(p.host),
                     "pid" => p.pid.to_string(),
                     other => {
                         return Err(format!(
@@ -54,6 +54,31 @@ pub fn expand(template: &str, p: &Placeholders) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Whether expanding `template` makes up a new random name (a `*`): such a file must not exist.
+pub fn makes_new_name(template: &str) -> bool {
+    template.contains('*')
+}
+
+/// A value from the environment (`SLURM_JOB_ID`, a host name), reduced to a safe file-name
+/// alphabet: `[A-Za-z0-9._+-]`, anything else becomes `_`, and a leading `.` too, so it can
+/// neither climb out of the directory (`../x`) nor add one (`a/b`) nor hide the file.
+fn safe(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '+' | '-' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    if out.starts_with('.') {
+        out.replace_range(0..1, "_");
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -81,6 +106,29 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         assert_ne!(expand("*", &P).unwrap(), expand("*", &P).unwrap());
+    }
+
+    #[test]
+    fn environment_values_cannot_leave_the_directory() {
+        let p = Placeholders {
+            job: "../x",
+            step: "a/b",
+            host: "..",
+            ..P
+        };
+        assert_eq!(
+            expand("t_{job}_{step}_{host}.jsonl", &p).unwrap(),
+            "t__._x_a_b__..jsonl"
+        );
+        assert_eq!(expand("{job}", &p).unwrap(), "_._x");
+        assert_eq!(expand("{host}", &p).unwrap(), "_.");
+        let p = Placeholders {
+            job: "",
+            host: "n1.cluster-a",
+            ..P
+        };
+        assert_eq!(expand("{job}@{host}", &p).unwrap(), "_@n1.cluster-a");
+        assert!(makes_new_name("t_*.jsonl") && !makes_new_name("t_{rank}.jsonl"));
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn reader_numbers_lines_and_flags_torn_last_line() {
 fn reserved_spans_are_rewritten_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.jsonl");
-    let mut f = SpanFile::open(&path, LineFormat::Python).unwrap();
+    let mut f = SpanFile::open(&path, LineFormat::Python, false).unwrap();
     f.append(&[sample()]).unwrap();
     let r = f.append_reserved(&[sample()], 100).unwrap();
     f.append(&[sample()]).unwrap();
@@ -385,4 +385,113 @@ fn bad_complete_line_is_not_torn() {
     let err = r.next_data().unwrap_err();
     assert!(!err.torn);
     assert!(err.to_string().starts_with("f:1: "), "{err}");
+}
+
+#[test]
+fn span_files_are_never_opened_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    let path = dir.path().join("f.jsonl");
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    for fresh in [false, true] {
+        let err = SpanFile::open(&path, LineFormat::Python, fresh)
+            .err()
+            .expect("a symlink is refused");
+        assert!(err.to_string().contains("f.jsonl"), "{err:#}");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    // A name made up from a random `*` must be new.
+    let existing = dir.path().join("existing.jsonl");
+    std::fs::write(&existing, b"").unwrap();
+    assert!(SpanFile::open(&existing, LineFormat::Python, true).is_err());
+    assert!(SpanFile::open(&existing, LineFormat::Python, false).is_ok());
+}
+
+#[test]
+fn the_rewrite_uses_the_kept_descriptor_not_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.jsonl");
+    let victim = dir.path().join("victim");
+    let precious = vec![b'v'; 4096];
+    std::fs::write(&victim, &precious).unwrap();
+    let mut f = SpanFile::open(&path, LineFormat::Python, true).unwrap();
+    let r = f.append_reserved(&[sample()], 100).unwrap();
+    // Another user renames the file away and plants a symlink to a victim at its name.
+    let moved = dir.path().join("moved.jsonl");
+    std::fs::rename(&path, &moved).unwrap();
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    let mut changed = sample();
+    changed.scope_spans[0].spans[0].name = "final".into();
+    assert!(f.rewrite(&r, &[changed]).unwrap());
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        precious,
+        "victim untouched"
+    );
+    let content = std::fs::read(&moved).unwrap();
+    let mut reader = Reader::new("f", &content[..]);
+    let (_, data) = reader.next_data().unwrap().unwrap();
+    assert_eq!(data.resource_spans[0].scope_spans[0].spans[0].name, "final");
+    // Appends after the rewrite still go to the end (O_APPEND is back on).
+    f.append(&[sample()]).unwrap();
+    let content = std::fs::read(&moved).unwrap();
+    let mut reader = Reader::new("f", &content[..]);
+    assert!(reader.next_data().unwrap().is_some());
+    assert!(reader.next_data().unwrap().is_some());
+    assert_eq!(reader.next_data().unwrap(), None);
+    assert!(!f.failed());
+}
+
+#[test]
+fn a_large_batch_is_written_in_chunks_of_whole_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.jsonl");
+    let mut f = SpanFile::open(&path, LineFormat::Python, false).unwrap();
+    let mut rs = sample();
+    let span = rs.scope_spans[0].spans[0].clone();
+    rs.scope_spans[0].spans = vec![span; 5000];
+    // A large resource, repeated on every python line.
+    rs.resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(crate::attr::string("big", "x".repeat(2000)));
+    f.append(&[rs]).unwrap();
+    let content = std::fs::read(&path).unwrap();
+    let mut reader = Reader::new("f", &content[..]);
+    let mut n = 0;
+    while reader.next_data().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 5000);
+}
+
+#[test]
+fn overlong_lines_are_errors_and_skipped_without_holding_them() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"short\n");
+    input.extend(std::iter::repeat_n(b'x', 10_000));
+    input.extend_from_slice(b"\nnext\n");
+    input.extend(std::iter::repeat_n(0u8, 10_000));
+    let reader = std::io::BufReader::with_capacity(64, &input[..]);
+    let mut lines = Lines::new("f", reader).with_max_line(1000);
+    let text = |l: &mut Lines<_>| l.next_line(|line| line.text.to_vec());
+    assert_eq!(text(&mut lines).unwrap().unwrap(), b"short");
+    let err = text(&mut lines).unwrap_err();
+    assert_eq!(err.to_string(), "f:2: line longer than 1000 bytes");
+    assert!(!err.torn);
+    assert_eq!(text(&mut lines).unwrap().unwrap(), b"next");
+    let err = text(&mut lines).unwrap_err();
+    assert_eq!(err.line, 4);
+    assert_eq!(text(&mut lines).unwrap(), None);
+}
+
+#[test]
+fn garbage_without_a_newline_is_not_a_torn_line() {
+    let mut r = Reader::new("f", &b"\x00\x01garbage"[..]);
+    let err = r.next_data().unwrap_err();
+    assert!(!err.torn, "{err}");
+    let mut r = Reader::new("f", &b"{\"name\": \"cut"[..]);
+    assert!(r.next_data().unwrap_err().torn);
 }

@@ -539,7 +539,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         v
     };
 
-    let out = Output::create(args.output.as_deref(), args.format)?;
+    let out = Output::create(args.output.as_deref(), args.format, &inputs)?;
     let empty = HashSet::new();
     match (sort, analysis) {
         (SortOrder::Start, _) => {

@@ -1,15 +1,25 @@
 //! Where merged spans go: python or otlp lines or Chrome trace-event JSON (through the format's
 //! `export::SpanWriter`), to stdout or to a file that appears only when the merge succeeded (written beside it
 //! under a temporary name, then renamed), so an interrupted merge never leaves half a file.
+//!
+//! The temporary file is created by `tempfile` in the target directory (a random name, O_EXCL:
+//! a symlink planted there by another user is never followed), gets the mode of the most
+//! restrictive input (spans carry command lines: 0600 rank files must not become a 0644 merge,
+//! nor replace a 0600 output), is fsynced before the rename, and is removed on every error and
+//! on SIGTERM/SIGINT/SIGHUP.
 
 use super::record::Record;
 use crate::cli::MergeFormat;
 use crate::export::{Format, SpanWriter};
+use crate::input::Input;
 use anyhow::Context;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use tempfile::TempPath;
 
 /// otlp lines group consecutive spans of one resource and scope, up to this many per line.
 const OTLP_SPANS_PER_LINE: usize = 512;
@@ -17,8 +27,10 @@ const FLUSH_AT: usize = 1 << 20;
 
 pub struct Output {
     sink: BufWriter<Box<dyn Write + Send>>,
-    /// (temporary path, final path) for -o.
-    rename: Option<(PathBuf, PathBuf)>,
+    /// (temporary file, final path) for -o.
+    rename: Option<(TempPath, PathBuf)>,
+    /// The temporary file, to fsync before the rename.
+    temp_file: Option<File>,
     name: String,
     format: MergeFormat,
     buf: Vec<u8>,
@@ -28,7 +40,12 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn create(path: Option<&Path>, format: MergeFormat) -> anyhow::Result<Output> {
+    pub fn create(
+        path: Option<&Path>,
+        format: MergeFormat,
+        inputs: &[Input],
+    ) -> anyhow::Result<Output> {
+        let mut temp_file = None;
         let (sink, rename, name): (Box<dyn Write + Send>, _, _) = match path {
             None => (Box::new(std::io::stdout()), None, "<stdout>".to_string()),
             // A device or pipe (-o /dev/null, a FIFO) is written in place: renaming a temporary
@@ -44,14 +61,29 @@ impl Output {
                 let file_name = path
                     .file_name()
                     .with_context(|| format!("-o {}: not a file name", path.display()))?;
-                let temp = path.with_file_name(format!(
-                    ".{}.otel-run-{}.tmp",
-                    file_name.to_string_lossy(),
-                    std::process::id()
-                ));
-                let file = File::create(&temp).with_context(|| {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                let named = tempfile::Builder::new()
+                    .prefix(&format!(".{}.", file_name.to_string_lossy()))
+                    .suffix(".otel-run.tmp")
+                    .tempfile_in(dir)
+                    .with_context(|| {
+                        format!(
+                            "-o {}: cannot create a temporary file in {}",
+                            path.display(),
+                            dir.display()
+                        )
+                    })?;
+                let (file, temp) = named.into_parts();
+                let mode = restrictive_mode(path, inputs);
+                file.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("-o {}: cannot set mode {mode:o}", path.display()))?;
+                remove_on_signal(&temp);
+                temp_file = Some(file.try_clone().with_context(|| {
                     format!("-o {}: cannot create {}", path.display(), temp.display())
-                })?;
+                })?);
                 (
                     Box::new(file),
                     Some((temp, path.to_path_buf())),
@@ -62,6 +94,7 @@ impl Output {
         let mut out = Output {
             sink: BufWriter::with_capacity(FLUSH_AT, sink),
             rename,
+            temp_file,
             name,
             format,
             buf: Vec::with_capacity(FLUSH_AT + 64 * 1024),
@@ -160,9 +193,16 @@ impl Output {
         self.sink
             .flush()
             .with_context(|| format!("cannot write {}", self.name))?;
+        if let Some(file) = &self.temp_file {
+            file.sync_all()
+                .with_context(|| format!("cannot fsync {}", self.name))?;
+        }
         if let Some((temp, path)) = self.rename.take() {
-            std::fs::rename(&temp, &path).with_context(|| {
-                format!("cannot rename {} to {}", temp.display(), path.display())
+            let shown = temp.display().to_string();
+            forget_on_signal();
+            // On failure the TempPath inside the error is dropped, which removes the file.
+            temp.persist(&path).map_err(|e| {
+                anyhow::anyhow!("cannot rename {shown} to {}: {}", path.display(), e.error)
             })?;
         }
         Ok(())
@@ -170,10 +210,70 @@ impl Output {
 }
 
 impl Drop for Output {
-    /// An output dropped before `finish` (an error) leaves no file behind.
+    /// An output dropped before `finish` (an error) leaves no file behind (TempPath removes it).
     fn drop(&mut self) {
-        if let Some((temp, _)) = self.rename.take() {
-            let _ = std::fs::remove_file(temp);
+        if self.rename.take().is_some() {
+            forget_on_signal();
         }
+    }
+}
+
+/// The permission bits every input and an existing output allow (their intersection): the
+/// merge is never more readable than what it was made from. Stdin alone: 0600.
+fn restrictive_mode(output: &Path, inputs: &[Input]) -> u32 {
+    let mut mode = 0o7777u32;
+    let mut any = false;
+    let files = inputs.iter().filter_map(|i| match i {
+        Input::File(p) => Some(p.as_path()),
+        Input::Stdin => None,
+    });
+    for p in files.chain(std::iter::once(output)) {
+        if let Ok(m) = std::fs::metadata(p) {
+            mode &= m.permissions().mode() & 0o777;
+            any = true;
+        }
+    }
+    if any {
+        mode & 0o777
+    } else {
+        0o600
+    }
+}
+
+/// The temporary output's path as a C string for the signal handler (leaked: one per merge).
+static TEMP_PATH: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn remove_temp_and_die(sig: libc::c_int) {
+    let p = TEMP_PATH.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: unlink, signal and raise are async-signal-safe; `p` is a leaked CString or null.
+    unsafe {
+        if !p.is_null() {
+            libc::unlink(p);
+        }
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// A merge killed by SIGTERM (a job's time limit) or SIGINT leaves no temporary file behind.
+fn remove_on_signal(temp: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(temp.as_os_str().as_bytes()) else {
+        return;
+    };
+    TEMP_PATH.store(c.into_raw(), Ordering::SeqCst);
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs a handler that only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(sig, remove_temp_and_die as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+fn forget_on_signal() {
+    let p = TEMP_PATH.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: `p` came from CString::into_raw in remove_on_signal and was swapped out once.
+        drop(unsafe { std::ffi::CString::from_raw(p) });
     }
 }

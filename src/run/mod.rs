@@ -54,7 +54,7 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
         ..Default::default()
     };
     if let Some(path) = &plan.span_path {
-        match SpanFile::open(path, plan.format) {
+        match SpanFile::open(path, plan.format, plan.span_path_fresh) {
             Ok(f) => *outputs.file.lock().unwrap() = Some(f),
             Err(e) => tracing::warn!(
                 "{e:#}; this rank's spans will not be written (the program runs anyway)"
@@ -202,7 +202,11 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
         outputs.send_otlp(own, bound).await;
     }
     if let Some(path) = &outputs.path {
-        tracing::info!("spans written to {}", path.display());
+        match outputs.file.lock().unwrap().as_ref().map(|f| f.failed()) {
+            Some(false) => tracing::info!("spans written to {}", path.display()),
+            Some(true) => tracing::warn!("not all spans could be written to {}", path.display()),
+            None => {}
+        }
     }
     Ok(exit_code)
 }

@@ -33,6 +33,8 @@ pub struct Plan {
     pub resource: Resource,
     pub contract: Contract,
     pub span_path: Option<PathBuf>,
+    /// The span file's name was made up from a random `*`: it must not exist yet.
+    pub span_path_fresh: bool,
     pub format: crate::format::LineFormat,
     pub otlp: Option<crate::otlp::OtlpConfig>,
     /// The span path template, passed on to nested runs.
@@ -243,6 +245,7 @@ impl Plan {
             identity,
             resource,
             contract,
+            span_path_fresh: path::makes_new_name(&template),
             span_path,
             format: args.jsonlines_format,
             otlp,

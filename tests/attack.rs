@@ -1,0 +1,623 @@
+//! The attack suite: a hostile program (it holds the sink token), another user on the node (no
+//! token), corrupt input files and a full disk, against the real binary. Every case is bounded in
+//! count and time and uses loopback only.
+
+mod common;
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{span::Link, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A running otel-run whose program waits for a `done` file, exposing the sink's port and token.
+struct Live {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+    token: String,
+}
+
+impl Live {
+    /// `dir` is the program's working directory (where `done` is expected).
+    fn start(dir: &Path, span_path: &Path) -> Live {
+        let script = "printf '%s\\n%s\\n' \"$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT\" \"$OTEL_EXPORTER_OTLP_TRACES_HEADERS\" > env.tmp && mv env.tmp env.txt; while [ ! -e done ]; do sleep 0.02; done";
+        let child = otel_run(dir)
+            .arg("--jsonlines-path")
+            .arg(span_path)
+            .args(["--", "sh", "-c", script])
+            .spawn()
+            .unwrap();
+        let env_file = dir.join("env.txt");
+        wait_for(Duration::from_secs(10), "the program to start", || {
+            env_file.exists()
+        });
+        let env = std::fs::read_to_string(&env_file).unwrap();
+        let mut lines = env.lines();
+        let port = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("http://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let token = lines.next().unwrap().split_once('=').unwrap().1.to_string();
+        Live {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+            token,
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    fn post(&self, body: &[u8], extra: &[(&str, &str)]) -> (u16, String) {
+        let mut headers = vec![
+            ("content-type", "application/x-protobuf"),
+            ("x-otel-run-token", self.token.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        http_post(self.port, &headers, body)
+    }
+
+    fn finish(mut self) -> std::process::ExitStatus {
+        std::fs::write(self.dir.join("done"), "").unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Live {
+    /// A failed assertion must not leave the otel-run this test started behind (by its pid).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a plain socket; returns the status code and the whole answer.
+fn http_post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (code, text)
+}
+
+fn span(name: &str, id: u8) -> Span {
+    Span {
+        trace_id: vec![3; 16],
+        span_id: vec![id; 8],
+        name: name.into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_000_000_001,
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<Span>) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+/// `otel-run replay --dry-run FILE`: reads the file end to end, exactly as a collector would get it.
+fn dry_run(path: &Path) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    scrub(&mut cmd);
+    cmd.args(["replay", "--dry-run"]).arg(path);
+    exit_within(&mut cmd, Duration::from_secs(60))
+}
+
+fn names(path: &Path) -> Vec<String> {
+    read_spans(path).into_iter().map(|f| f.span.name).collect()
+}
+
+#[test]
+fn spans_the_readers_would_refuse_are_refused_by_the_sink() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    let zero_id = Span {
+        span_id: vec![0; 8],
+        ..span("bad-zero-span-id", 1)
+    };
+    let zero_trace = Span {
+        trace_id: vec![0; 16],
+        ..span("bad-zero-trace-id", 2)
+    };
+    let zero_parent = Span {
+        parent_span_id: vec![0; 8],
+        ..span("bad-zero-parent", 3)
+    };
+    let bad_link = Span {
+        links: vec![Link {
+            trace_id: vec![1; 3],
+            span_id: vec![1; 8],
+            ..Default::default()
+        }],
+        ..span("bad-link", 4)
+    };
+    let zero_link = Span {
+        links: vec![Link {
+            trace_id: vec![1; 16],
+            span_id: vec![0; 8],
+            ..Default::default()
+        }],
+        ..span("bad-zero-link", 5)
+    };
+    let body = request(vec![
+        zero_id,
+        span("good", 6),
+        zero_trace,
+        zero_parent,
+        bad_link,
+        zero_link,
+    ]);
+    let (code, answer) = live.post(&body, &[]);
+    assert_eq!(code, 200, "{answer}");
+    let status = live.finish();
+    assert!(status.success());
+    let path = dir.path().join("rank.jsonlines");
+    let out = dry_run(&path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names = names(&path);
+    assert!(names.contains(&"good".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("bad")), "{names:?}");
+}
+
+#[test]
+fn multi_member_gzip_bodies_are_read_whole() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    // Concatenated protobuf messages merge: two members carry two ResourceSpans.
+    let mut body = gzip(&request(vec![span("member-1", 1)]));
+    body.extend(gzip(&request(vec![span("member-2", 2)])));
+    let (code, answer) = live.post(&body, &[("content-encoding", "gzip")]);
+    assert_eq!(code, 200, "{answer}");
+    assert!(live.finish().success());
+    let names = names(&dir.path().join("rank.jsonlines"));
+    for want in ["member-1", "member-2"] {
+        assert!(
+            names.contains(&want.to_string()),
+            "{want} missing: {names:?}"
+        );
+    }
+}
+
+/// A tmpfs of `size`, mounted for the test and unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .expect("mount(8)");
+        assert!(
+            out.status.success(),
+            "the disk-full test mounts a tmpfs and needs root (run the suite as root, as scripts/test.sh does): {}",
+            text(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_refused_for_a_retry_and_leaves_no_fragment() {
+    let dir = tempdir();
+    let fs = Tmpfs::mount(&dir.path().join("small"), "256k");
+    let path = fs.0.join("rank.jsonlines");
+    let live = Live::start(dir.path(), &path);
+    let filler = "x".repeat(7000);
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..200u32 {
+        let name = format!("span-{i}-{filler}");
+        let (code, answer) = live.post(&request(vec![span(&name, (i % 250 + 1) as u8)]), &[]);
+        match code {
+            200 => acknowledged.push(name),
+            503 => {
+                assert!(
+                    answer.to_ascii_lowercase().contains("retry-after"),
+                    "a full disk is a retryable answer: {answer}"
+                );
+                refused = Some(i);
+                break;
+            }
+            other => panic!("unexpected HTTP {other}: {answer}"),
+        }
+    }
+    assert!(refused.is_some(), "the 256 KiB disk never filled");
+    assert!(!acknowledged.is_empty());
+    // A request small enough to fit in what is left must still go in as whole lines after the
+    // failed one (no torn fragment glued to it).
+    let (code, _) = live.post(&request(vec![span("small-after-full", 9)]), &[]);
+    assert!(code == 200 || code == 503, "{code}");
+    let small_ok = code == 200;
+    let status = live.finish();
+    assert!(status.success(), "the program's status is kept: {status:?}");
+    let out = dry_run(&path);
+    assert!(
+        out.status.success(),
+        "the file reads end to end: {}",
+        text(&out.stderr)
+    );
+    let found = names(&path);
+    for name in &acknowledged {
+        assert!(
+            found.contains(name),
+            "acknowledged span {} missing",
+            &name[..12]
+        );
+    }
+    assert_eq!(found.contains(&"small-after-full".to_string()), small_ok);
+    drop(fs);
+}
+
+#[test]
+fn unauthenticated_floods_and_header_trickles_do_not_starve_the_program() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    // Another user on the node: 400 connections, each with unfinished headers and a trickle.
+    let flood = r#"
+import socket, sys, time
+port = int(sys.argv[1])
+socks = []
+for i in range(400):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nhost: x\r\n" + b"x-pad: " + b"a" * 200000)
+        socks.append(s)
+    except OSError:
+        pass
+print("ready", flush=True)
+for _ in range(8):
+    for s in socks:
+        try:
+            s.sendall(b"a")
+        except OSError:
+            pass
+    time.sleep(0.5)
+"#;
+    let mut attacker = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            // The system's Python: nobody cannot read root's pyenv or the suite's venv.
+            "/usr/bin/python3",
+            "-c",
+            flood,
+        ])
+        .arg(live.port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv(1) from util-linux");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(attacker.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready", "the flood did not start");
+    // While the flood holds its connections and trickles: the program's export goes through.
+    let (code, answer) = live.post(&request(vec![span("legit", 1)]), &[]);
+    assert_eq!(code, 200, "{answer}");
+    let rss = live.rss_kib();
+    assert!(rss < 64 * 1024, "otel-run RSS {rss} KiB under the flood");
+    assert!(attacker.wait().unwrap().success());
+    assert!(live.finish().success());
+    assert!(names(&dir.path().join("rank.jsonlines")).contains(&"legit".to_string()));
+}
+
+/// One valid python line from a real run, to corrupt.
+fn python_line(dir: &Path) -> serde_json::Value {
+    let path = dir.join("seed.jsonl");
+    let out = run(otel_run(dir)
+        .arg("--jsonlines-path")
+        .arg(&path)
+        .args(["--", "true"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let content = std::fs::read_to_string(&path).unwrap();
+    serde_json::from_str(content.lines().next().unwrap()).unwrap()
+}
+
+fn offline(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    scrub(&mut cmd);
+    cmd.current_dir(dir).args(args);
+    exit_within(&mut cmd, Duration::from_secs(120))
+}
+
+#[test]
+fn deep_nesting_is_a_clear_error_in_every_reader() {
+    let dir = tempdir();
+    let line = python_line(dir.path()).to_string();
+    let depth = 100_000;
+    for (name, nested) in [
+        (
+            "arrays",
+            format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
+        ),
+        (
+            "objects",
+            format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)),
+        ),
+    ] {
+        let bad = line.replacen(
+            "\"attributes\":{",
+            &format!("\"attributes\":{{\"deep\":{nested},"),
+            1,
+        );
+        assert_ne!(bad, line);
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, format!("{line}\n{bad}\n")).unwrap();
+        let file = file.to_str().unwrap();
+        for args in [
+            vec!["replay", "--dry-run", file],
+            vec!["summary", file],
+            vec!["merge", "-o", "out.jsonl", file],
+        ] {
+            let out = offline(dir.path(), &args);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("{name}.jsonl:2: ")) && err.contains("recursion limit"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_endless_line_is_an_error_not_an_allocation() {
+    let dir = tempdir();
+    // 130 MiB of NULs without a newline, gzipped to ~130 KB: more than the 128 MiB line bound.
+    let file = dir.path().join("nuls.jsonl.gz");
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(&file).unwrap(),
+        flate2::Compression::best(),
+    );
+    let block = vec![0u8; 1 << 20];
+    for _ in 0..130 {
+        e.write_all(&block).unwrap();
+    }
+    e.finish().unwrap();
+    let out = offline(dir.path(), &["replay", "--dry-run", file.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nuls.jsonl.gz:1: line longer than 134217728 bytes"),
+        "{err}"
+    );
+    // Garbage without a newline is not excused as a torn last line.
+    let garbage = dir.path().join("garbage.jsonl");
+    std::fs::write(&garbage, b"\x7fELF\x02\x01garbage").unwrap();
+    let out = offline(
+        dir.path(),
+        &["replay", "--dry-run", garbage.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+#[test]
+fn impossible_times_are_clear_errors() {
+    let dir = tempdir();
+    let line = python_line(dir.path());
+    for (i, bad) in ["2600-01-01T00:00:00Z", "2026-01-01T00:00:00+\u{ff10}1:00"]
+        .iter()
+        .enumerate()
+    {
+        let mut l = line.clone();
+        l["start_time"] = serde_json::Value::String(bad.to_string());
+        let file = dir.path().join(format!("t{i}.jsonl"));
+        std::fs::write(&file, format!("{l}\n")).unwrap();
+        let out = offline(dir.path(), &["replay", "--dry-run", file.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(
+            err.contains(&format!("t{i}.jsonl:1: ")) && err.contains("start_time"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_span_file_is_never_written_through_a_planted_symlink() {
+    let dir = tempdir();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("rank.jsonl")).unwrap();
+    let out = run(otel_run(dir.path()).args([
+        "--jsonlines-path",
+        "rank.jsonl",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the program still runs, its status kept"
+    );
+    assert!(
+        text(&out.stderr).contains("symlink"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn placeholders_from_the_environment_stay_in_the_directory() {
+    let dir = tempdir();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = run(otel_run(&sub)
+        .env("SLURM_JOB_ID", "../x")
+        .env("SLURM_PROCID", "0")
+        .env("SLURM_NTASKS", "1")
+        .args(["--jsonlines-path", "t_{job}.jsonl", "--", "true"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let files: Vec<String> = std::fs::read_dir(&sub)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["t__._x.jsonl"], "{files:?}");
+    assert!(!dir.path().join("x.jsonl").exists());
+}
+
+#[test]
+fn merge_output_keeps_the_inputs_mode_and_leaves_no_temporary_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let line = python_line(dir.path());
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, format!("{line}\n")).unwrap();
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = offline(dir.path(), &["merge", "-o", "out.jsonl", "in.jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = std::fs::metadata(dir.path().join("out.jsonl"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "a merge of 0600 files is 0600");
+    // A failed merge (a bad input) leaves neither the output nor a temporary file.
+    std::fs::write(dir.path().join("bad.jsonl"), "not json\n").unwrap();
+    let out = offline(
+        dir.path(),
+        &["merge", "-o", "new.jsonl", "in.jsonl", "bad.jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("new.jsonl") || n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn amplification_and_empty_span_floods_stay_within_memory() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    // A 1 MB resource shared by 100 spans: the python format repeats it on every line (100 MB
+    // of output), which must be written in chunks, not built in one buffer.
+    let resource = Resource {
+        attributes: vec![KeyValue {
+            key: "big".into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        "r".repeat(1 << 20),
+                    ),
+                ),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let amplified = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..100).map(|i| span("amp", (i % 250 + 1) as u8)).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let (code, answer) = live.post(&amplified, &[]);
+    assert_eq!(code, 200, "{answer}");
+    let rss = live.rss_kib();
+    assert!(
+        rss < 64 * 1024,
+        "otel-run RSS {rss} KiB after the amplified request"
+    );
+    // 8 MB of empty Span messages (2 bytes each on the wire, ~250 in memory): refused before
+    // decoding.
+    let mut empty = Vec::new();
+    let inner: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], 2_000_000)
+        .flatten()
+        .collect();
+    // ResourceSpans.scope_spans is field 2; ScopeSpans.spans is field 2 (the 0x12 keys above).
+    prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut empty);
+    prost::encoding::encode_varint(inner.len() as u64, &mut empty);
+    empty.extend(inner);
+    let mut body = Vec::new();
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut body);
+    prost::encoding::encode_varint(empty.len() as u64, &mut body);
+    body.extend(empty);
+    let (code, answer) = live.post(&body, &[]);
+    assert_eq!(code, 413, "{answer}");
+    let rss = live.rss_kib();
+    assert!(
+        rss < 64 * 1024,
+        "otel-run RSS {rss} KiB after the empty-span flood"
+    );
+    let (code, _) = live.post(&request(vec![span("after", 1)]), &[]);
+    assert_eq!(code, 200);
+    assert!(live.finish().success());
+    let out = dry_run(&dir.path().join("rank.jsonlines"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
