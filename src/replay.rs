@@ -42,6 +42,13 @@ const IN_FLIGHT: usize = 4;
 /// Exit status: 0 when every span read was accepted, 1 otherwise (bad input, a collector that
 /// cannot be reached or refuses, spans rejected by partial success). Usage errors are clap's 2.
 pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
+    let result = run(args);
+    // Said even when the run failed: the values were read as they were kept.
+    crate::format::repair::warn_lossy();
+    result
+}
+
+fn run(args: ReplayArgs) -> anyhow::Result<()> {
     // -q (errors only) also silences the summary and the progress bar.
     let quiet = !tracing::enabled!(tracing::Level::WARN);
     match replay(&args, quiet) {

@@ -14,6 +14,13 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 pub fn main(args: SummaryArgs) -> anyhow::Result<()> {
+    let result = run(args);
+    // Said even when the run failed: the values were read as they were kept.
+    crate::format::repair::warn_lossy();
+    result
+}
+
+fn run(args: SummaryArgs) -> anyhow::Result<()> {
     let inputs = input::expand(&args.input.inputs)?;
     let mut counts = Counts::default();
     let mut summary = Summary::default();

@@ -31,6 +31,13 @@ use std::path::PathBuf;
 const ADDED: u32 = u32::MAX;
 
 pub fn main(args: MergeArgs) -> anyhow::Result<()> {
+    let result = run_and_report(args);
+    // Said even when the run failed: the values were read as they were kept.
+    crate::format::repair::warn_lossy();
+    result
+}
+
+fn run_and_report(args: MergeArgs) -> anyhow::Result<()> {
     let report = run(&args)?;
     if tracing::enabled!(tracing::Level::WARN) {
         eprintln!("{report}");
