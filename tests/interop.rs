@@ -407,3 +407,209 @@ fn every_case_reads_round_trips_and_replays_with_its_value() {
         }
     }
 }
+
+/// A python line in trace `trace` with span attributes `attrs` and resource attributes `res`.
+fn py_span(trace: &str, span_id: &str, parent: Option<&str>, attrs: &str, res: &str) -> String {
+    let parent = parent.map_or("null".to_string(), |p| format!("\"0x{p}\""));
+    format!(
+        r#"{{"name": "op {span_id}", "context": {{"trace_id": "0x{trace}", "span_id": "0x{span_id}", "trace_state": "[]"}}, "kind": "SpanKind.INTERNAL", "parent_id": {parent}, "start_time": "2023-11-14T22:13:20.000000Z", "end_time": "2023-11-14T22:13:21.000000Z", "status": {{"status_code": "OK"}}, "attributes": {{{attrs}}}, "events": [{{"name": "e", "timestamp": "2023-11-14T22:13:20.500000Z", "attributes": {{"k": 1}}}}], "links": [], "resource": {{"attributes": {{{res}}}, "schema_url": ""}}}}"#
+    )
+}
+
+const JOB: &str = "11111111111111111111111111111111";
+const FOREIGN: &str = "22222222222222222222222222222222";
+
+/// Rank files as `--sink off` leaves them: otel-run's process span for rank 1 in one file, the
+/// program's own trace with `mpi.rank` on its spans as a string (bsb-otel) in another; and a rank
+/// file whose only process span is the home of the program's rank-less spans beside it.
+fn job_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let launcher = py_span(
+        JOB,
+        "00000000000000a1",
+        None,
+        r#""otel_run.span": "process""#,
+        r#""mpi.rank": 1, "host.name": "n1""#,
+    );
+    let program = [
+        py_span(
+            FOREIGN,
+            "00000000000000b1",
+            None,
+            r#""mpi.rank": "1", "x": NaN"#,
+            r#""service.name": "app""#,
+        ),
+        py_span(
+            FOREIGN,
+            "00000000000000b2",
+            Some("00000000000000b1"),
+            r#""mpi.rank": "1""#,
+            r#""service.name": "app""#,
+        ),
+    ];
+    let rank2 = [
+        py_span(
+            JOB,
+            "00000000000000a2",
+            None,
+            r#""otel_run.span": "process""#,
+            r#""mpi.rank": 2"#,
+        ),
+        py_span(
+            "33333333333333333333333333333333",
+            "00000000000000c1",
+            None,
+            r#""y": 1"#,
+            r#""service.name": "app""#,
+        ),
+    ];
+    let files = [
+        ("rank1.jsonl", vec![launcher]),
+        ("app.jsonl", program.to_vec()),
+        ("rank2.jsonl", rank2.to_vec()),
+    ];
+    files
+        .into_iter()
+        .map(|(name, lines)| {
+            let p = d.join(name);
+            std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
+    let dir = tempdir();
+    let d = dir.path();
+    let files = job_files(d);
+    let rotel = Rotel::start();
+    let out = run(otel_run(d)
+        .args([
+            "replay",
+            "--keep-timestamps",
+            "--exporter-otlp-protocol",
+            "grpc",
+            "--exporter-otlp-endpoint",
+        ])
+        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .args(&files));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("5 spans read, 5 sent")
+            && stderr.contains(", 3 adopted into their rank's trace"),
+        "{stderr}"
+    );
+    rotel.wait_spans(5);
+    assert_eq!(
+        rotel.trace_ids(),
+        vec![JOB.to_string(); 5],
+        "{}",
+        rotel.output()
+    );
+    let log = rotel.output();
+    for want in [
+        format!("-> otel_run.original_trace_id: Str({FOREIGN})"),
+        "-> otel_run.original_trace_id: Str(33333333333333333333333333333333)".to_string(),
+        "-> x: Double(NaN)".to_string(),
+    ] {
+        assert!(log.contains(&want), "{want}:\n{log}");
+    }
+    // The program's roots hang under their rank's process span; its child keeps its parent.
+    let parents: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Parent ID      :").map(str::trim))
+        .collect();
+    for p in ["00000000000000a1", "00000000000000b1", "00000000000000a2"] {
+        assert!(parents.contains(&p), "parent {p} in {parents:?}");
+    }
+
+    // --no-adopt sends them as they are.
+    let rotel = Rotel::start();
+    let out = run(otel_run(d)
+        .args([
+            "replay",
+            "--no-adopt",
+            "--keep-timestamps",
+            "--exporter-otlp-protocol",
+            "grpc",
+            "--exporter-otlp-endpoint",
+        ])
+        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .args(&files));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    rotel.wait_spans(5);
+    assert_eq!(rotel.trace_ids().iter().filter(|t| *t == JOB).count(), 2);
+}
+
+#[test]
+fn summary_and_merge_rank_read_the_rank_on_spans() {
+    let dir = tempdir();
+    let d = dir.path();
+    let files = job_files(d);
+    let app = &files[1];
+    let out = run(otel_run(d)
+        .args(["merge", "--rank", "1", "--format", "otlp"])
+        .arg(app));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let merged = text(&out.stdout);
+    assert_eq!(merged.matches("\"spanId\"").count(), 2, "{merged}");
+    let out = run(otel_run(d).args(["merge", "--rank", "0"]).arg(app));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 0);
+    let out = run(otel_run(d).arg("summary").args(&files));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The program's spans (rank "1" on the spans) count for rank 1, beside its process span.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("rank "))
+        .skip(1)
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.split_whitespace().take(2).eq(["1", "n1"])),
+        "{stdout}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.split_whitespace().next() == Some("2")),
+        "{stdout}"
+    );
+    let op_b1 = stdout
+        .lines()
+        .find(|l| l.starts_with("op 00000000000000b1"))
+        .unwrap();
+    assert_eq!(
+        op_b1.split_whitespace().nth(6),
+        Some("1"),
+        "one rank: {op_b1}"
+    );
+}
+
+#[test]
+fn skip_invalid_that_leaves_nothing_fails_and_pretty_json_gets_a_hint() {
+    let dir = tempdir();
+    let d = dir.path();
+    let bad = d.join("bad.jsonl");
+    std::fs::write(&bad, "not json\nnor this\n").unwrap();
+    let out = run(otel_run(d)
+        .args(["replay", "--dry-run", "--skip-invalid"])
+        .arg(&bad));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("skipped all 2 bad lines"), "{stderr}");
+    let pretty = d.join("console.json");
+    std::fs::write(
+        &pretty,
+        "{\n    \"name\": \"op\",\n    \"context\": {}\n}\n",
+    )
+    .unwrap();
+    let out = run(otel_run(d).args(["replay", "--dry-run"]).arg(&pretty));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":1: ") && stderr.contains("looks like pretty-printed JSON"),
+        "{stderr}"
+    );
+}

@@ -13,10 +13,10 @@ mod record;
 mod repair;
 mod stream;
 
+use crate::attr;
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
 use crate::format::{is_otlp_line, python, Line};
 use crate::input::{self, Counts, Input};
-use crate::{attr, semconv};
 use anyhow::anyhow;
 use extsort::ExtSorter;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -73,7 +73,7 @@ impl Filter {
         }
         let rank = || {
             let attrs = resource.map(|r| &r.attributes[..]).unwrap_or(&[]);
-            attr::get_int(attrs, semconv::MPI_RANK)
+            attr::rank(attrs, &span.attributes)
         };
         match &self.ranks {
             None => true,

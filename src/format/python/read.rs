@@ -362,13 +362,14 @@ impl<'de> Deserialize<'de> for AllAttributes {
 }
 
 /// Checks every attribute but keeps only the last `otel_run.span` (what `attr::get` finds), with
-/// its value if that is a string: all a sketch needs to know the span's role.
-pub(crate) struct RoleOnly(Option<KeyValue>);
+/// its value if that is a string, and the last `mpi.rank` (bsb-otel puts the rank on spans): all
+/// a sketch needs to know the span's role and rank.
+pub(crate) struct RoleOnly(Option<KeyValue>, Option<KeyValue>);
 
 impl Keep for RoleOnly {
     const TEXT: bool = false;
     fn into_attributes(self) -> Vec<KeyValue> {
-        self.0.into_iter().collect()
+        self.0.into_iter().chain(self.1).collect()
     }
 }
 
@@ -382,6 +383,7 @@ impl<'de> Deserialize<'de> for RoleOnly {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RoleOnly, A::Error> {
                 let mut role = None;
+                let mut rank = None;
                 while let Some(key) = map.next_key::<Text>()? {
                     if &*key == semconv::SPAN_ROLE {
                         let AnyIn(value) = map.next_value()?;
@@ -396,11 +398,18 @@ impl<'de> Deserialize<'de> for RoleOnly {
                             value,
                             ..Default::default()
                         });
+                    } else if &*key == semconv::MPI_RANK {
+                        let AnyIn(value) = map.next_value()?;
+                        rank = Some(KeyValue {
+                            key: key.0.into_owned(),
+                            value: Some(value),
+                            ..Default::default()
+                        });
                     } else {
                         map.next_value::<Checked>()?;
                     }
                 }
-                Ok(RoleOnly(role))
+                Ok(RoleOnly(role, rank))
             }
         }
         d.deserialize_map(V)
