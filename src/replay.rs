@@ -323,7 +323,10 @@ struct Scan {
 /// a program's own jsonlines exporter).
 #[derive(Default)]
 struct Homes {
-    by_rank: HashMap<i64, Home>,
+    /// By (job id, rank): ranks of different jobs replayed together never share a home, and a
+    /// rank is only found by its job id (`*.job.id`, which the contract passes to the program in
+    /// OTEL_RESOURCE_ATTRIBUTES), never by the bare rank number.
+    by_rank: HashMap<(String, i64), Home>,
     /// Per input, in order: its process span when it holds exactly one.
     by_file: Vec<FileHome>,
 }
@@ -362,8 +365,8 @@ impl Homes {
                     continue;
                 };
                 let home = Home { trace_id, span_id };
-                if let Some(rank) = crate::attr::rank(resource, &span.attributes) {
-                    self.by_rank.entry(rank).or_insert(home);
+                if let Some(key) = job_rank(resource, &span.attributes) {
+                    self.by_rank.entry(key).or_insert(home);
                 }
                 if self.by_file.len() <= file {
                     self.by_file.resize(file + 1, FileHome::None);
@@ -396,8 +399,8 @@ impl Homes {
             _ => None,
         };
         for span in scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
-            let home = match crate::attr::rank(resource, &span.attributes) {
-                Some(rank) => self.by_rank.get(&rank),
+            let home = match job_rank(resource, &span.attributes) {
+                Some(key) => self.by_rank.get(&key).or(file_home),
                 None => file_home,
             };
             let Some(home) = home else { continue };
@@ -417,6 +420,25 @@ impl Homes {
         }
         adopted
     }
+}
+
+/// A span's job id (the first `*.job.id` attribute, resource first; `42` and `"42"` alike) and
+/// rank, when it has both.
+fn job_rank(resource: &[KeyValue], span: &[KeyValue]) -> Option<(String, i64)> {
+    let job = |attrs: &[KeyValue]| {
+        attrs.iter().rev().find_map(|kv| {
+            if !kv.key.ends_with(".job.id") {
+                return None;
+            }
+            match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                Value::IntValue(i) => Some(i.to_string()),
+                _ => None,
+            }
+        })
+    };
+    let job = job(resource).or_else(|| job(span))?;
+    Some((job, crate::attr::rank(resource, span)?))
 }
 
 /// Pass one: parse and validate everything, count, find the latest end time. Bad lines are

@@ -428,7 +428,7 @@ fn job_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
         "00000000000000a1",
         None,
         r#""otel_run.span": "process""#,
-        r#""mpi.rank": 1, "host.name": "n1""#,
+        r#""mpi.rank": 1, "host.name": "n1", "slurm.job.id": "42""#,
     );
     let program = [
         py_span(
@@ -436,14 +436,14 @@ fn job_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
             "00000000000000b1",
             None,
             r#""mpi.rank": "1", "x": NaN"#,
-            r#""service.name": "app""#,
+            r#""service.name": "app", "slurm.job.id": "42""#,
         ),
         py_span(
             FOREIGN,
             "00000000000000b2",
             Some("00000000000000b1"),
             r#""mpi.rank": "1""#,
-            r#""service.name": "app""#,
+            r#""service.name": "app", "slurm.job.id": "42""#,
         ),
     ];
     let rank2 = [
