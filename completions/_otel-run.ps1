@@ -77,6 +77,7 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
             [CompletionResult]::new('--keep-timestamps', '--keep-timestamps', [CompletionResultType]::ParameterName, 'Keep the recorded timestamps (default: shift all so the latest end time is now)')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Parse, validate and count without sending')
+            [CompletionResult]::new('--no-adopt', '--no-adopt', [CompletionResultType]::ParameterName, 'Send spans of other traces unchanged instead of re-homing those that belong to a rank (its `mpi.rank`, or its file''s process span) under that rank''s process span in the job''s trace')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')

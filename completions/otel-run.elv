@@ -73,6 +73,7 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand --skip-invalid 'Skip and count lines that are not valid spans instead of stopping at the first one'
             cand --keep-timestamps 'Keep the recorded timestamps (default: shift all so the latest end time is now)'
             cand --dry-run 'Parse, validate and count without sending'
+            cand --no-adopt 'Send spans of other traces unchanged instead of re-homing those that belong to a rank (its `mpi.rank`, or its file''s process span) under that rank''s process span in the job''s trace'
             cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
             cand --verbose 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
             cand -q 'Only errors from otel-run'

@@ -83,6 +83,7 @@ complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l exporter-ot
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l keep-timestamps -d 'Keep the recorded timestamps (default: shift all so the latest end time is now)'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l dry-run -d 'Parse, validate and count without sending'
+complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -l no-adopt -d 'Send spans of other traces unchanged instead of re-homing those that belong to a rank (its `mpi.rank`, or its file\'s process span) under that rank\'s process span in the job\'s trace'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand replay" -s h -l help -d 'Print help'

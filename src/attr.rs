@@ -71,3 +71,10 @@ pub fn upsert(attrs: &mut Vec<KeyValue>, item: KeyValue) {
         None => attrs.push(item),
     }
 }
+
+/// The rank a span belongs to: `mpi.rank` on its resource (where otel-run and SDKs reading
+/// OTEL_RESOURCE_ATTRIBUTES put it), else on the span itself (where bsb-otel puts it). The
+/// integer 3 and the string "3" are the same rank.
+pub fn rank(resource: &[KeyValue], span: &[KeyValue]) -> Option<i64> {
+    get_int(resource, crate::semconv::MPI_RANK).or_else(|| get_int(span, crate::semconv::MPI_RANK))
+}

@@ -135,6 +135,11 @@ pub struct ReplayArgs {
     /// Spans per export request
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch_size: u32,
+    /// Send spans of other traces unchanged instead of re-homing those that belong to a rank
+    /// (its `mpi.rank`, or its file's process span) under that rank's process span in the job's
+    /// trace
+    #[arg(long)]
+    pub no_adopt: bool,
     #[command(flatten, next_help_heading = "OTLP exporter")]
     pub otlp: OtlpSettings,
 }

@@ -129,6 +129,8 @@ pub struct Counts {
     pub invalid: u64,
     /// Torn last lines (a crash in the middle of a write), always skipped with a warning.
     pub torn: u64,
+    /// Spans of other traces re-homed into their rank's job trace (replay).
+    pub adopted: u64,
 }
 
 /// Reads every input in order, calling `each` for every line's data. A torn last line is skipped

@@ -14,6 +14,7 @@ use crate::format::python::SharedResource;
 use crate::format::{time::now_nanos, Reader};
 use crate::input::{self, Counts, Input};
 use crate::otlp::OtlpClient;
+use crate::semconv;
 use anyhow::{anyhow, bail, Context};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
@@ -42,6 +43,13 @@ const IN_FLIGHT: usize = 4;
 /// Exit status: 0 when every span read was accepted, 1 otherwise (bad input, a collector that
 /// cannot be reached or refuses, spans rejected by partial success). Usage errors are clap's 2.
 pub fn main(args: ReplayArgs) -> anyhow::Result<()> {
+    let result = run(args);
+    // Said even when the run failed: the values were read as they were kept.
+    crate::format::repair::warn_lossy();
+    result
+}
+
+fn run(args: ReplayArgs) -> anyhow::Result<()> {
     // -q (errors only) also silences the summary and the progress bar.
     let quiet = !tracing::enabled!(tracing::Level::WARN);
     match replay(&args, quiet) {
@@ -87,6 +95,8 @@ struct Summary {
     skipped_lines: u64,
     shift: Shift,
     dry_run: bool,
+    /// Spans of other traces re-homed under their rank's process span.
+    adopted: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +125,13 @@ impl fmt::Display for Summary {
         }
         write!(f, ", {} lines skipped, ", self.skipped_lines)?;
         match self.shift {
-            Shift::Kept => write!(f, "timestamps kept"),
-            Shift::By(ns) => write!(f, "time shift {}", seconds(ns)),
+            Shift::Kept => write!(f, "timestamps kept")?,
+            Shift::By(ns) => write!(f, "time shift {}", seconds(ns))?,
         }
+        if self.adopted > 0 {
+            write!(f, ", {} adopted into their rank's trace", self.adopted)?;
+        }
+        Ok(())
     }
 }
 
@@ -163,7 +177,15 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         skipped_lines: scan.counts.invalid + scan.counts.torn,
         shift,
         dry_run: args.dry_run,
+        adopted: 0,
     };
+    if args.input.skip_invalid && scan.counts.spans == 0 && scan.counts.invalid > 0 {
+        return Err(anyhow!(
+            "--skip-invalid skipped all {} bad lines and left no span to send",
+            scan.counts.invalid
+        )
+        .into());
+    }
     let Some(client) = client else {
         return Ok(summary);
     };
@@ -176,6 +198,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         service_name: args.service_name.clone(),
         batch_spans: args.batch_size as usize,
         skip_invalid: args.input.skip_invalid,
+        homes: (!args.no_adopt).then_some(scan.homes),
     };
     let bar = progress_bar(summary.spans, quiet);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(QUEUE);
@@ -265,13 +288,15 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
             let sent = summary.sent;
             return fail(format!("{e:#}; sent {sent} of {total} spans"), summary);
         }
-        Ok(counts) if counts.spans != total => {
-            tracing::warn!(
-                "the input changed while it was replayed: {total} spans checked, {} sent",
-                counts.spans
-            );
+        Ok(counts) => {
+            summary.adopted = counts.adopted;
+            if counts.spans != total {
+                tracing::warn!(
+                    "the input changed while it was replayed: {total} spans checked, {} sent",
+                    counts.spans
+                );
+            }
         }
-        Ok(_) => {}
     }
     if summary.rejected > 0 {
         let (rejected, sent) = (summary.rejected, summary.sent);
@@ -289,6 +314,131 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
 struct Scan {
     counts: Counts,
     latest_end: Option<u64>,
+    homes: Homes,
+}
+
+/// Where spans of other traces are re-homed: each rank's process span (the job's trace and the
+/// span's id), by rank and, for spans that carry no rank, by the file whose only process span it
+/// is. What the sink does live (`sink::adopt`), for files written without it (`--sink off`,
+/// a program's own jsonlines exporter).
+#[derive(Default)]
+struct Homes {
+    /// By (job id, rank): ranks of different jobs replayed together never share a home, and a
+    /// rank is only found by its job id (`*.job.id`, which the contract passes to the program in
+    /// OTEL_RESOURCE_ATTRIBUTES), never by the bare rank number.
+    by_rank: HashMap<(String, i64), Home>,
+    /// Per input, in order: its process span when it holds exactly one.
+    by_file: Vec<FileHome>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Home {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+}
+
+#[derive(Clone, Copy, Default, PartialEq)]
+enum FileHome {
+    #[default]
+    None,
+    One(Home),
+    /// Two process spans: the file's spans without a rank have no one home.
+    Many,
+}
+
+impl Homes {
+    /// Notes the process spans of one line of input `file`.
+    fn learn(&mut self, file: usize, resource: &[KeyValue], data: &TracesData) {
+        for rs in &data.resource_spans {
+            let own = rs.resource.as_ref().map(|r| &r.attributes[..]);
+            let resource = own.unwrap_or(resource);
+            for span in spans(std::slice::from_ref(rs)) {
+                if crate::attr::get_str(&span.attributes, semconv::SPAN_ROLE)
+                    != Some(semconv::ROLE_PROCESS)
+                {
+                    continue;
+                }
+                let (Ok(trace_id), Ok(span_id)) = (
+                    <[u8; 16]>::try_from(&span.trace_id[..]),
+                    <[u8; 8]>::try_from(&span.span_id[..]),
+                ) else {
+                    continue;
+                };
+                let home = Home { trace_id, span_id };
+                if let Some(key) = job_rank(resource, &span.attributes) {
+                    self.by_rank.entry(key).or_insert(home);
+                }
+                if self.by_file.len() <= file {
+                    self.by_file.resize(file + 1, FileHome::None);
+                }
+                let slot = &mut self.by_file[file];
+                *slot = match *slot {
+                    FileHome::None => FileHome::One(home),
+                    FileHome::One(h) if h == home => FileHome::One(h),
+                    _ => FileHome::Many,
+                };
+            }
+        }
+    }
+
+    /// Re-homes the spans of `rs` that belong to a rank but not to its trace; how many.
+    fn adopt(&self, file: usize, rs: &mut ResourceSpans, shared: Option<&[KeyValue]>) -> u64 {
+        let mut adopted = 0;
+        let ResourceSpans {
+            resource,
+            scope_spans,
+            ..
+        } = rs;
+        let resource = match (resource.as_ref(), shared) {
+            (Some(r), _) => &r.attributes[..],
+            (None, Some(s)) => s,
+            (None, None) => &[],
+        };
+        let file_home = match self.by_file.get(file) {
+            Some(FileHome::One(home)) => Some(home),
+            _ => None,
+        };
+        for span in scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+            let home = match job_rank(resource, &span.attributes) {
+                Some(key) => self.by_rank.get(&key).or(file_home),
+                None => file_home,
+            };
+            let Some(home) = home else { continue };
+            if span.trace_id == home.trace_id {
+                continue;
+            }
+            let original = crate::ids::hex(&span.trace_id);
+            span.trace_id = home.trace_id.to_vec();
+            crate::attr::upsert(
+                &mut span.attributes,
+                crate::attr::string(semconv::ORIGINAL_TRACE_ID, original),
+            );
+            if span.parent_span_id.is_empty() {
+                span.parent_span_id = home.span_id.to_vec();
+            }
+            adopted += 1;
+        }
+        adopted
+    }
+}
+
+/// A span's job id (the first `*.job.id` attribute, resource first; `42` and `"42"` alike) and
+/// rank, when it has both.
+fn job_rank(resource: &[KeyValue], span: &[KeyValue]) -> Option<(String, i64)> {
+    let job = |attrs: &[KeyValue]| {
+        attrs.iter().rev().find_map(|kv| {
+            if !kv.key.ends_with(".job.id") {
+                return None;
+            }
+            match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                Value::IntValue(i) => Some(i.to_string()),
+                _ => None,
+            }
+        })
+    };
+    let job = job(resource).or_else(|| job(span))?;
+    Some((job, crate::attr::rank(resource, span)?))
 }
 
 /// Pass one: parse and validate everything, count, find the latest end time. Bad lines are
@@ -296,13 +446,14 @@ struct Scan {
 fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::Result<Scan> {
     let mut counts = Counts::default();
     let mut latest_end: Option<u64> = None;
-    let mut each = |_: &str, _: u64, data: TracesData| {
+    let mut homes = Homes::default();
+    let mut each = |file: usize, resource: &[KeyValue], data: TracesData| {
         for span in spans(&data.resource_spans) {
             latest_end = latest_end.max(Some(span.end_time_unix_nano));
         }
-        Ok(())
+        homes.learn(file, resource, &data);
     };
-    for input in inputs {
+    for (file, input) in inputs.iter().enumerate() {
         match (input, spool) {
             (Input::Stdin, Some(spool)) => {
                 let error = Rc::new(RefCell::new(None));
@@ -313,7 +464,9 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
                 };
                 let mut reader = input::open_stream(input.name(), Box::new(tee)).sketches();
                 counts.files += 1;
-                let read = input::read_one(&mut reader, skip_invalid, &mut counts, &mut each);
+                let read = scan_one(&mut reader, skip_invalid, &mut counts, &mut |r, d| {
+                    each(file, r, d)
+                });
                 if let Some(e) = error.borrow_mut().take() {
                     bail!(
                         "cannot copy stdin to a temporary file (replay reads its input twice): {e}"
@@ -324,11 +477,39 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
             _ => {
                 let mut reader = input::open(input)?.sketches();
                 counts.files += 1;
-                input::read_one(&mut reader, skip_invalid, &mut counts, &mut each)?;
+                scan_one(&mut reader, skip_invalid, &mut counts, &mut |r, d| {
+                    each(file, r, d)
+                })?;
             }
         }
     }
-    Ok(Scan { counts, latest_end })
+    Ok(Scan {
+        counts,
+        latest_end,
+        homes,
+    })
+}
+
+/// `input::read_one` with the line's shared resource beside its data (ranks are read there).
+fn scan_one<R: BufRead>(
+    reader: &mut Reader<R>,
+    skip_invalid: bool,
+    counts: &mut Counts,
+    each: &mut impl FnMut(&[KeyValue], TracesData),
+) -> anyhow::Result<()> {
+    loop {
+        match reader.next_data() {
+            Ok(None) => return Ok(()),
+            Ok(Some((_, data))) => {
+                counts.lines += 1;
+                counts.spans += crate::format::span_count(&data.resource_spans) as u64;
+                let shared = reader.shared_resource().cloned();
+                let resource = shared.as_ref().map(|r| &r.resource.attributes[..]);
+                each(resource.unwrap_or(&[]), data);
+            }
+            Err(e) => input::handle_bad_line(e, skip_invalid, counts)?,
+        }
+    }
 }
 
 fn spans(resource_spans: &[ResourceSpans]) -> impl Iterator<Item = &Span> {
@@ -376,6 +557,8 @@ struct Plan {
     service_name: Option<String>,
     batch_spans: usize,
     skip_invalid: bool,
+    /// Where spans of other traces go; `None` with `--no-adopt`.
+    homes: Option<Homes>,
 }
 
 /// One export request and the number of spans in it.
@@ -400,7 +583,7 @@ fn stream(
     let mut counts = Counts::default();
     let mut batcher = Batcher::new(plan.batch_spans, plan.service_name.clone());
     let mut send = |batch: Batch| tx.blocking_send(batch).map_err(|_| Stopped);
-    for input in inputs {
+    for (file, input) in inputs.iter().enumerate() {
         let mut reader = match (input, &spool) {
             (Input::Stdin, Some(spool)) => {
                 let mut file = spool.try_clone().context("temporary file for stdin")?;
@@ -412,7 +595,14 @@ fn stream(
         }
         .shared_resources();
         counts.files += 1;
-        match stream_one(&mut reader, plan, &mut counts, &mut batcher, &mut send) {
+        match stream_one(
+            file,
+            &mut reader,
+            plan,
+            &mut counts,
+            &mut batcher,
+            &mut send,
+        ) {
             Err(e) if e.is::<Stopped>() => return Ok(counts),
             other => other?,
         }
@@ -426,6 +616,7 @@ fn stream(
 }
 
 fn stream_one<R: BufRead>(
+    file: usize,
     reader: &mut Reader<R>,
     plan: &Plan,
     counts: &mut Counts,
@@ -438,6 +629,10 @@ fn stream_one<R: BufRead>(
             Ok(Some((_, data))) => {
                 let shared = reader.shared_resource();
                 for mut rs in data.resource_spans {
+                    if let Some(homes) = &plan.homes {
+                        let resource = shared.map(|r| &r.resource.attributes[..]);
+                        counts.adopted += homes.adopt(file, &mut rs, resource);
+                    }
                     rewrite(&mut rs, plan, shared.is_none());
                     counts.spans += batcher.add(rs, shared, send)?;
                 }
@@ -826,6 +1021,7 @@ mod tests {
             service_name: Some("replayed".into()),
             batch_spans: 1,
             skip_invalid: false,
+            homes: None,
         };
         rewrite(&mut r, &plan, true);
         let s = &r.scope_spans[0].spans[0];
@@ -848,6 +1044,7 @@ mod tests {
             skipped_lines: 1,
             shift: Shift::By(-1_500_000_000),
             dry_run: false,
+            adopted: 0,
         };
         assert_eq!(
             s.to_string(),

@@ -14,6 +14,13 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 pub fn main(args: SummaryArgs) -> anyhow::Result<()> {
+    let result = run(args);
+    // Said even when the run failed: the values were read as they were kept.
+    crate::format::repair::warn_lossy();
+    result
+}
+
+fn run(args: SummaryArgs) -> anyhow::Result<()> {
     let inputs = input::expand(&args.input.inputs)?;
     let mut counts = Counts::default();
     let mut summary = Summary::default();
@@ -108,7 +115,6 @@ impl Summary {
                 .as_ref()
                 .map(|r| &r.attributes[..])
                 .unwrap_or(&[]);
-            let rank = attr::get_int(resource, semconv::MPI_RANK);
             let host = attr::get_str(resource, semconv::HOST_NAME).unwrap_or("");
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
                 let duration = span
@@ -118,7 +124,9 @@ impl Summary {
                 stats.count += 1;
                 stats.total += duration;
                 stats.max = stats.max.max(duration);
-                let Some(rank) = rank else { continue };
+                let Some(rank) = attr::rank(resource, &span.attributes) else {
+                    continue;
+                };
                 *stats.per_rank.entry(rank).or_default() += duration;
                 let slot = self.ranks.entry(rank).or_default();
                 let is_process = attr::get_str(&span.attributes, semconv::SPAN_ROLE)

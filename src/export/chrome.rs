@@ -75,7 +75,7 @@ impl Chrome {
         let host = crate::attr::get_str(resource, semconv::HOST_NAME)
             .unwrap_or("unknown host")
             .to_string();
-        let lane = match crate::attr::get_int(resource, semconv::MPI_RANK) {
+        let lane = |span: &[KeyValue]| match crate::attr::rank(resource, span) {
             Some(rank) => Lane::Rank(rank),
             None => Lane::Other(
                 crate::attr::get_str(resource, semconv::SERVICE_NAME)
@@ -83,7 +83,6 @@ impl Chrome {
                     .to_string(),
             ),
         };
-        let (pid, tid) = self.row(out, host, lane);
         let origin = *self.origin.get_or_insert_with(|| {
             let first = rs
                 .scope_spans
@@ -102,6 +101,8 @@ impl Chrome {
                 .filter(|n| !n.is_empty())
                 .unwrap_or("span");
             for span in &ss.spans {
+                // The rank may be on the span (bsb-otel) rather than the resource.
+                let (pid, tid) = self.row(out, host.clone(), lane(&span.attributes));
                 self.event(out, complete(span, category, pid, tid, origin));
                 for e in &span.events {
                     self.event(

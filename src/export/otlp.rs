@@ -17,13 +17,18 @@ impl SpanWriter for Otlp {
         struct Line<'a> {
             resource_spans: &'a [ResourceSpans],
         }
-        serde_json::to_writer(
-            &mut *out,
-            &Line {
-                resource_spans: batch,
-            },
-        )
-        .expect("serialising spans to memory");
+        let line = Line {
+            resource_spans: batch,
+        };
+        // NaN and ±Infinity as proto3 JSON spells them, not serde_json's `null`.
+        if super::nonfinite::queue_resource_spans(batch) {
+            let keeping = super::nonfinite::Keeping::new(super::nonfinite::Spelling::Proto3);
+            let mut ser = serde_json::Serializer::with_formatter(&mut *out, keeping);
+            serde::Serialize::serialize(&line, &mut ser).expect("serialising spans to memory");
+            super::nonfinite::clear();
+        } else {
+            serde_json::to_writer(&mut *out, &line).expect("serialising spans to memory");
+        }
         out.push(b'\n');
     }
 }

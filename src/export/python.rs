@@ -2,9 +2,10 @@
 //! `ReadableSpan.to_json(indent=None)` writes it, plus `instrumentation_scope` and nanosecond
 //! times. Its reader, and the names both share, are `format::python`.
 
+use super::nonfinite::{queue, Keeping, Spelling};
 use super::SpanWriter;
 use crate::format::python::{kind_name, status_name, trace_state_to_python};
-use crate::format::time::Iso;
+use crate::format::time::IsoMicros;
 use base64::prelude::{Engine, BASE64_STANDARD};
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -33,7 +34,11 @@ fn write_resource_spans(out: &mut Vec<u8>, rs: &ResourceSpans) {
         attributes: AttrsOut(&resource.attributes),
         schema_url: &rs.schema_url,
     };
-    serde_json::to_writer(&mut resource_json, &resource_out).expect("serialising to memory");
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut resource_json, Keeping::new(Spelling::Bare));
+    resource_out
+        .serialize(&mut ser)
+        .expect("serialising to memory");
     let empty_scope = InstrumentationScope::default();
     for ss in &rs.scope_spans {
         let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
@@ -47,7 +52,11 @@ fn write_resource_spans(out: &mut Vec<u8>, rs: &ResourceSpans) {
             schema_url: &ss.schema_url,
             attributes: (!scope.attributes.is_empty()).then_some(AttrsOut(&scope.attributes)),
         };
-        serde_json::to_writer(&mut tail, &scope_out).expect("serialising to memory");
+        let mut ser =
+            serde_json::Serializer::with_formatter(&mut tail, Keeping::new(Spelling::Bare));
+        scope_out
+            .serialize(&mut ser)
+            .expect("serialising to memory");
         tail.extend_from_slice(b"}\n");
         for span in &ss.spans {
             write_span_fields(out, span);
@@ -94,7 +103,9 @@ fn write_span_fields(out: &mut Vec<u8>, span: &Span) {
             })
             .collect(),
     };
-    serde_json::to_writer(&mut *out, &line).expect("serialising a span to memory");
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, Keeping::new(Spelling::Bare));
+    line.serialize(&mut ser)
+        .expect("serialising a span to memory");
 }
 
 #[derive(Serialize)]
@@ -207,9 +218,10 @@ impl Serialize for AttrsOut<'_> {
     }
 }
 
-/// OTLP values as native JSON, as Python writes attribute values. Bytes (which Python attributes
-/// cannot hold) become base64 strings, and non-finite doubles strings; use the otlp format when
-/// those must survive exactly.
+/// OTLP values as native JSON, as Python writes attribute values: non-finite doubles as Python's
+/// `json` writes them (bare `NaN`, `Infinity`, `-Infinity`, see `nonfinite`). Bytes (which Python
+/// attributes cannot hold) become base64 strings; use the otlp format when those must survive
+/// exactly.
 struct AnyOut<'a>(Option<&'a Value>);
 
 impl Serialize for AnyOut<'_> {
@@ -219,14 +231,13 @@ impl Serialize for AnyOut<'_> {
             Some(Value::StringValue(v)) => s.serialize_str(v),
             Some(Value::BoolValue(v)) => s.serialize_bool(*v),
             Some(Value::IntValue(v)) => s.serialize_i64(*v),
-            Some(Value::DoubleValue(v)) if v.is_finite() => s.serialize_f64(*v),
-            Some(Value::DoubleValue(v)) => s.serialize_str(if v.is_nan() {
-                "NaN"
-            } else if *v > 0.0 {
-                "Infinity"
-            } else {
-                "-Infinity"
-            }),
+            Some(Value::DoubleValue(v)) => {
+                if !v.is_finite() {
+                    // Written by `Keeping` where serde_json writes this value's `null`.
+                    queue(*v);
+                }
+                s.serialize_f64(*v)
+            }
             Some(Value::BytesValue(v)) => s.serialize_str(&BASE64_STANDARD.encode(v)),
             Some(Value::ArrayValue(a)) => {
                 let mut seq = s.serialize_seq(Some(a.values.len()))?;
@@ -242,11 +253,11 @@ impl Serialize for AnyOut<'_> {
     }
 }
 
-/// A span time, formatted where serde writes it.
+/// A span time, formatted where serde writes it, as OpenTelemetry Python writes it.
 struct Time(u64);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&Iso(self.0))
+        s.collect_str(&IsoMicros(self.0))
     }
 }

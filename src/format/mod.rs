@@ -7,6 +7,7 @@ mod lines;
 pub mod otlp_json;
 pub mod path;
 pub mod python;
+pub mod repair;
 pub mod time;
 
 pub use file::{Reservation, SpanFile};
@@ -58,7 +59,7 @@ pub fn parse(
     line: &[u8],
     detail: Detail,
 ) -> Result<(TracesData, Option<Arc<SharedResource>>), String> {
-    if is_otlp_line(line) {
+    let parsed = if is_otlp_line(line) {
         otlp_json::parse_line(line).map(|data| (data, None))
     } else {
         python::parse(line, detail).map(|(rs, shared)| {
@@ -67,7 +68,21 @@ pub fn parse(
             };
             (data, shared)
         })
-    }
+    };
+    parsed.map_err(|reason| match looks_pretty_printed(line) {
+        true => format!(
+            "{reason} (one span per line expected; this looks like pretty-printed JSON, e.g. \
+             console exporter output)"
+        ),
+        false => reason,
+    })
+}
+
+/// A line that is only part of a JSON value: `{`, `}`, `"key": value,` — what pretty-printed
+/// JSON (OpenTelemetry's console exporter, `json.dumps(indent=4)`) puts on a line.
+fn looks_pretty_printed(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    matches!(t, b"{" | b"}" | b"}," | b"[" | b"]" | b"],") || t.starts_with(b"\"")
 }
 
 /// Whether a line is in the otlp format: its first key is `resourceSpans`.

@@ -1,6 +1,9 @@
-//! Span times as the python line format writes them: ISO 8601 in UTC with nanoseconds, through
-//! jiff (exact to the nanosecond, calendar-checked). Python itself goes through floats and loses
-//! nanoseconds; the proto types hold `u64` Unix nanoseconds, so the range is 1970 to 2554.
+//! Span times as the python line format holds them: ISO 8601 in UTC, through jiff (exact to the
+//! nanosecond, calendar-checked). The python writer writes what OpenTelemetry Python writes
+//! (`%Y-%m-%dT%H:%M:%S.%fZ`: 6 digits, `Z`, [`IsoMicros`]) because Python <= 3.10's
+//! `fromisoformat` and every `strptime('%f')` reader reject more digits; exact nanoseconds are the
+//! otlp format's promise. Readers take 0–9 digits. The proto types hold `u64` Unix nanoseconds, so
+//! the range is 1970 to 2554.
 
 use jiff::Timestamp;
 use std::cell::Cell;
@@ -20,6 +23,19 @@ impl fmt::Display for Iso {
         // Every u64 of nanoseconds (up to 2554) is within jiff's range (up to 9999).
         let ts = Timestamp::from_nanosecond(i128::from(self.0)).map_err(|_| fmt::Error)?;
         write!(f, "{ts:.9}")
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as OpenTelemetry Python (and the sdk crate's jsonlines writer)
+/// write span times: microseconds, truncated.
+#[derive(Debug, Clone, Copy)]
+pub struct IsoMicros(pub u64);
+
+impl fmt::Display for IsoMicros {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let ts =
+            Timestamp::from_nanosecond(i128::from(self.0 / 1000 * 1000)).map_err(|_| fmt::Error)?;
+        write!(f, "{ts:.6}")
     }
 }
 
@@ -161,6 +177,11 @@ mod tests {
         }
         assert_eq!(parse_iso("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(format_iso(want), "2024-02-29T12:34:56.123456000Z");
+        assert_eq!(
+            IsoMicros(want + 999).to_string(),
+            "2024-02-29T12:34:56.123456Z"
+        );
+        assert_eq!(IsoMicros(0).to_string(), "1970-01-01T00:00:00.000000Z");
     }
 
     #[test]

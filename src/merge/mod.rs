@@ -13,10 +13,10 @@ mod record;
 mod repair;
 mod stream;
 
+use crate::attr;
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
 use crate::format::{is_otlp_line, python, Line};
 use crate::input::{self, Counts, Input};
-use crate::{attr, semconv};
 use anyhow::anyhow;
 use extsort::ExtSorter;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -31,6 +31,13 @@ use std::path::PathBuf;
 const ADDED: u32 = u32::MAX;
 
 pub fn main(args: MergeArgs) -> anyhow::Result<()> {
+    let result = run_and_report(args);
+    // Said even when the run failed: the values were read as they were kept.
+    crate::format::repair::warn_lossy();
+    result
+}
+
+fn run_and_report(args: MergeArgs) -> anyhow::Result<()> {
     let report = run(&args)?;
     if tracing::enabled!(tracing::Level::WARN) {
         eprintln!("{report}");
@@ -66,7 +73,7 @@ impl Filter {
         }
         let rank = || {
             let attrs = resource.map(|r| &r.attributes[..]).unwrap_or(&[]);
-            attr::get_int(attrs, semconv::MPI_RANK)
+            attr::rank(attrs, &span.attributes)
         };
         match &self.ranks {
             None => true,

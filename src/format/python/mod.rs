@@ -3,7 +3,7 @@
 //! plus `instrumentation_scope` and nanosecond times. Reading is here ([`read`]); writing is
 //! `export::python`. The names below are shared by both, so the two cannot drift apart.
 
-mod read;
+pub(crate) mod read;
 mod resource;
 
 pub use read::{parse, parse_line, sketch};

@@ -7,6 +7,7 @@
 
 use super::resource::{self, SharedResource};
 use super::{kind_from_name, status_from_name, trace_state_from_python, Detail};
+use crate::format::repair;
 use crate::format::time::parse_iso;
 use crate::ids::decode_hex_any;
 use crate::semconv;
@@ -38,9 +39,31 @@ pub fn parse(
 ) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
     // One UTF-8 check for the whole line instead of one per string.
     let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
-    match detail {
+    let keeps = detail != Detail::Sketch;
+    tolerant(line, keeps, |line| match detail {
         Detail::Sketch => read::<RoleOnly>(line, detail),
         Detail::Full | Detail::SharedResource => read::<AllAttributes>(line, detail),
+    })
+}
+
+/// Reads `line` as it is; if that fails and the line holds what Python's `json` writes but JSON
+/// does not allow (bare `NaN`/`Infinity`, lone surrogates), reads it again rewritten
+/// ([`repair`]). The first error stands when the rewrite does not help. `keeps`: values are kept,
+/// so lossy readings are counted.
+fn tolerant<T>(
+    line: &str,
+    keeps: bool,
+    read: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    match read(line) {
+        Ok(v) => Ok(v),
+        Err(e) => match repair::rewrite(line, keeps) {
+            None => Err(e),
+            Some(fixed) => {
+                let _markers = repair::Markers::on();
+                read(&fixed).map_err(|_| e)
+            }
+        },
     }
 }
 
@@ -56,7 +79,7 @@ pub(crate) trait Keep: DeserializeOwned {
 /// `ResourceSpans` around them: merge reads millions of these and needs only the span.
 pub fn sketch(line: &[u8]) -> Result<(Span, Arc<SharedResource>), String> {
     let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
-    let (span, _, found) = read_span::<RoleOnly>(line)?;
+    let (span, _, found) = tolerant(line, false, read_span::<RoleOnly>)?;
     Ok((span, found.unwrap_or_default()))
 }
 
@@ -270,7 +293,7 @@ struct ScopeIn<'a, A> {
 }
 
 /// A string borrowed from the line when it holds no escapes, owned otherwise.
-struct Text<'a>(Cow<'a, str>);
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
 impl std::ops::Deref for Text<'_> {
     type Target = str;
@@ -339,13 +362,14 @@ impl<'de> Deserialize<'de> for AllAttributes {
 }
 
 /// Checks every attribute but keeps only the last `otel_run.span` (what `attr::get` finds), with
-/// its value if that is a string: all a sketch needs to know the span's role.
-pub(crate) struct RoleOnly(Option<KeyValue>);
+/// its value if that is a string, and the last `mpi.rank` (bsb-otel puts the rank on spans): all
+/// a sketch needs to know the span's role and rank.
+pub(crate) struct RoleOnly(Option<KeyValue>, Option<KeyValue>);
 
 impl Keep for RoleOnly {
     const TEXT: bool = false;
     fn into_attributes(self) -> Vec<KeyValue> {
-        self.0.into_iter().collect()
+        self.0.into_iter().chain(self.1).collect()
     }
 }
 
@@ -359,6 +383,7 @@ impl<'de> Deserialize<'de> for RoleOnly {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RoleOnly, A::Error> {
                 let mut role = None;
+                let mut rank = None;
                 while let Some(key) = map.next_key::<Text>()? {
                     if &*key == semconv::SPAN_ROLE {
                         let AnyIn(value) = map.next_value()?;
@@ -373,24 +398,34 @@ impl<'de> Deserialize<'de> for RoleOnly {
                             value,
                             ..Default::default()
                         });
+                    } else if &*key == semconv::MPI_RANK {
+                        let AnyIn(value) = map.next_value()?;
+                        rank = Some(KeyValue {
+                            key: key.0.into_owned(),
+                            value: Some(value),
+                            ..Default::default()
+                        });
                     } else {
                         map.next_value::<Checked>()?;
                     }
                 }
-                Ok(RoleOnly(role))
+                Ok(RoleOnly(role, rank))
             }
         }
         d.deserialize_map(V)
     }
 }
 
-/// An integer attribute: JSON allows more than OTLP's i64.
-fn int<E: de::Error>(v: u64) -> Result<i64, E> {
-    i64::try_from(v).map_err(|_| {
-        E::custom(format!(
-            "integer {v} does not fit a 64-bit signed attribute"
-        ))
-    })
+/// An integer attribute: JSON (and Python) allow more than OTLP's i64; beyond it the value is
+/// kept as the nearest double, and counted.
+fn int(v: u64) -> Value {
+    match i64::try_from(v) {
+        Ok(i) => Value::IntValue(i),
+        Err(_) => {
+            repair::count_big_int();
+            Value::DoubleValue(v as f64)
+        }
+    }
 }
 
 /// One attribute value as OTLP holds it: native JSON values, arrays and objects nested.
@@ -414,15 +449,21 @@ impl<'de> Deserialize<'de> for AnyIn {
                 Ok(some(Value::IntValue(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<AnyIn, E> {
-                int(v).map(|i| some(Value::IntValue(i)))
+                Ok(some(int(v)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<AnyIn, E> {
                 Ok(some(Value::DoubleValue(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<AnyIn, E> {
+                if let Some(f) = repair::marker(v) {
+                    return Ok(some(Value::DoubleValue(f)));
+                }
                 Ok(some(Value::StringValue(v.to_string())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<AnyIn, E> {
+                if let Some(f) = repair::marker(&v) {
+                    return Ok(some(Value::DoubleValue(f)));
+                }
                 Ok(some(Value::StringValue(v)))
             }
             fn visit_unit<E: de::Error>(self) -> Result<AnyIn, E> {
@@ -465,8 +506,8 @@ impl<'de> Deserialize<'de> for Checked {
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
                 Ok(Checked)
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Checked, E> {
-                int(v).map(|_| Checked)
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
                 Ok(Checked)
