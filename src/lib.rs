@@ -16,4 +16,5 @@ pub mod replay;
 pub mod run;
 pub mod semconv;
 pub mod sink;
+pub mod spill;
 pub mod summary;
