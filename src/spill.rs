@@ -31,6 +31,8 @@ pub const UNREACHABLE_BUDGET: Duration = Duration::from_millis(1500);
 /// Batches waiting for the collector; when full, a batch is spilled at once (the program never
 /// waits on the collector).
 pub const QUEUE: usize = 256;
+/// Requests to the collector in flight at once.
+const IN_FLIGHT: usize = 4;
 
 /// Where spans the collector did not acknowledge are kept.
 pub enum Keep {
@@ -373,6 +375,7 @@ async fn run(
     mut rx: mpsc::Receiver<Vec<ResourceSpans>>,
     mut deadline: watch::Receiver<Option<Instant>>,
 ) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     loop {
         let batch = if deadline.borrow().is_some() {
             // Draining: only what is already queued.
@@ -386,15 +389,29 @@ async fn run(
                 changed = deadline.changed() => { if changed.is_err() { break } continue }
             }
         };
-        if !deliver(&client, &shared, batch, &mut deadline).await {
-            break;
-        }
+        // Several requests in flight, like an SDK's exporter: one at a time would make the
+        // collector's round trip the forwarding rate.
+        let mut wait = deadline.clone();
+        let permit = tokio::select! {
+            p = in_flight.clone().acquire_owned() => p.expect("never closed"),
+            _ = deadline_passed(&mut wait) => {
+                shared.keep(&batch, "deadline");
+                break;
+            }
+        };
+        let (client, shared) = (client.clone(), shared.clone());
+        tokio::spawn(async move {
+            deliver(&client, &shared, batch, &mut wait).await;
+            drop(permit);
+        });
     }
     // Past the deadline (or drained): nothing more waits for the collector.
     rx.close();
     while let Some(b) = rx.recv().await {
         shared.keep(&b, "deadline");
     }
+    // Requests in flight end by the deadline, acknowledged or spilled.
+    let _ = in_flight.acquire_many(IN_FLIGHT as u32).await;
     shared.sync();
 }
 
