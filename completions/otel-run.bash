@@ -38,7 +38,7 @@ _otel__run() {
 
     case "${cmd}" in
         otel__run)
-            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --sink --sink-protocol --no-adopt --sink-body-limit --forward-signals --grace-period --verbose --quiet --help --version replay merge summary report completions"
+            opts="-v -q -h -V --traces-exporter --service-name --resource-attributes --jsonlines-path --spill-path --jsonlines-format --exporter-otlp-endpoint --exporter-otlp-traces-endpoint --exporter-otlp-protocol --exporter-otlp-traces-protocol --exporter-otlp-headers --exporter-otlp-traces-headers --exporter-otlp-timeout --exporter-otlp-traces-timeout --exporter-otlp-compression --exporter-otlp-traces-compression --exporter-otlp-certificate --exporter-otlp-traces-certificate --sink --sink-protocol --no-adopt --sink-body-limit --forward-signals --grace-period --verbose --quiet --help --version replay merge summary report completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -57,6 +57,10 @@ _otel__run() {
                     return 0
                     ;;
                 --jsonlines-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spill-path)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

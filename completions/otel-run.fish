@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_otel_run_global_optspecs
-    string join \n traces-exporter= service-name= resource-attributes= jsonlines-path= jsonlines-format= exporter-otlp-endpoint= exporter-otlp-traces-endpoint= exporter-otlp-protocol= exporter-otlp-traces-protocol= exporter-otlp-headers= exporter-otlp-traces-headers= exporter-otlp-timeout= exporter-otlp-traces-timeout= exporter-otlp-compression= exporter-otlp-traces-compression= exporter-otlp-certificate= exporter-otlp-traces-certificate= sink= sink-protocol= no-adopt sink-body-limit= forward-signals= grace-period= v/verbose q/quiet h/help V/version
+    string join \n traces-exporter= service-name= resource-attributes= jsonlines-path= spill-path= jsonlines-format= exporter-otlp-endpoint= exporter-otlp-traces-endpoint= exporter-otlp-protocol= exporter-otlp-traces-protocol= exporter-otlp-headers= exporter-otlp-traces-headers= exporter-otlp-timeout= exporter-otlp-traces-timeout= exporter-otlp-compression= exporter-otlp-traces-compression= exporter-otlp-certificate= exporter-otlp-traces-certificate= sink= sink-protocol= no-adopt sink-body-limit= forward-signals= grace-period= v/verbose q/quiet h/help V/version
 end
 
 function __fish_otel_run_needs_command
@@ -28,6 +28,7 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -l traces-exporter -d 'W
 complete -c otel-run -n "__fish_otel_run_needs_command" -l service-name -d 'service.name of the spans [default: the program\'s file name]' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l resource-attributes -d 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l jsonlines-path -d 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l spill-path -d 'Where spans the collector did not acknowledge go (otlp exporter without jsonlines), same placeholders as --jsonlines-path; created only when needed [default: spill_ + the span file name template, e.g. spill_traces_*.jsonlines]' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l jsonlines-format -d 'Line format of the span file' -r -f -a "python\t'OpenTelemetry Python\'s `ReadableSpan.to_json()`, one span per line (bsb-otel compatible)'
 otlp\t'OTLP/JSON `TracesData` per line (OpenTelemetry Collector file exporter format)'"
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-endpoint -d 'Collector endpoint; for http/protobuf `/v1/traces` is appended [default: grpc http://localhost:4317, http/protobuf http://localhost:4318]' -r
@@ -44,7 +45,7 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-compres
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-compression -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-certificate -d 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]' -r -F
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-certificate -r -F
-complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans land in the rank\'s file [default auto: on when the jsonlines exporter is]' -r -f -a "auto\t'On when the jsonlines exporter is on'
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans land in the rank\'s file and/or are forwarded to the collector (spilled when not acknowledged) [default auto: on when the jsonlines or otlp exporter is]' -r -f -a "auto\t'On when the jsonlines or otlp exporter is on'
 on\t''
 off\t'Pass-through: the program exports on its own (e.g. bsb-otel\'s native jsonlines exporter, which finds the rank\'s file in OTEL_EXPORTER_JSONLINES_PATH)'"
 complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-protocol -d 'OTLP protocol the program is told to use (the sink serves both on one port)' -r -f -a "grpc\t''

@@ -2,6 +2,9 @@
 //! sink's OTEL_EXPORTER_OTLP_TRACES_* variables; no code reads TRACEPARENT), it creates a nested
 //! trace with events, a link, an ERROR status and attributes of every type, then flushes.
 //! Prints the ids it created as `name span_id parent_id` lines on stdout.
+//!
+//! `otlp_child N` adds N spans `rust.extra` under the root (not printed), exported in batches
+//! (OTEL_BSP_* apply) instead of one request per span: a load like a real program's.
 
 use opentelemetry::trace::{
     Link, Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
@@ -15,8 +18,17 @@ fn main() {
         .with_http()
         .build()
         .expect("OTLP exporter from the environment");
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter)
+    let extra: u64 = std::env::args()
+        .nth(1)
+        .map(|n| n.parse().expect("otlp_child [EXTRA_SPANS]"))
+        .unwrap_or(0);
+    let builder = SdkTracerProvider::builder();
+    let builder = if extra > 0 {
+        builder.with_batch_exporter(exporter)
+    } else {
+        builder.with_simple_exporter(exporter)
+    };
+    let provider = builder
         .with_resource(
             Resource::builder()
                 .with_attribute(KeyValue::new("child.language", "rust"))
@@ -57,6 +69,11 @@ fn main() {
         root_ctx.span_id()
     );
     child.end();
+    for i in 0..extra {
+        let mut span = tracer.start_with_context("rust.extra", &root_cx);
+        span.set_attribute(KeyValue::new("i", i as i64));
+        span.end();
+    }
     root_cx.span().end();
     provider.shutdown().expect("flush to the sink");
 }

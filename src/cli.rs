@@ -270,6 +270,16 @@ pub struct RunArgs {
     )]
     pub jsonlines_path: Option<String>,
 
+    /// Where spans the collector did not acknowledge go (otlp exporter without jsonlines), same
+    /// placeholders as --jsonlines-path; created only when needed
+    /// [default: spill_ + the span file name template, e.g. spill_traces_*.jsonlines]
+    #[arg(
+        long = "spill-path",
+        env = "OTEL_RUN_SPILL_PATH",
+        value_name = "TEMPLATE"
+    )]
+    pub spill_path: Option<String>,
+
     /// Line format of the span file
     #[arg(long = "jsonlines-format", alias = "jsonlines_format", env = "OTEL_RUN_JSONLINES_FORMAT", value_enum, value_name = "FORMAT", default_value_t = LineFormat::Python)]
     pub jsonlines_format: LineFormat,
@@ -277,8 +287,9 @@ pub struct RunArgs {
     #[command(flatten, next_help_heading = "OTLP exporter")]
     pub otlp: OtlpSettings,
 
-    /// Loopback OTLP receiver for the program's own SDK: its spans land in the rank's file
-    /// [default auto: on when the jsonlines exporter is]
+    /// Loopback OTLP receiver for the program's own SDK: its spans land in the rank's file and/or
+    /// are forwarded to the collector (spilled when not acknowledged)
+    /// [default auto: on when the jsonlines or otlp exporter is]
     #[arg(long, env = "OTEL_RUN_SINK", value_enum, default_value_t = SinkMode::Auto, help_heading = "Program's spans")]
     pub sink: SinkMode,
 
@@ -411,7 +422,7 @@ where
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkMode {
-    /// On when the jsonlines exporter is on
+    /// On when the jsonlines or otlp exporter is on
     Auto,
     On,
     /// Pass-through: the program exports on its own (e.g. bsb-otel's native jsonlines exporter,

@@ -17,4 +17,5 @@ pub mod report;
 pub mod run;
 pub mod semconv;
 pub mod sink;
+pub mod spill;
 pub mod summary;

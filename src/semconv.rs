@@ -53,3 +53,9 @@ pub const ORIGINAL_TRACE_ID: &str = "otel_run.original_trace_id";
 
 /// Instrumentation scope of otel-run's own spans.
 pub const SCOPE_NAME: &str = "otel-run";
+/// Store and forward, on the process span: the program's spans received by the sink, and of
+/// them acknowledged by the collector, spilled to the spill file, and lost (the disk failed).
+pub const SPANS_RECEIVED: &str = "otel_run.spans.received";
+pub const SPANS_FORWARDED: &str = "otel_run.spans.forwarded";
+pub const SPANS_SPILLED: &str = "otel_run.spans.spilled";
+pub const SPANS_DROPPED: &str = "otel_run.spans.dropped";

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 use tonic::Code;
 use tower::ServiceExt;
@@ -72,8 +72,8 @@ pub struct SinkConfig {
     /// Largest accepted request body, after decompression.
     pub body_limit: usize,
     pub file: Arc<Mutex<Option<SpanFile>>>,
-    /// Copies of received batches for the collector, when `otlp` is among the exporters.
-    pub forward: Option<mpsc::Sender<Vec<ResourceSpans>>>,
+    /// Received batches go on to the collector (store and forward), when `otlp` is an exporter.
+    pub forward: Option<crate::spill::Queue>,
 }
 
 /// Exact counts of what the sink did.
@@ -86,8 +86,6 @@ pub struct SinkStats {
     /// Spans refused inside otherwise valid requests (invalid ids): reported as partial success.
     pub spans_rejected: u64,
     pub requests_refused: u64,
-    /// Spans that could not be queued for forwarding (queue full); they are in the file.
-    pub forward_dropped: u64,
 }
 
 struct State {
@@ -827,18 +825,14 @@ fn accept(
             }
         }
     }
-    let mut forward_dropped = 0;
-    if let (Some(tx), true) = (&cfg.forward, kept > 0) {
-        if tx.try_send(batch).is_err() {
-            forward_dropped = kept;
-        }
+    if let (Some(queue), true) = (&cfg.forward, kept > 0) {
+        queue.submit(batch);
     }
     let mut stats = state.stats.lock().unwrap();
     stats.spans_received += received;
     stats.spans_rejected += rejected;
     stats.spans_written += written;
     stats.spans_adopted += adopted;
-    stats.forward_dropped += forward_dropped;
     Ok(ExportTraceServiceResponse {
         partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: rejected as i64,

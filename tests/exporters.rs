@@ -107,7 +107,7 @@ fn dead_collector_costs_a_warning_not_the_job() {
     assert_eq!(out.status.code(), Some(5));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("could not send 1 spans") && stderr.contains("otel-run replay"),
+        stderr.contains("1 spans were not acknowledged") && stderr.contains("otel-run replay"),
         "{stderr}"
     );
     assert_eq!(read_dir_spans(dir.path()).len(), 1, "the file has the span");
@@ -139,8 +139,10 @@ fn silent_collector_is_bounded_by_the_timeout() {
             Duration::from_secs(60),
         );
         assert_eq!(out.status.code(), Some(0));
+        // Not acknowledged: spilled, with the command that sends it later.
         assert!(
-            text(&out.stderr).contains("could not send"),
+            text(&out.stderr).contains("not acknowledged")
+                && text(&out.stderr).contains("otel-run replay"),
             "{}",
             text(&out.stderr)
         );

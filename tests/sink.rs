@@ -503,7 +503,7 @@ fn forwarding_to_a_real_collector_and_without_one() {
     );
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("not forwarded") && stderr.contains("otel-run replay"),
+        stderr.contains("not acknowledged") && stderr.contains("otel-run replay"),
         "{stderr}"
     );
 }

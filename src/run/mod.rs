@@ -16,16 +16,15 @@ use crate::format::time::now_nanos;
 use crate::format::SpanFile;
 use crate::otlp::OtlpClient;
 use crate::sink::{Sink, SinkConfig, SinkStats};
+use crate::spill::{self, Forwarder};
 use crate::{attr, semconv};
 use anyhow::Context;
 use child::Termination;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Status};
 use spans::{Outcome, ProcessInfo};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Runs the launcher; returns the program's exit status, or otel-run's own failure to supervise
 /// it (a usage error when the settings cannot be used; nothing has run then).
@@ -40,10 +39,6 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
 
 /// How long the sink waits for the program's connections to finish after the program exited.
 const SINK_DRAIN: Duration = Duration::from_secs(2);
-/// Batches of the program's spans waiting for the collector; beyond that they are only in the file.
-const FORWARD_QUEUE: usize = 256;
-/// Collector bound at shutdown after a signal: Slurm's SIGKILL may be seconds away.
-const SIGNALLED_EXPORT_BOUND: Duration = Duration::from_secs(2);
 
 async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
     // Installed before anything else, so no signal between here and the spawn is lost.
@@ -68,14 +63,19 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
         }
     }
 
-    let mut forwarder = None;
+    // Store and forward: everything for the collector goes through one forwarder, which spills
+    // what the collector does not acknowledge.
+    let mut forwarder = outputs.otlp.clone().map(|client| {
+        let keep = match &plan.spill_path {
+            Some(path) => spill::Keep::SpillFile(path.clone(), plan.format),
+            None => spill::Keep::SpanFile(plan.span_path.clone()),
+        };
+        Forwarder::start(client, keep)
+    });
     let mut sink = None;
+    let mut received = 0;
     if plan.sink {
-        let forward = outputs.otlp.clone().map(|client| {
-            let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-            forwarder = Some(tokio::spawn(forward_batches(client, rx)));
-            tx
-        });
+        let forward = forwarder.as_ref().map(Forwarder::queue);
         let token = crate::sink::new_token();
         let config = SinkConfig {
             token: token.clone(),
@@ -110,8 +110,11 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
         exe: &exe,
         written: Default::default(),
         exe_path: Default::default(),
+        counts: Default::default(),
     };
 
+    // After the program's exit, one deadline for forwarding its spans and otel-run's.
+    let mut forward_deadline = None;
     let (exit_code, signalled) = match child::spawn(&plan.argv_os, &set, &remove) {
         Err(failure) => {
             eprintln!("otel-run: {}", failure.message);
@@ -133,14 +136,27 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
                 .await
                 .with_context(|| format!("lost track of the program (pid {pid})"))?;
             let end = now_nanos();
+            let ended_at = Instant::now();
             let (termination, usage) = s.ended;
+            let deadline = forwarder.as_ref().map(|f| {
+                let (budget, why) = f.budget(s.first_stop.is_some());
+                tracing::info!("program exited: forwarding budget {budget:?} ({why}); what is not acknowledged by then is spilled");
+                ended_at + budget
+            });
             // The program's last export is answered before otel-run's own spans are final.
             if let Some(sink) = sink.take() {
-                report_sink(
-                    sink.shutdown(SINK_DRAIN).await,
-                    plan.span_path.is_some(),
-                    outputs.otlp.is_some(),
-                );
+                let bound = deadline.map_or(SINK_DRAIN, |d| {
+                    SINK_DRAIN.min(d.saturating_duration_since(Instant::now()))
+                });
+                let stats = sink.shutdown(bound).await;
+                received = stats.spans_received - stats.spans_rejected;
+                report_sink(stats, plan.span_path.is_some(), outputs.otlp.is_some());
+            }
+            // The counts go on the process span, so forwarding of the program's spans ends first.
+            forward_deadline = deadline;
+            if let (Some(f), Some(d)) = (forwarder.as_mut(), deadline) {
+                f.drain(d).await;
+                *launch.counts.lock().unwrap() = Some((received, f.counts()));
             }
             let final_spans = launch.own_spans(
                 &Outcome::Ended(termination, usage),
@@ -177,29 +193,20 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
             outputs.otlp.is_some(),
         );
     }
-    let bound = if signalled {
-        SIGNALLED_EXPORT_BOUND
-    } else {
-        Duration::MAX
-    };
-    if let Some(forwarder) = forwarder {
-        match tokio::time::timeout(bound.min(Duration::from_secs(60)), forwarder).await {
-            Ok(Ok(unsent)) if unsent > 0 => {
-                tracing::warn!(
-                    "{unsent} of the program's spans were not forwarded to the collector{}",
-                    outputs.replay_hint()
-                )
+    if let Some(mut f) = forwarder {
+        let deadline = forward_deadline.unwrap_or_else(|| Instant::now() + f.budget(signalled).0);
+        let done = *launch.counts.lock().unwrap();
+        let program = match done {
+            Some((_, counts)) => counts,
+            None => {
+                // The program did not start: only otel-run's own spans.
+                f.drain(deadline).await;
+                f.counts()
             }
-            Ok(_) => {}
-            Err(_) => tracing::warn!(
-                "forwarding the program's spans did not finish in time{}",
-                outputs.replay_hint()
-            ),
-        }
-    }
-    if outputs.otlp.is_some() {
+        };
         let own = std::mem::take(&mut *launch.written.lock().unwrap());
-        outputs.send_otlp(own, bound).await;
+        f.send_own(own, deadline).await;
+        report_forwarding(&f, received, program, plan.span_path.as_deref());
     }
     if let Some(path) = &outputs.path {
         match outputs.file.lock().unwrap().as_ref().map(|f| f.failed()) {
@@ -239,34 +246,50 @@ fn report_sink(stats: SinkStats, to_file: bool, forwarding: bool) {
             stats.spans_received
         );
     }
-    if stats.forward_dropped > 0 {
-        tracing::warn!(
-            "sink: {} of the program's spans were not queued for the collector (queue full)",
-            stats.forward_dropped
-        );
-    }
 }
 
-/// Forwards the program's spans to the collector; returns how many could not be sent.
-async fn forward_batches(
-    client: Arc<OtlpClient>,
-    mut rx: mpsc::Receiver<Vec<ResourceSpans>>,
-) -> u64 {
-    let mut unsent = 0;
-    while let Some(batch) = rx.recv().await {
-        let count = crate::format::span_count(&batch) as u64;
-        let request = ExportTraceServiceRequest {
-            resource_spans: batch,
-        };
-        match client.export(request).await {
-            Ok(outcome) => unsent += outcome.rejected_spans.max(0) as u64,
-            Err(e) => {
-                tracing::debug!("forwarding {count} spans failed: {e}");
-                unsent += count;
-            }
-        }
+/// The `-v` summary of store and forward, and the warnings a user must act on: where the spilled
+/// spans are and the command that delivers them, or how many were lost.
+fn report_forwarding(
+    f: &Forwarder,
+    received: u64,
+    program: spill::Counts,
+    span_path: Option<&std::path::Path>,
+) {
+    let total = f.counts();
+    let own = total.minus(program);
+    let endpoint = &f.client().config().endpoint;
+    tracing::info!(
+        "forwarding to {endpoint}: the program's spans: {received} received, {} forwarded, {} spilled, {} dropped; otel-run's own spans: {} forwarded, {} spilled, {} dropped",
+        program.forwarded,
+        program.spilled,
+        program.dropped,
+        own.forwarded,
+        own.spilled,
+        own.dropped
+    );
+    if let (true, Some(path)) = (total.spilled > 0, f.spill_path()) {
+        tracing::warn!(
+            "{} spans were not acknowledged by the collector {endpoint}; they are in the spill file {}; send them later with: {}",
+            total.spilled,
+            path.display(),
+            spill::replay_command(f.client(), path)
+        );
     }
-    unsent
+    if total.kept > 0 {
+        let place = span_path.map_or("the span file".to_string(), |p| p.display().to_string());
+        tracing::warn!(
+            "{} spans were not acknowledged by the collector {endpoint}; the span file has them with everything else (otel-run replay {place} resends the acknowledged ones too)",
+            total.kept
+        );
+    }
+    if total.dropped > 0 {
+        tracing::error!(
+            "{} spans lost: not acknowledged by the collector {endpoint}, and the spill file {} could not be written",
+            total.dropped,
+            f.spill_path().map_or(String::new(), |p| p.display().to_string())
+        );
+    }
 }
 
 /// What the launch needs to build and record its own spans.
@@ -279,6 +302,8 @@ struct Launch<'a> {
     written: Mutex<Vec<ResourceSpans>>,
     /// The program's resolved executable (PATH lookup, symlinks), read once it runs.
     exe_path: std::cell::OnceCell<String>,
+    /// Store and forward of the program's spans, once final: received, and what became of them.
+    counts: Mutex<Option<(u64, spill::Counts)>>,
 }
 
 impl Launch<'_> {
@@ -306,6 +331,16 @@ impl Launch<'_> {
                 semconv::SIGNAL_EVENTS_DROPPED,
                 signals.dropped as i64,
             ));
+        }
+        if let Some((received, counts)) = *self.counts.lock().unwrap() {
+            for (key, value) in [
+                (semconv::SPANS_RECEIVED, received),
+                (semconv::SPANS_FORWARDED, counts.forwarded),
+                (semconv::SPANS_SPILLED, counts.spilled),
+                (semconv::SPANS_DROPPED, counts.dropped),
+            ] {
+                process.attributes.push(attr::int(key, value as i64));
+            }
         }
         if killed_after_grace {
             process

@@ -35,6 +35,8 @@ pub struct Plan {
     pub span_path: Option<PathBuf>,
     /// The span file's name was made up from a random `*`: it must not exist yet.
     pub span_path_fresh: bool,
+    /// Where unacknowledged spans go (otlp without jsonlines).
+    pub spill_path: Option<PathBuf>,
     pub format: crate::format::LineFormat,
     pub otlp: Option<crate::otlp::OtlpConfig>,
     /// The span path template, passed on to nested runs.
@@ -185,36 +187,53 @@ impl Plan {
             .or_else(|| env_var(TEMPLATE_VAR))
             .or_else(|| env_var("OTEL_EXPORTER_JSONLINES_PATH"))
             .unwrap_or_else(|| path::DEFAULT_TEMPLATE.to_string());
-        let span_path = if exporters.jsonlines {
-            let job_name = job.job_id.clone().unwrap_or_else(|| "local".into());
-            let step = job.step_id.clone().unwrap_or_else(|| "0".into());
-            let expanded = path::expand(
-                &template,
-                &path::Placeholders {
-                    rank: job.rank,
-                    size: job.size,
-                    job: &job_name,
-                    step: &step,
-                    host: &host,
-                    pid: std::process::id(),
-                },
-            )
-            .map_err(|e| anyhow!("--jsonlines-path / OTEL_EXPORTER_JSONLINES_PATH: {e}"))?;
+        let job_name = job.job_id.clone().unwrap_or_else(|| "local".into());
+        let step = job.step_id.clone().unwrap_or_else(|| "0".into());
+        let placeholders = path::Placeholders {
+            rank: job.rank,
+            size: job.size,
+            job: &job_name,
+            step: &step,
+            host: &host,
+            pid: std::process::id(),
+        };
+        let resolve = |template: &str, what: &str| -> anyhow::Result<PathBuf> {
+            let expanded =
+                path::expand(template, &placeholders).map_err(|e| anyhow!("{what}: {e}"))?;
             // Absolute, so a child that changes directory still appends to the same file.
             let path = PathBuf::from(expanded);
-            Some(
-                std::env::current_dir()
-                    .map(|cwd| cwd.join(&path))
-                    .unwrap_or(path),
-            )
+            Ok(std::env::current_dir()
+                .map(|cwd| cwd.join(&path))
+                .unwrap_or(path))
+        };
+        let span_path = if exporters.jsonlines {
+            Some(resolve(
+                &template,
+                "--jsonlines-path / OTEL_EXPORTER_JSONLINES_PATH",
+            )?)
+        } else {
+            None
+        };
+        // With jsonlines the span file already holds every span: no spill file then.
+        let spill_path = if exporters.otlp && !exporters.jsonlines {
+            let spill_template = args
+                .spill_path
+                .clone()
+                .unwrap_or_else(|| default_spill_template(&template));
+            Some(resolve(
+                &spill_template,
+                "--spill-path / OTEL_RUN_SPILL_PATH",
+            )?)
         } else {
             None
         };
 
+        // The sink is the program's one way out: it never waits on a remote collector, and
+        // what the collector does not acknowledge is spilled. `--sink off` stays the user's call.
         let sink = match args.sink {
             SinkMode::On => true,
             SinkMode::Off => false,
-            SinkMode::Auto => exporters.jsonlines,
+            SinkMode::Auto => exporters.jsonlines || exporters.otlp,
         };
         if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
             bail!(
@@ -247,6 +266,7 @@ impl Plan {
             contract,
             span_path_fresh: path::makes_new_name(&template),
             span_path,
+            spill_path,
             format: args.jsonlines_format,
             otlp,
             template,
@@ -260,6 +280,15 @@ impl Plan {
     }
 }
 
+/// The spill file beside the span files: `spill_` before the file name of the span template, so
+/// a glob for the span files does not pick up spill files.
+fn default_spill_template(span_template: &str) -> String {
+    match span_template.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/spill_{name}"),
+        None => format!("spill_{span_template}"),
+    }
+}
+
 fn any_to_string(kv: &opentelemetry_proto::tonic::common::v1::KeyValue) -> String {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -268,5 +297,18 @@ fn any_to_string(kv: &opentelemetry_proto::tonic::common::v1::KeyValue) -> Strin
         Some(Value::BoolValue(b)) => b.to_string(),
         Some(Value::DoubleValue(d)) => d.to_string(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spill_files_sit_beside_span_files() {
+        use super::default_spill_template as t;
+        assert_eq!(t("traces_*.jsonlines"), "spill_traces_*.jsonlines");
+        assert_eq!(
+            t("/scratch/run/{rank}.jsonl"),
+            "/scratch/run/spill_{rank}.jsonl"
+        );
     }
 }
