@@ -456,10 +456,6 @@ impl Exporters {
         }
         Ok(e)
     }
-
-    pub fn any(&self) -> bool {
-        self.jsonlines || self.otlp || self.console
-    }
 }
 
 #[cfg(test)]
@@ -519,7 +515,7 @@ mod tests {
                 console: false
             }
         );
-        assert!(!Exporters::parse("none").unwrap().any());
+        assert_eq!(Exporters::parse("none").unwrap(), Exporters::default());
         assert!(Exporters::parse("jsonl")
             .unwrap_err()
             .contains("unknown exporter \"jsonl\""));

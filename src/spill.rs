@@ -39,7 +39,7 @@ pub enum Keep {
     /// The rank's spill file (created on the first spilled batch), in this line format.
     SpillFile(PathBuf, LineFormat),
     /// The span file (jsonlines is an exporter too) already holds everything: only count.
-    SpanFile(Option<PathBuf>),
+    SpanFile,
 }
 
 /// Exact counts of what happened to the spans given to the forwarder.
@@ -208,7 +208,7 @@ impl Forwarder {
                 },
                 Some(path),
             ),
-            Keep::SpanFile(_) => (Store::SpanFile, None),
+            Keep::SpanFile => (Store::SpanFile, None),
         };
         let shared = Arc::new(Shared {
             store: Mutex::new(store),

@@ -68,7 +68,7 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
     let mut forwarder = outputs.otlp.clone().map(|client| {
         let keep = match &plan.spill_path {
             Some(path) => spill::Keep::SpillFile(path.clone(), plan.format),
-            None => spill::Keep::SpanFile(plan.span_path.clone()),
+            None => spill::Keep::SpanFile,
         };
         Forwarder::start(client, keep)
     });
