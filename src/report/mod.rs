@@ -4,7 +4,7 @@
 //! Spans are read once (through the shared input reader) into one compact record per span; at
 //! the end they are grouped into rows (the step root on top, then one row per rank grouped by
 //! host), sorted by start, given their depth inside the row, and written as the columnar JSON
-//! model of ARCHITECTURE.md §16 and the comments in report/mod.rs inside report.html next to report.js and report.css (embedded at
+//! model (ARCHITECTURE.md §16; its fields are documented on `Doc` and `Row` below) inside report.html next to report.js and report.css (embedded at
 //! build time). Memory is ~100 bytes per span plus the interned strings: the whole job has to
 //! fit into the page anyway.
 
@@ -370,7 +370,7 @@ impl Model {
         t
     }
 
-    /// The page's model (ARCHITECTURE.md §16 and the comments in report/mod.rs describes every field).
+    /// The page's model (ARCHITECTURE.md §16; every field is documented below).
     pub fn finish(mut self, counts: &Counts) -> Page {
         let t0 = self.recs.iter().map(|r| r.start).min().unwrap_or(0);
         let t_end = self.recs.iter().map(|r| r.end).max().unwrap_or(0);
@@ -630,7 +630,7 @@ pub struct Page {
     bars: Vec<Json>,
 }
 
-/// One timeline row's columns (ARCHITECTURE.md §16 and the comments in report/mod.rs).
+/// One timeline row's columns (ARCHITECTURE.md §16).
 #[derive(serde::Serialize)]
 struct RowOut {
     label: String,

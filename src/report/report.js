@@ -1,4 +1,4 @@
-// otel-run report: draws the job model embedded in this page (ARCHITECTURE.md §16 and the comments in report/mod.rs describes it).
+// otel-run report: draws the job model embedded in this page (ARCHITECTURE.md §16; the fields are documented in src/report/mod.rs).
 // Plain canvas and DOM, no library, no network: everything this page needs is in this file.
 "use strict";
 
