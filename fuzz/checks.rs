@@ -15,6 +15,7 @@ pub type Check = fn(&[u8]);
 pub const TARGETS: &[(&str, Check)] = &[
     ("python_line", python_line),
     ("otlp_line", otlp_line),
+    ("span_file", span_file),
     ("sink_request", sink_request),
     ("iso_time", iso_time),
     ("trace_context", trace_context),
@@ -153,4 +154,34 @@ pub fn path_template(data: &[u8]) {
             assert!(!out.contains("/."), "{out:?} hides a file or climbs out");
         }
     }
+}
+
+/// A whole span file through the streaming reader, with a small read buffer (lines split across
+/// reads) and a small line limit: it ends, line numbers only grow, an error skips its line.
+pub fn span_file(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let capacity = 1 + usize::from(sel & 31);
+    let max_line = 64 << (sel >> 6);
+    let lines = format::Lines::new("fuzz", std::io::BufReader::with_capacity(capacity, body))
+        .with_max_line(max_line);
+    let reader = format::Reader::from(lines);
+    let mut reader = match sel % 3 {
+        0 => reader,
+        1 => reader.sketches(),
+        _ => reader.shared_resources(),
+    };
+    let lines_in_input = body.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let mut last = 0;
+    for _ in 0..=lines_in_input {
+        let no = match reader.next_data() {
+            Ok(None) => return,
+            Ok(Some((no, _))) => no,
+            Err(e) => e.line,
+        };
+        assert!(no > last && no <= lines_in_input, "line {no} after {last}");
+        last = no;
+    }
+    panic!("the reader did not end after {lines_in_input} lines");
 }
