@@ -12,6 +12,7 @@ JOBS=${FUZZ_JOBS:-2}
 TARGETS=(
   python_line:65536
   otlp_line:65536
+  span_file:16384
   sink_request:65536
   iso_time:64
   trace_context:256
