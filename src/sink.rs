@@ -573,43 +573,7 @@ async fn http_export(
             },
         )?
         .to_bytes();
-    let message = if gzip { gunzip(&body, limit)? } else { body };
-    if wire == Wire::Protobuf {
-        let objects = count_objects(&message).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument,
-                format!("invalid OTLP protobuf: {e}"),
-            )
-        })?;
-        if objects > MAX_OBJECTS_PER_REQUEST {
-            return Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::ResourceExhausted,
-                format!(
-                    "{objects} spans, events, links and attributes in one request (at most {MAX_OBJECTS_PER_REQUEST}); send smaller batches"
-                ),
-            ));
-        }
-    }
-    let request = match wire {
-        Wire::Json => {
-            serde_json::from_slice::<ExportTraceServiceRequest>(&message).map_err(|e| {
-                refuse(
-                    StatusCode::BAD_REQUEST,
-                    Code::InvalidArgument,
-                    format!("invalid OTLP/JSON: {e}"),
-                )
-            })?
-        }
-        Wire::Protobuf => ExportTraceServiceRequest::decode(message).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument,
-                format!("invalid OTLP protobuf: {e}"),
-            )
-        })?,
-    };
+    let request = decode_body(wire, gzip, body, limit)?;
     let response = accept(state, request.resource_spans)?;
     let (content_type, data) = match wire {
         Wire::Protobuf => ("application/x-protobuf", response.encode_to_vec()),
@@ -656,6 +620,76 @@ fn http_error(content_type: &str, r: Refusal) -> Response<tonic::body::Body> {
             .insert("retry-after", http::HeaderValue::from(RETRY_AFTER_SECS));
     }
     response
+}
+
+/// Decodes an OTLP/HTTP body (gzip undone within `limit`, protobuf counted before it is
+/// decoded): pure, so the fuzz targets and the corpus test run exactly what requests run.
+fn decode_body(
+    wire: Wire,
+    gzip: bool,
+    body: Bytes,
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, Refusal> {
+    let message = if gzip { gunzip(&body, limit)? } else { body };
+    if wire == Wire::Protobuf {
+        let objects = count_objects(&message).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                format!("invalid OTLP protobuf: {e}"),
+            )
+        })?;
+        if objects > MAX_OBJECTS_PER_REQUEST {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+                format!(
+                    "{objects} spans, events, links and attributes in one request (at most {MAX_OBJECTS_PER_REQUEST}); send smaller batches"
+                ),
+            ));
+        }
+    }
+    let request = match wire {
+        Wire::Json => {
+            serde_json::from_slice::<ExportTraceServiceRequest>(&message).map_err(|e| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    Code::InvalidArgument,
+                    format!("invalid OTLP/JSON: {e}"),
+                )
+            })?
+        }
+        Wire::Protobuf => ExportTraceServiceRequest::decode(message).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                format!("invalid OTLP protobuf: {e}"),
+            )
+        })?,
+    };
+    Ok(request)
+}
+
+/// [`decode_body`] for the fuzz targets and the corpus test: `content_type` and
+/// `content_encoding` as the headers say, the refusal as its message.
+#[doc(hidden)]
+pub fn decode_http_request(
+    content_type: &str,
+    content_encoding: &str,
+    body: &[u8],
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, String> {
+    let wire = match content_type.split(';').next().unwrap_or("").trim() {
+        "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
+        "application/json" => Wire::Json,
+        other => return Err(format!("content type {other:?}")),
+    };
+    let gzip = match content_encoding.trim() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => return Err(format!("content-encoding {other:?}")),
+    };
+    decode_body(wire, gzip, Bytes::copy_from_slice(body), limit).map_err(|r| r.message)
 }
 
 /// Which fields of which OTLP message are messages that decode into a struct of their own.

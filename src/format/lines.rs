@@ -68,7 +68,8 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    #[cfg(test)]
+    /// A smaller line limit, for tests and the fuzz targets.
+    #[doc(hidden)]
     pub fn with_max_line(mut self, max_line: usize) -> Self {
         self.max_line = max_line;
         self

@@ -1,0 +1,187 @@
+//! What each fuzz target checks, shared with the root package's `tests/fuzz_corpus.rs` so the
+//! committed corpus replays through exactly these checks in a plain `cargo test`.
+//! Every check: the input never panics, and where an invariant is cheap it is asserted.
+
+#![allow(dead_code)]
+
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use otel_run::export::{render, Format};
+use otel_run::format::{self, Detail};
+
+/// The targets, by name: the name is also the corpus directory under `fuzz/corpus/`.
+/// A target's check: panics on a bug.
+pub type Check = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Check)] = &[
+    ("python_line", python_line),
+    ("otlp_line", otlp_line),
+    ("span_file", span_file),
+    ("sink_request", sink_request),
+    ("iso_time", iso_time),
+    ("trace_context", trace_context),
+    ("key_value_list", key_value_list),
+    ("path_template", path_template),
+];
+
+/// A line that parses renders in its format and parses again; one round trip reaches the
+/// canonical form (absent status or resource become empty ones), after that nothing changes.
+fn line_round_trip(data: &[u8], fmt: Format) {
+    for detail in [Detail::Sketch, Detail::SharedResource] {
+        let _ = format::parse(data, detail);
+    }
+    let Ok((parsed, _)) = format::parse(data, Detail::Full) else {
+        return;
+    };
+    let once = render_and_parse(&parsed, fmt);
+    let twice = render_and_parse(&once, fmt);
+    assert_eq!(once, twice, "a span changed through a second round trip");
+}
+
+/// Renders `data` in `fmt` and parses every line back into one `TracesData`.
+fn render_and_parse(data: &TracesData, fmt: Format) -> TracesData {
+    let mut out = Vec::new();
+    render(&mut out, fmt, &data.resource_spans);
+    let mut all = TracesData::default();
+    for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let again = format::parse_line(line).unwrap_or_else(|e| {
+            panic!(
+                "re-rendered line does not parse: {e}\n{}",
+                String::from_utf8_lossy(line)
+            )
+        });
+        all.resource_spans.extend(again.resource_spans);
+    }
+    assert_eq!(
+        format::span_count(&all.resource_spans),
+        format::span_count(&data.resource_spans),
+        "spans lost or added through a round trip"
+    );
+    all
+}
+
+pub fn python_line(data: &[u8]) {
+    line_round_trip(data, Format::Python);
+}
+
+pub fn otlp_line(data: &[u8]) {
+    line_round_trip(data, Format::Otlp);
+}
+
+/// First byte picks content type and encoding; the rest is the body.
+pub fn sink_request(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let content_type = if sel & 1 == 0 {
+        "application/x-protobuf"
+    } else {
+        "application/json"
+    };
+    let encoding = if sel & 2 == 0 { "" } else { "gzip" };
+    let _ = otel_run::decode_http_request(content_type, encoding, body, 1 << 20);
+}
+
+/// A time that parses formats and parses again to the same nanosecond; any u64 formats and
+/// parses back.
+pub fn iso_time(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(n) = format::time::parse_iso(s) {
+            let iso = format::time::format_iso(n);
+            assert_eq!(format::time::parse_iso(&iso), Ok(n), "{s:?} -> {iso}");
+        }
+    }
+    if data.len() >= 8 {
+        let n = u64::from_le_bytes(data[..8].try_into().unwrap());
+        let iso = format::time::format_iso(n);
+        assert_eq!(format::time::parse_iso(&iso), Ok(n), "{n} -> {iso}");
+    }
+}
+
+/// TRACEPARENT that parses displays as itself (version 00) and parses again the same;
+/// TRACESTATE converts without panicking.
+pub fn trace_context(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(tp) = otel_run::ids::TraceParent::parse(s) {
+        let shown = tp.to_string();
+        assert_eq!(otel_run::ids::TraceParent::parse(&shown), Ok(tp));
+    }
+    let _ = format::python::trace_state_to_python(s);
+}
+
+/// OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS syntax: what parses encodes and
+/// parses back to the same pairs.
+pub fn key_value_list(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(pairs) = otel_run::contract::parse_resource_attributes(s) {
+        let encoded = otel_run::contract::encode_resource_attributes(&pairs);
+        assert_eq!(
+            otel_run::contract::parse_resource_attributes(&encoded),
+            Ok(pairs),
+            "{s:?} -> {encoded:?}"
+        );
+    }
+}
+
+/// `template\0job\0step\0host`: values from the environment never add a directory or climb out.
+pub fn path_template(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = s.split('\0');
+    let template = parts.next().unwrap_or("");
+    let job = parts.next().unwrap_or("1");
+    let step = parts.next().unwrap_or("0");
+    let host = parts.next().unwrap_or("node");
+    let p = format::path::Placeholders {
+        rank: 3,
+        size: 4,
+        job,
+        step,
+        host,
+        pid: 42,
+    };
+    if let Ok(out) = format::path::expand(template, &p) {
+        assert_eq!(
+            out.matches('/').count(),
+            template.matches('/').count(),
+            "{template:?} with {job:?} {step:?} {host:?} -> {out:?}"
+        );
+        if !template.contains("..") && !template.contains('.') {
+            assert!(!out.contains("/."), "{out:?} hides a file or climbs out");
+        }
+    }
+}
+
+/// A whole span file through the streaming reader, with a small read buffer (lines split across
+/// reads) and a small line limit: it ends, line numbers only grow, an error skips its line.
+pub fn span_file(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let capacity = 1 + usize::from(sel & 31);
+    let max_line = 64 << (sel >> 6);
+    let lines = format::Lines::new("fuzz", std::io::BufReader::with_capacity(capacity, body))
+        .with_max_line(max_line);
+    let reader = format::Reader::from(lines);
+    let mut reader = match sel % 3 {
+        0 => reader,
+        1 => reader.sketches(),
+        _ => reader.shared_resources(),
+    };
+    let lines_in_input = body.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let mut last = 0;
+    for _ in 0..=lines_in_input {
+        let no = match reader.next_data() {
+            Ok(None) => return,
+            Ok(Some((no, _))) => no,
+            Err(e) => e.line,
+        };
+        assert!(no > last && no <= lines_in_input, "line {no} after {last}");
+        last = no;
+    }
+    panic!("the reader did not end after {lines_in_input} lines");
+}
