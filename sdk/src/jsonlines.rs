@@ -351,7 +351,9 @@ pub fn expand_path(template: &str, var: &dyn Fn(&str) -> Option<String>) -> Resu
                         ))
                     }
                 };
-                out.push_str(&value);
+                // Values come from the environment: never let them add or climb a directory
+                // (SLURM_JOB_ID=../x), the launcher's rule (src/format/path.rs).
+                out.push_str(&safe_component(&value));
                 rest = &rest[end + 1..];
             }
             _ => {
@@ -363,6 +365,25 @@ pub fn expand_path(template: &str, var: &dyn Fn(&str) -> Option<String>) -> Resu
     Ok(out)
 }
 
+/// `value` reduced to a safe file-name alphabet `[A-Za-z0-9._+-]`, no leading `.`, never empty
+/// (the same rule as the launcher's path templates).
+fn safe_component(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '+' | '-' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    if out.starts_with('.') {
+        out.replace_range(0..1, "_");
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +391,14 @@ mod tests {
     use opentelemetry::InstrumentationScope;
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use std::time::Duration;
+
+    #[test]
+    fn placeholders_from_the_environment_cannot_leave_the_directory() {
+        assert_eq!(safe_component("../x"), "_._x");
+        assert_eq!(safe_component("a/b"), "a_b");
+        assert_eq!(safe_component(""), "_");
+        assert_eq!(safe_component("12345.0"), "12345.0");
+    }
 
     fn span() -> SpanData {
         let mut events = SpanEvents::default();
