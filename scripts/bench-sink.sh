@@ -22,21 +22,9 @@ scripts/install-deps.sh >/dev/null
 cargo build --release --bin otel-run --example otlp_load 2>&1 | tail -1
 OTEL_RUN=$REPO/target/release/otel-run
 LOAD=$REPO/target/release/examples/otlp_load
-ROTEL="$("$VENV/bin/python" -c 'import rotel, os; print(os.path.dirname(rotel.__file__))')/rotel-agent"
 TMP=$(mktemp -d /tmp/otel-run-bench-sink.XXXXXX)
-rotel_pid=
-cleanup() {
-  if [ -n "$rotel_pid" ]; then kill "$rotel_pid" 2>/dev/null || true; wait "$rotel_pid" 2>/dev/null || true; fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-GRPC=$(port); HTTP=$(port)
-"$ROTEL" start --exporter blackhole --otlp-grpc-endpoint "127.0.0.1:$GRPC" --otlp-http-endpoint "127.0.0.1:$HTTP" \
-  --pid-file "$TMP/rotel.pid" >"$TMP/rotel.log" 2>&1 &
-rotel_pid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$HTTP") 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=scripts/bench-rotel.sh
+. "$REPO/scripts/bench-rotel.sh"
 
 rate() { sed -n 's/.*spans_per_s=\([0-9]*\).*/\1/p'; }
 declare -A runs
