@@ -4,6 +4,12 @@
 
 use std::time::Duration;
 
+/// Ceiling of `OTEL_BSP_MAX_QUEUE_SIZE` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: a million ended
+/// spans waiting is far beyond any real backlog, and the queue is allocated up front.
+pub const MAX_QUEUE: u64 = 1 << 20;
+/// Ceiling of `OTEL_BSP_SCHEDULE_DELAY`: one hour.
+pub const MAX_SCHEDULE_DELAY_MS: u64 = 3_600_000;
+
 /// Where spans go (`OTEL_TRACES_EXPORTER`, a comma list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExporterKind {
@@ -50,7 +56,8 @@ pub struct Config {
     pub parent: Option<Parent>,
     /// `OTEL_BSP_SCHEDULE_DELAY`: how long an ended span may wait before its batch is exported.
     pub schedule_delay: Duration,
-    /// `OTEL_BSP_MAX_QUEUE_SIZE`: ended spans waiting for the exporter thread; more are dropped.
+    /// `OTEL_BSP_MAX_QUEUE_SIZE` (at most [`MAX_QUEUE`]): ended spans waiting for the exporter
+    /// thread; more are dropped.
     pub max_queue: usize,
     /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
     pub max_batch: usize,
@@ -267,23 +274,30 @@ pub fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Config {
         },
     };
 
-    let number = |name: &str, default: u64, min: u64| -> u64 {
+    // Every value has a ceiling: the queue is allocated up front (a bounded channel), so an
+    // unbounded OTEL_BSP_MAX_QUEUE_SIZE would abort the program instead of configuring it.
+    let number = |name: &str, default: u64, min: u64, max: u64| -> u64 {
         match get(name) {
             None => default,
             Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n >= min => n,
+                Ok(n) if (min..=max).contains(&n) => n,
                 _ => {
                     warnings.borrow_mut().push(format!(
-                        "ignoring {name}={v:?}: want an integer >= {min}; using {default}"
+                        "ignoring {name}={v:?}: want an integer from {min} to {max}; using {default}"
                     ));
                     default
                 }
             },
         }
     };
-    let schedule_delay = Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 1000, 1));
-    let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE", 65536, 1) as usize;
-    let max_batch = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1) as usize;
+    let schedule_delay = Duration::from_millis(number(
+        "OTEL_BSP_SCHEDULE_DELAY",
+        1000,
+        1,
+        MAX_SCHEDULE_DELAY_MS,
+    ));
+    let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE", 65536, 1, MAX_QUEUE) as usize;
+    let max_batch = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1, MAX_QUEUE) as usize;
 
     Config {
         service_name,
@@ -500,6 +514,10 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "k=%zz"),
             ("TRACEPARENT", "00-abc-def-01"),
             ("OTEL_BSP_SCHEDULE_DELAY", "-1"),
+            // Allocated up front: a huge value once aborted the program instead of configuring it.
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1000000000000"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "99999999999"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "18446744073709551615"),
         ];
         for (k, v) in cases {
             let c = config(&[(k, v)]);
