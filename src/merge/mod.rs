@@ -15,6 +15,7 @@ mod stream;
 
 use crate::attr;
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
+use crate::error::usage;
 use crate::format::{is_otlp_line, python, Line};
 use crate::input::{self, Counts, Input};
 use anyhow::anyhow;
@@ -44,8 +45,6 @@ fn run_and_report(args: MergeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-use crate::error::usage;
 
 /// Which spans to keep (`--trace`, `--rank`).
 #[derive(Debug, Default)]
