@@ -98,6 +98,7 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
             [CompletionResult]::new('--temp-dir', '--temp-dir', [CompletionResultType]::ParameterName, 'Directory for temporary sort runs [default: $TMPDIR or /tmp]')
             [CompletionResult]::new('--skip-invalid', '--skip-invalid', [CompletionResultType]::ParameterName, 'Skip and count lines that are not valid spans instead of stopping at the first one')
             [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree')
+            [CompletionResult]::new('--no-adopt', '--no-adopt', [CompletionResultType]::ParameterName, 'Write spans of other traces unchanged instead of re-homing those that belong to a rank (its job id and `mpi.rank`, or its file''s process span) under that rank''s process span in the job''s trace')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Only errors from otel-run')

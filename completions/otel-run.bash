@@ -158,7 +158,7 @@ _otel__run() {
             return 0
             ;;
         otel__subcmd__run__subcmd__merge)
-            opts="-o -v -q -h --skip-invalid --output --format --sort --repair --trace --rank --buffer-size --temp-dir --verbose --quiet --help"
+            opts="-o -v -q -h --skip-invalid --output --format --sort --repair --trace --rank --buffer-size --temp-dir --no-adopt --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

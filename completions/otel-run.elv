@@ -93,6 +93,7 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand --temp-dir 'Directory for temporary sort runs [default: $TMPDIR or /tmp]'
             cand --skip-invalid 'Skip and count lines that are not valid spans instead of stopping at the first one'
             cand --repair 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree'
+            cand --no-adopt 'Write spans of other traces unchanged instead of re-homing those that belong to a rank (its job id and `mpi.rank`, or its file''s process span) under that rank''s process span in the job''s trace'
             cand -v 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
             cand --verbose 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
             cand -q 'Only errors from otel-run'

@@ -101,6 +101,7 @@ complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l buffer-size 
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l temp-dir -d 'Directory for temporary sort runs [default: $TMPDIR or /tmp]' -r -F
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l skip-invalid -d 'Skip and count lines that are not valid spans instead of stopping at the first one'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l repair -d 'Give spans whose parent is missing a synthesized placeholder parent, and stretch the step root over all ranks, so a killed job opens as one tree'
+complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -l no-adopt -d 'Write spans of other traces unchanged instead of re-homing those that belong to a rank (its job id and `mpi.rank`, or its file\'s process span) under that rank\'s process span in the job\'s trace'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s v -l verbose -d 'More diagnostics from otel-run on stderr (-v info, -vv debug); OTEL_RUN_LOG takes an EnvFilter expression instead'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s q -l quiet -d 'Only errors from otel-run'
 complete -c otel-run -n "__fish_otel_run_using_subcommand merge" -s h -l help -d 'Print help (see more with \'--help\')'

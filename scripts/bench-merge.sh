@@ -6,6 +6,7 @@
 # same machine state), times with /usr/bin/time:
 #   cat FILES > /dev/null                       the cost of reading the bytes
 #   otel-run merge --sort end|start|none        each order, output to a file
+#   otel-run merge --sort end|start --no-adopt  the same without adoption's pre-scan
 #   cat FILES | sort -S 256M -t'"' -k START     GNU sort on the start_time key (external sort)
 #   sort -m -t'"' -k END FILES                  GNU sort merging the already sorted files (end)
 # and prints throughput (input MB/s, MB = 10^6 bytes) and peak RSS for each.
@@ -116,6 +117,12 @@ for size in $SIZES; do
   for sort in end start none; do
     measure "otel-run merge --sort $sort" "$bytes" \
       "'$OTEL_RUN_BIN' merge -q --sort $sort '$DATA/*.jsonl' -o '$OUT/merge-out'"
+  done
+  # The cost of adoption's pre-scan (every file read once more, only otel-run's own lines
+  # parsed): the same merges without it, in the same run.
+  for sort in end start; do
+    measure "otel-run merge --sort $sort --no-adopt" "$bytes" \
+      "'$OTEL_RUN_BIN' merge -q --sort $sort --no-adopt '$DATA/*.jsonl' -o '$OUT/merge-out'"
   done
   if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
     for sort in end start none; do

@@ -195,6 +195,11 @@ pub struct MergeArgs {
     /// Directory for temporary sort runs [default: $TMPDIR or /tmp]
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<std::path::PathBuf>,
+    /// Write spans of other traces unchanged instead of re-homing those that belong to a rank
+    /// (its job id and `mpi.rank`, or its file's process span) under that rank's process span in
+    /// the job's trace
+    #[arg(long)]
+    pub no_adopt: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,5 +1,6 @@
 //! otel-run: OpenTelemetry traces for HPC jobs. README.md says what it does; ARCHITECTURE.md how the modules fit and why.
 
+pub(crate) mod adopt;
 pub mod attr;
 pub mod cli;
 pub mod contract;

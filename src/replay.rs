@@ -9,12 +9,12 @@
 //! Memory is bounded by the queue, whatever the input size. Stdin cannot be read twice: pass one
 //! copies it to an unlinked temporary file.
 
+use crate::adopt::Homes;
 use crate::cli::ReplayArgs;
 use crate::format::python::SharedResource;
 use crate::format::{time::now_nanos, Reader};
 use crate::input::{self, Counts, Input};
 use crate::otlp::OtlpClient;
-use crate::semconv;
 use anyhow::{anyhow, bail, Context};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
@@ -317,130 +317,6 @@ struct Scan {
     homes: Homes,
 }
 
-/// Where spans of other traces are re-homed: each rank's process span (the job's trace and the
-/// span's id), by rank and, for spans that carry no rank, by the file whose only process span it
-/// is. What the sink does live (`sink::adopt`), for files written without it (`--sink off`,
-/// a program's own jsonlines exporter).
-#[derive(Default)]
-struct Homes {
-    /// By (job id, rank): ranks of different jobs replayed together never share a home, and a
-    /// rank is only found by its job id (`*.job.id`, which the contract passes to the program in
-    /// OTEL_RESOURCE_ATTRIBUTES), never by the bare rank number.
-    by_rank: HashMap<(String, i64), Home>,
-    /// Per input, in order: its process span when it holds exactly one.
-    by_file: Vec<FileHome>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct Home {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-}
-
-#[derive(Clone, Copy, Default, PartialEq)]
-enum FileHome {
-    #[default]
-    None,
-    One(Home),
-    /// Two process spans: the file's spans without a rank have no one home.
-    Many,
-}
-
-impl Homes {
-    /// Notes the process spans of one line of input `file`.
-    fn learn(&mut self, file: usize, resource: &[KeyValue], data: &TracesData) {
-        for rs in &data.resource_spans {
-            let own = rs.resource.as_ref().map(|r| &r.attributes[..]);
-            let resource = own.unwrap_or(resource);
-            for span in spans(std::slice::from_ref(rs)) {
-                if crate::attr::get_str(&span.attributes, semconv::SPAN_ROLE)
-                    != Some(semconv::ROLE_PROCESS)
-                {
-                    continue;
-                }
-                let (Ok(trace_id), Ok(span_id)) = (
-                    <[u8; 16]>::try_from(&span.trace_id[..]),
-                    <[u8; 8]>::try_from(&span.span_id[..]),
-                ) else {
-                    continue;
-                };
-                let home = Home { trace_id, span_id };
-                if let Some(key) = job_rank(resource, &span.attributes) {
-                    self.by_rank.entry(key).or_insert(home);
-                }
-                if self.by_file.len() <= file {
-                    self.by_file.resize(file + 1, FileHome::None);
-                }
-                let slot = &mut self.by_file[file];
-                *slot = match *slot {
-                    FileHome::None => FileHome::One(home),
-                    FileHome::One(h) if h == home => FileHome::One(h),
-                    _ => FileHome::Many,
-                };
-            }
-        }
-    }
-
-    /// Re-homes the spans of `rs` that belong to a rank but not to its trace; how many.
-    fn adopt(&self, file: usize, rs: &mut ResourceSpans, shared: Option<&[KeyValue]>) -> u64 {
-        let mut adopted = 0;
-        let ResourceSpans {
-            resource,
-            scope_spans,
-            ..
-        } = rs;
-        let resource = match (resource.as_ref(), shared) {
-            (Some(r), _) => &r.attributes[..],
-            (None, Some(s)) => s,
-            (None, None) => &[],
-        };
-        let file_home = match self.by_file.get(file) {
-            Some(FileHome::One(home)) => Some(home),
-            _ => None,
-        };
-        for span in scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
-            let home = match job_rank(resource, &span.attributes) {
-                Some(key) => self.by_rank.get(&key).or(file_home),
-                None => file_home,
-            };
-            let Some(home) = home else { continue };
-            if span.trace_id == home.trace_id {
-                continue;
-            }
-            let original = crate::ids::hex(&span.trace_id);
-            span.trace_id = home.trace_id.to_vec();
-            crate::attr::upsert(
-                &mut span.attributes,
-                crate::attr::string(semconv::ORIGINAL_TRACE_ID, original),
-            );
-            if span.parent_span_id.is_empty() {
-                span.parent_span_id = home.span_id.to_vec();
-            }
-            adopted += 1;
-        }
-        adopted
-    }
-}
-
-/// A span's job id (the first `*.job.id` attribute, resource first; `42` and `"42"` alike) and
-/// rank, when it has both.
-fn job_rank(resource: &[KeyValue], span: &[KeyValue]) -> Option<(String, i64)> {
-    let job = |attrs: &[KeyValue]| {
-        attrs.iter().rev().find_map(|kv| {
-            if !kv.key.ends_with(".job.id") {
-                return None;
-            }
-            match kv.value.as_ref()?.value.as_ref()? {
-                Value::StringValue(s) => Some(s.clone()),
-                Value::IntValue(i) => Some(i.to_string()),
-                _ => None,
-            }
-        })
-    };
-    let job = job(resource).or_else(|| job(span))?;
-    Some((job, crate::attr::rank(resource, span)?))
-}
-
 /// Pass one: parse and validate everything, count, find the latest end time. Bad lines are
 /// reported here (and only here) as `file:line: reason`.
 fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::Result<Scan> {
@@ -483,6 +359,7 @@ fn scan(inputs: &[Input], skip_invalid: bool, spool: Option<&File>) -> anyhow::R
             }
         }
     }
+    homes.link_program_files(inputs);
     Ok(Scan {
         counts,
         latest_end,

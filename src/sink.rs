@@ -12,7 +12,6 @@
 use crate::contract::SINK_TOKEN_HEADER;
 use crate::format::SpanFile;
 use crate::ids::{hex, SpanId, TraceId};
-use crate::{attr, semconv};
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use http::{Request, Response, StatusCode};
@@ -882,23 +881,15 @@ fn accept(
 /// Spans already in the job's trace (children that honour TRACEPARENT) are left unchanged.
 /// Returns how many spans were adopted.
 pub fn adopt(batch: &mut [ResourceSpans], trace_id: &TraceId, process_span_id: &SpanId) -> u64 {
+    let home = crate::adopt::Home {
+        trace_id: *trace_id,
+        span_id: *process_span_id,
+    };
     let mut adopted = 0;
     for rs in batch {
         for ss in &mut rs.scope_spans {
             for span in &mut ss.spans {
-                if span.trace_id.as_slice() == trace_id.as_slice() {
-                    continue;
-                }
-                let original = hex(&span.trace_id);
-                span.trace_id = trace_id.to_vec();
-                attr::upsert(
-                    &mut span.attributes,
-                    attr::string(semconv::ORIGINAL_TRACE_ID, original),
-                );
-                if span.parent_span_id.is_empty() {
-                    span.parent_span_id = process_span_id.to_vec();
-                }
-                adopted += 1;
+                adopted += crate::adopt::rehome(span, &home) as u64;
             }
         }
     }
@@ -917,6 +908,7 @@ pub fn new_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{attr, semconv};
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
 
     fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {

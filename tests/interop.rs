@@ -542,6 +542,147 @@ fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
     assert_eq!(rotel.trace_ids().iter().filter(|t| *t == JOB).count(), 2);
 }
 
+/// Merged spans of `out` (merge's stdout, either format): (trace id, span id, parent id,
+/// original trace id) each.
+fn merged(out: &[u8]) -> Vec<(String, String, String, Option<String>)> {
+    let mut spans = Vec::new();
+    for line in text(out).lines() {
+        let data = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for rs in data.resource_spans {
+            for s in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
+                let original = attr_str(&s.attributes, "otel_run.original_trace_id");
+                spans.push((
+                    hex(&s.trace_id),
+                    hex(&s.span_id),
+                    hex(&s.parent_span_id),
+                    original.map(str::to_string),
+                ));
+            }
+        }
+    }
+    spans.sort();
+    spans
+}
+
+#[test]
+fn merge_adopts_foreign_traces_under_their_ranks_process_span() {
+    let dir = tempdir();
+    let d = dir.path();
+    let files = job_files(d);
+    let adopted = |spans: &[(String, String, String, Option<String>)]| {
+        let want = [
+            ("00000000000000a1", "", None),
+            ("00000000000000a2", "", None),
+            ("00000000000000b1", "00000000000000a1", Some(FOREIGN)),
+            ("00000000000000b2", "00000000000000b1", Some(FOREIGN)),
+            (
+                "00000000000000c1",
+                "00000000000000a2",
+                Some("33333333333333333333333333333333"),
+            ),
+        ];
+        let got: Vec<(&str, &str, Option<&str>)> = spans
+            .iter()
+            .map(|(t, s, p, o)| {
+                assert_eq!(t, JOB, "{s} in the job's trace");
+                (s.as_str(), p.as_str(), o.as_deref())
+            })
+            .collect();
+        assert_eq!(got, want);
+    };
+    // Every order reads the same homes; python lines that move are re-encoded, the others
+    // copied; an otlp output renders them all.
+    for (sort, format) in [
+        ("start", "python"),
+        ("end", "python"),
+        ("none", "python"),
+        ("start", "otlp"),
+        ("end", "chrome"),
+    ] {
+        let out = run(otel_run(d)
+            .args(["merge", "--sort", sort, "--format", format])
+            .args(&files));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{sort} {format}: {stderr}");
+        assert!(stderr.contains(" adopted=3"), "{sort} {format}: {stderr}");
+        if format != "chrome" {
+            adopted(&merged(&out.stdout));
+        }
+    }
+    // Every other attribute, the event and the status come through the re-encoding intact.
+    let out = run(otel_run(d).arg("merge").args(&files));
+    let line = text(&out.stdout)
+        .lines()
+        .find(|l| l.contains("0x00000000000000b1\""))
+        .map(str::to_string)
+        .unwrap();
+    let rs = otel_run::format::python::parse_line(line.as_bytes()).unwrap();
+    let span = &rs.scope_spans[0].spans[0];
+    assert!(
+        matches!(attr(&span.attributes, "x"), Some(Value::DoubleValue(x)) if x.is_nan()),
+        "{line}"
+    );
+    assert_eq!(attr_str(&span.attributes, "mpi.rank"), Some("1"));
+    assert_eq!(span.events.len(), 1);
+    assert_eq!(span.status.as_ref().unwrap().code, 1, "OK");
+
+    // Spans already adopted stay as they are: merging the merged file adopts nothing more.
+    let merged_file = d.join("merged.jsonl");
+    std::fs::write(&merged_file, &out.stdout).unwrap();
+    let again = run(otel_run(d).arg("merge").arg(&merged_file));
+    assert!(
+        text(&again.stderr).contains(" adopted=0"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(merged(&again.stdout), merged(&out.stdout));
+
+    // An otlp input (the Collector's format) adopts the same way.
+    let out = run(otel_run(d)
+        .args(["merge", "--no-adopt", "--format", "otlp"])
+        .args(&files));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(" adopted=0"), "{stderr}");
+    let raw = merged(&out.stdout);
+    assert_eq!(
+        raw.iter().filter(|s| s.0 == JOB).count(),
+        2,
+        "--no-adopt: {raw:?}"
+    );
+    assert!(raw.iter().all(|s| s.3.is_none()));
+    let otlp_file = d.join("all.otlp.jsonl");
+    std::fs::write(&otlp_file, &out.stdout).unwrap();
+    // One file: the spans carry (job id, rank) or, for the rank-less one, nothing — only the
+    // rank files' own file homes are gone, so the rank-less span stays.
+    let out = run(otel_run(d).arg("merge").arg(&otlp_file));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(" adopted=2"), "{stderr}");
+
+    // stdin cannot be scanned ahead: the launcher's process span comes first in a rank file,
+    // so its spans are adopted as they are read.
+    let mut cat = Vec::new();
+    for f in [&files[0], &files[1]] {
+        cat.extend(std::fs::read(f).unwrap());
+    }
+    let mut child = otel_run(d)
+        .args(["merge", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&cat).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out.stderr).contains(" adopted=2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn summary_and_merge_rank_read_the_rank_on_spans() {
     let dir = tempdir();

@@ -159,19 +159,22 @@ fn child_sees_traceparent_of_its_process_span() {
             "{}",
             lines[2]
         );
+        let path = std::path::Path::new(lines[3]);
+        assert!(path.is_absolute(), "{sink}: {path:?}");
+        let rank_file = p.file.canonicalize().unwrap();
         if jsonlines_path {
-            let path = std::path::Path::new(lines[3]);
-            assert!(path.is_absolute());
             assert_eq!(
                 path.canonicalize().unwrap(),
-                p.file.canonicalize().unwrap(),
+                rank_file,
                 "the rank file, for a native jsonlines exporter"
             );
         } else {
-            assert_eq!(
-                lines[3], "",
-                "with the sink, the program's spans arrive over OTLP"
-            );
+            // The sink writes the rank file: a program's own jsonlines exporter gets a file of
+            // its own beside it (one writer per file), which the rank files' glob also finds.
+            let name = rank_file.file_name().unwrap().to_str().unwrap();
+            let program = name.replace(".jsonlines", ".program.jsonlines");
+            assert_eq!(path, rank_file.with_file_name(program), "{sink}");
+            assert!(!path.exists(), "created only by a program that writes it");
         }
         assert_eq!(lines[4] == "otlp", otlp, "{sink}: {}", lines[4]);
         assert_eq!(

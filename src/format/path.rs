@@ -3,6 +3,7 @@
 //! `{pid}` are replaced with this rank's values.
 
 use rand::Rng;
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_TEMPLATE: &str = "traces_*.jsonlines";
 
@@ -59,6 +60,36 @@ pub fn expand(template: &str, p: &Placeholders) -> Result<String, String> {
 /// Whether expanding `template` makes up a new random name (a `*`): such a file must not exist.
 pub fn makes_new_name(template: &str) -> bool {
     template.contains('*')
+}
+
+/// The infix of a program's own span file beside the rank's (`traces_x.jsonlines` →
+/// `traces_x.program.jsonlines`).
+const PROGRAM_INFIX: &str = ".program";
+
+/// Where a program with a jsonlines exporter of its own writes while the sink writes the rank's
+/// file: beside it, with `.program` before the extension, so the glob that finds the rank files
+/// (`traces_*.jsonlines`) finds it too, and one file never has two writers.
+pub fn program_file(span_file: &Path) -> PathBuf {
+    let name = span_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match name.rfind('.').filter(|&i| i > 0) {
+        Some(i) => format!("{}{PROGRAM_INFIX}{}", &name[..i], &name[i..]),
+        None => format!("{name}{PROGRAM_INFIX}"),
+    };
+    span_file.with_file_name(name)
+}
+
+/// The rank's span file of a program file ([`program_file`]'s inverse), if `path` is one.
+pub fn rank_file_of(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let at = name.rfind(PROGRAM_INFIX)?;
+    let rest = &name[at + PROGRAM_INFIX.len()..];
+    if !(rest.is_empty() || rest.starts_with('.') && !rest[1..].contains('.')) {
+        return None;
+    }
+    Some(path.with_file_name(format!("{}{rest}", &name[..at])))
 }
 
 /// A value from the environment (`SLURM_JOB_ID`, a host name), reduced to a safe file-name
@@ -129,6 +160,25 @@ mod tests {
         };
         assert_eq!(expand("{job}@{host}", &p).unwrap(), "_@n1.cluster-a");
         assert!(makes_new_name("t_*.jsonl") && !makes_new_name("t_{rank}.jsonl"));
+    }
+
+    #[test]
+    fn program_files_sit_beside_the_rank_file() {
+        for (rank, program) in [
+            (
+                "/d/traces_ab12cd34.jsonlines",
+                "/d/traces_ab12cd34.program.jsonlines",
+            ),
+            ("/d/job.3.jsonl", "/d/job.3.program.jsonl"),
+            ("/d/spans", "/d/spans.program"),
+            ("/d/.hidden", "/d/.hidden.program"),
+        ] {
+            let got = program_file(Path::new(rank));
+            assert_eq!(got, Path::new(program));
+            assert_eq!(rank_file_of(&got).as_deref(), Some(Path::new(rank)));
+        }
+        assert_eq!(rank_file_of(Path::new("/d/traces_x.jsonlines")), None);
+        assert_eq!(rank_file_of(Path::new("/d/a.program.x.jsonl")), None);
     }
 
     #[test]

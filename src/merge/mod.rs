@@ -13,6 +13,7 @@ mod record;
 mod repair;
 mod stream;
 
+use crate::adopt::Homes;
 use crate::attr;
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
 use crate::error::usage;
@@ -119,6 +120,11 @@ pub struct Reading {
     kept: u64,
     progress: Progress,
     scratch: Vec<u8>,
+    /// Where spans of other traces are re-homed (`None` with --no-adopt), learned from the
+    /// inputs' process spans before the first span is read.
+    homes: Option<Homes>,
+    /// Spans kept by the filter that were re-homed.
+    adopted: u64,
 }
 
 impl Reading {
@@ -134,11 +140,32 @@ impl Reading {
         let result = if is_otlp_line(raw) {
             crate::format::parse_line(raw).map(|data| self.otlp_line(file, data, sink))
         } else {
-            python::sketch(raw).map(|(span, resource)| {
+            python::sketch(raw).and_then(|(span, resource)| {
+                // A line whose span moves into its rank's trace is read in full and re-encoded;
+                // every other line is copied through as read.
+                let attrs = &resource.resource.attributes;
+                let full = match &mut self.homes {
+                    Some(homes) => {
+                        homes.learn_span(file as usize, attrs, &span);
+                        homes.needs_adoption(file as usize, attrs, &span)
+                    }
+                    None => false,
+                };
+                let full = if full {
+                    Some(python::parse_line(raw)?)
+                } else {
+                    None
+                };
                 self.counts.lines += 1;
                 self.counts.spans += 1;
-                let content = |_: &mut Vec<u8>| (record::line_hash(raw), record::encode_line(raw));
-                self.span(file, &span, Some(&resource.resource), content, sink)
+                Ok(match full {
+                    Some(rs) => self.adopted_span(file, rs, sink),
+                    None => {
+                        let content =
+                            |_: &mut Vec<u8>| (record::line_hash(raw), record::encode_line(raw));
+                        self.span(file, &span, Some(&resource.resource), 0, content, sink)
+                    }
+                })
             })
         };
         self.progress.tick(self.counts.spans);
@@ -160,8 +187,15 @@ impl Reading {
     ) -> anyhow::Result<()> {
         self.counts.lines += 1;
         self.counts.spans += crate::format::span_count(&data.resource_spans) as u64;
+        if let Some(homes) = &mut self.homes {
+            homes.learn(file as usize, &[], &data);
+        }
         let mut result = Ok(());
-        record::explode(data, |rs| {
+        record::explode(data, |mut rs| {
+            let adopted = match &self.homes {
+                Some(homes) => homes.adopt(file as usize, &mut rs, None),
+                None => 0,
+            };
             let Some(span) = record::the_span(&rs).filter(|_| result.is_ok()) else {
                 return;
             };
@@ -171,17 +205,42 @@ impl Reading {
                     record::encode(&rs, None),
                 )
             };
-            result = self.span(file, span, rs.resource.as_ref(), content, sink);
+            result = self.span(file, span, rs.resource.as_ref(), adopted, content, sink);
         });
         result
     }
 
-    /// Records one span if the filter keeps it; `content` gives its content hash and record data.
+    /// A python line's span read in full because it moves into its rank's trace.
+    fn adopted_span(
+        &mut self,
+        file: u32,
+        mut rs: opentelemetry_proto::tonic::trace::v1::ResourceSpans,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let adopted = match &self.homes {
+            Some(homes) => homes.adopt(file as usize, &mut rs, None),
+            None => 0,
+        };
+        let Some(span) = record::the_span(&rs) else {
+            return Ok(());
+        };
+        let content = |scratch: &mut Vec<u8>| {
+            (
+                record::content_hash(&rs, scratch),
+                record::encode(&rs, None),
+            )
+        };
+        self.span(file, span, rs.resource.as_ref(), adopted, content, sink)
+    }
+
+    /// Records one span if the filter keeps it; `content` gives its content hash and record data;
+    /// `adopted`: 1 if it was re-homed.
     fn span(
         &mut self,
         file: u32,
         span: &Span,
         resource: Option<&Resource>,
+        adopted: u64,
         content: impl FnOnce(&mut Vec<u8>) -> (u64, Vec<u8>),
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
@@ -189,6 +248,7 @@ impl Reading {
             return Ok(());
         }
         self.kept += 1;
+        self.adopted += adopted;
         let (hash, data) = content(&mut self.scratch);
         let record = Record {
             time: sort_time(self.sort, span),
@@ -433,6 +493,7 @@ struct Report {
     analysis: Analysis,
     out_of_order: u64,
     runs: usize,
+    adopted: u64,
 }
 
 impl std::fmt::Display for Report {
@@ -443,7 +504,7 @@ impl std::fmt::Display for Report {
             f,
             "otel-run merge: files={} spans_read={} written={} filtered={} duplicates={} \
              conflicts={} orphans={} synthesized={} stretched={} torn={} invalid={} \
-             out_of_order={} sort_runs={}",
+             out_of_order={} sort_runs={} adopted={}",
             c.files,
             c.spans,
             self.written,
@@ -456,7 +517,8 @@ impl std::fmt::Display for Report {
             c.torn,
             c.invalid,
             self.out_of_order,
-            self.runs
+            self.runs,
+            self.adopted
         )
     }
 }
@@ -511,6 +573,12 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         kept: 0,
         progress: Progress::new(inputs.len()),
         scratch: Vec::new(),
+        homes: if args.no_adopt {
+            None
+        } else {
+            Some(crate::adopt::scan(&inputs)?)
+        },
+        adopted: 0,
     };
     let mut report = Report::default();
 
@@ -521,6 +589,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         let analysis = reading.facts.take().expect("set above").analyse(true)?;
         reading.counts = Counts::default();
         reading.kept = 0;
+        reading.adopted = 0;
         reading.progress.restart("second pass");
         Some(analysis)
     } else {
@@ -611,6 +680,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     }
     report.counts = reading.counts;
     report.kept = reading.kept;
+    report.adopted = reading.adopted;
     Ok(report)
 }
 

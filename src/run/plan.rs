@@ -252,8 +252,14 @@ impl Plan {
             tracestate,
             service_name,
             resource_attributes: contract_attrs,
-            // Pass-through only: with the sink, the program's spans arrive over OTLP instead.
-            jsonlines_path: if sink { None } else { span_path.clone() },
+            // A program with a jsonlines exporter of its own (bsb-otel) appends to the rank's
+            // file without the sink (otel-run appends there only whole lines, as it does); with
+            // the sink, which writes the rank's file all along, to a file of its own beside it.
+            jsonlines_path: match (&span_path, sink) {
+                (Some(p), true) => Some(path::program_file(p)),
+                (p, false) => p.clone(),
+                (None, true) => None,
+            },
             sink: None,
         };
         Ok(Plan {
