@@ -7,7 +7,10 @@
 #     report page in the report tests), chromium (opens `otel-run report` pages headless);
 #   * a Python venv (default target/venv, override with OTEL_RUN_VENV) with the exact pins of
 #     scripts/requirements-test.txt: the real OpenTelemetry Python SDK + OTLP exporters,
-#     opentelemetry-instrument, and rotel (a real OTLP collector binary shipped in a wheel).
+#     opentelemetry-instrument, and rotel (a real OTLP collector binary shipped in a wheel);
+#   * bsb-otel 8.0.2 in that venv (scripts/requirements-bsb-otel.txt) and bsb-otel 7.6.1 in a venv
+#     of its own (default target/venv-bsb-otel-7, override with OTEL_RUN_BSB7_VENV;
+#     scripts/requirements-bsb-otel-7.txt), for the interoperability tests (tests/bsb_otel.rs).
 # Idempotent and quick when everything is there (a few dpkg-query calls and one hash compare).
 # Any failure exits non-zero with a message saying what failed.
 #
@@ -73,9 +76,12 @@ want_stamp="$(sha256sum "$REQ" | cut -d' ' -f1) $("$BASE_PY" -c 'import sys; pri
 stamp=$VENV/.otel-run-requirements
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ] &&
    "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-  exit 0   # up to date
+  venv_ready=1   # up to date
+else
+  venv_ready=0
 fi
 
+if [ "$venv_ready" = 0 ]; then
 t=$(date +%s%N)
 log "building venv $VENV from $REQ"
 # --clear: start from nothing, so packages of an older requirements file do not linger.
@@ -103,3 +109,36 @@ PY
 [ -x "$VENV/bin/opentelemetry-instrument" ] || die "no $VENV/bin/opentelemetry-instrument after install"
 echo "$want_stamp" > "$stamp"
 log "venv ready in $(ms_since "$t") ms"
+fi
+
+# ---------------------------------------------------------------- 3. bsb-otel (interop tests)
+# bsb-otel 8.0.2 into the test venv (its pins agree with requirements-test.txt), and 7.6.1 in a
+# venv of its own; each only when missing (a stamp of its requirements file), ~450 MB each.
+# pip_stamped VENV REQ WHAT: installs REQ into VENV unless VENV's stamp says it is there.
+pip_stamped() {
+  local venv=$1 req=$2 what=$3 stamp want t log
+  stamp=$venv/.otel-run-$(basename "$req" .txt)
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  t=$(date +%s%N)
+  log "installing $what into $venv from $req (~450 MB, first time only)"
+  log=$(mktemp /tmp/otel-run-pip.XXXXXX)
+  if ! "$venv/bin/python" -m pip install --no-input --disable-pip-version-check -r "$req" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2; die "pip install -r $req into $venv failed (full log: $log)"
+  fi
+  rm -f "$log"
+  echo "$want" > "$stamp"
+  log "$what ready in $(ms_since "$t") ms"
+}
+pip_stamped "$VENV" "$REPO/scripts/requirements-bsb-otel.txt" "bsb-otel 8.0.2"
+BSB7_VENV=${OTEL_RUN_BSB7_VENV:-$VENV-bsb-otel-7}
+exec 8>"$BSB7_VENV.lock"
+flock -w 600 8 || die "timed out waiting for $BSB7_VENV.lock"
+if ! [ -x "$BSB7_VENV/bin/python" ]; then
+  "$BASE_PY" -m venv --clear "$BSB7_VENV" || die "'$BASE_PY -m venv $BSB7_VENV' failed"
+fi
+pip_stamped "$BSB7_VENV" "$REPO/scripts/requirements-bsb-otel-7.txt" "bsb-otel 7.6.1"
+for py in "$VENV/bin/python:8.0.2" "$BSB7_VENV/bin/python:7.6.1"; do
+  "${py%:*}" -c "import sys, importlib.metadata as m, bsb_otel.exporters, bsb_otel.replay; v = m.version('bsb-otel'); sys.exit(0 if v == '${py##*:}' else f'bsb-otel {v}, want ${py##*:}')" ||
+    die "bsb-otel ${py##*:} does not import in ${py%:*} (remove its .otel-run-requirements-bsb-otel* stamp to reinstall)"
+done

@@ -14,7 +14,8 @@
 # Exit status: the first failing phase's, else the tests'.
 #
 # The Rust tests find the real parts through these variables (and fail, saying how to get them, without them):
-#   OTEL_RUN_TEST_PYTHON        venv python with the OpenTelemetry SDK + OTLP exporters
+#   OTEL_RUN_TEST_PYTHON        venv python with the OpenTelemetry SDK + OTLP exporters (+ bsb-otel 8.0.2)
+#   OTEL_RUN_TEST_BSB7_PYTHON   venv python with bsb-otel 7.6.1
 #   OTEL_RUN_TEST_ROTEL         rotel-agent binary (OTLP collector)
 #   OTEL_RUN_TEST_MPI_OPENMPI   MPI hello built with OpenMPI  (srun --mpi=pmix, mpirun.openmpi)
 #   OTEL_RUN_TEST_MPI_MPICH     MPI hello built with MPICH    (srun --mpi=pmi2, mpiexec.mpich)
@@ -100,6 +101,8 @@ phase support scripts/build-support.sh
 
 # 5. where the tests find the real parts
 export OTEL_RUN_TEST_PYTHON=$VENV/bin/python
+# bsb-otel 7.6.1's venv (8.0.2 is in the main one), from install-deps.sh
+export OTEL_RUN_TEST_BSB7_PYTHON=${OTEL_RUN_BSB7_VENV:-$VENV-bsb-otel-7}/bin/python
 OTEL_RUN_TEST_ROTEL="$("$OTEL_RUN_TEST_PYTHON" -c 'import rotel, os; print(os.path.dirname(rotel.__file__))')/rotel-agent"
 export OTEL_RUN_TEST_ROTEL
 export OTEL_RUN_TEST_MPI_OPENMPI=$REPO/target/test-support/mpi_hello.openmpi
@@ -108,7 +111,7 @@ export OTEL_RUN_TEST_SIM_OPENMPI=$REPO/target/sim-openmpi/release/examples/sim
 export OTEL_RUN_TEST_SIM_MPICH=$REPO/target/sim-mpich/release/examples/sim
 export OTEL_RUN_TEST_SLURM=1
 export SLURM_CONF=$S/slurm.conf
-for f in "$OTEL_RUN_TEST_PYTHON" "$OTEL_RUN_TEST_ROTEL" "$OTEL_RUN_TEST_MPI_OPENMPI" "$OTEL_RUN_TEST_MPI_MPICH" \
+for f in "$OTEL_RUN_TEST_PYTHON" "$OTEL_RUN_TEST_BSB7_PYTHON" "$OTEL_RUN_TEST_ROTEL" "$OTEL_RUN_TEST_MPI_OPENMPI" "$OTEL_RUN_TEST_MPI_MPICH" \
          "$OTEL_RUN_TEST_SIM_OPENMPI" "$OTEL_RUN_TEST_SIM_MPICH"; do
   [ -x "$f" ] || { echo "test.sh: missing $f" >&2; exit 1; }
 done

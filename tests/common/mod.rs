@@ -3,6 +3,10 @@
 //! with instructions — nothing skips silently.
 #![allow(dead_code)]
 
+pub mod printed;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use printed::{assert_received_exactly, expected, printed, Printed};
+
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use std::io::BufReader;
