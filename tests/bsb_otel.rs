@@ -474,7 +474,7 @@ fn bsb_otel_8_and_7_read_every_file_otel_run_writes() {
     let d = dir.path();
     // Rank files holding the program's spans as the sink wrote them (every attribute type, events,
     // links, statuses, in otel-run's rendering), rank files a bsb-otel program appended to
-    // (--sink off), and merged files of both.
+    // (--sink off), merged files of both, and a rank file otel-run-sdk wrote into.
     let on = d.join("on");
     let off = d.join("off");
     for (sub, program, sink) in [
@@ -486,9 +486,20 @@ fn bsb_otel_8_and_7_read_every_file_otel_run_writes() {
         let out = run(otel_run(sub).args(["merge", "job_*.jsonlines", "-o", "merged.jsonl"]));
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
+    // And a rank file otel-run-sdk (the Rust program side) appended to without the sink.
+    let sdk = d.join("sdk");
+    std::fs::create_dir(&sdk).unwrap();
+    let out = exit_within(
+        otel_run(&sdk)
+            .args(["--sink", "off", "--jsonlines-path", "job_*.jsonlines", "--"])
+            .arg(example("sdk_child")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let mut files = span_files(&on);
     files.extend(span_files(&off));
-    assert_eq!(files.len(), 2 * 3, "{files:?}");
+    files.extend(span_files(&sdk));
+    assert_eq!(files.len(), 2 * 3 + 1, "{files:?}");
     let mut stamps = 0;
     for file in &files {
         let spans = read_spans(file);
