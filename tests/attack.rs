@@ -23,13 +23,25 @@ struct Live {
 impl Live {
     /// `dir` is the program's working directory (where `done` is expected).
     fn start(dir: &Path, span_path: &Path) -> Live {
+        Live::start_with(dir, span_path, |_| {})
+    }
+
+    /// [`Live::start`] with otel-run's stderr in `dir/otel-run.err` (see [`Live::stderr`]).
+    fn start_logged(dir: &Path, span_path: &Path) -> Live {
+        let err = std::fs::File::create(dir.join("otel-run.err")).unwrap();
+        Live::start_with(dir, span_path, |cmd| {
+            cmd.stderr(err);
+        })
+    }
+
+    fn start_with(dir: &Path, span_path: &Path, configure: impl FnOnce(&mut Command)) -> Live {
         let script = "printf '%s\\n%s\\n' \"$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT\" \"$OTEL_EXPORTER_OTLP_TRACES_HEADERS\" > env.tmp && mv env.tmp env.txt; while [ ! -e done ]; do sleep 0.02; done";
-        let child = otel_run(dir)
-            .arg("--jsonlines-path")
+        let mut cmd = otel_run(dir);
+        cmd.arg("--jsonlines-path")
             .arg(span_path)
-            .args(["--", "sh", "-c", script])
-            .spawn()
-            .unwrap();
+            .args(["--", "sh", "-c", script]);
+        configure(&mut cmd);
+        let child = cmd.spawn().unwrap();
         let env_file = dir.join("env.txt");
         wait_for(Duration::from_secs(10), "the program to start", || {
             env_file.exists()
@@ -55,19 +67,47 @@ impl Live {
     }
 
     fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most otel-run has held at any moment (VmHWM), not just now.
+    fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
     }
 
+    /// CPU time otel-run has used (user + system), in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        // After the command name: state is field 3, utime 14, stime 15.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// What otel-run wrote to stderr so far ([`Live::start_logged`]).
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("otel-run.err")).unwrap_or_default()
+    }
+
+    /// A POST with the token, protobuf unless `extra` names another content type.
     fn post(&self, body: &[u8], extra: &[(&str, &str)]) -> (u16, String) {
-        let mut headers = vec![
-            ("content-type", "application/x-protobuf"),
-            ("x-otel-run-token", self.token.as_str()),
-        ];
+        let mut headers = vec![("x-otel-run-token", self.token.as_str())];
+        if !extra.iter().any(|(k, _)| *k == "content-type") {
+            headers.push(("content-type", "application/x-protobuf"));
+        }
         headers.extend_from_slice(extra);
         http_post(self.port, &headers, body)
     }
@@ -620,4 +660,93 @@ fn amplification_and_empty_span_floods_stay_within_memory() {
     assert!(live.finish().success());
     let out = dry_run(&dir.path().join("rank.jsonlines"));
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Empty spans as OTLP protobuf: `ResourceSpans { ScopeSpans { n × Span {} } }`, 2 bytes per span.
+fn empty_spans_protobuf(n: usize) -> Vec<u8> {
+    let ld = |field: u32, payload: Vec<u8>| {
+        let mut out = Vec::with_capacity(payload.len() + 8);
+        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(payload.len() as u64, &mut out);
+        out.extend(payload);
+        out
+    };
+    // ExportTraceServiceRequest.resource_spans = 1, ResourceSpans.scope_spans = 2,
+    // ScopeSpans.spans = 2 (the 0x12 keys).
+    ld(1, ld(2, [0x12u8, 0x00].repeat(n)))
+}
+
+/// gRPC has no plain-socket client in the tests: the venv's grpcio sends `body` (a file) as one
+/// unary Export with the token and prints the status code name.
+const GRPC_SEND: &str = r#"
+import sys, grpc
+port, token, path = sys.argv[1], sys.argv[2], sys.argv[3]
+body = open(path, "rb").read()
+with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    export = channel.unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    try:
+        export(body, metadata=[("x-otel-run-token", token)], timeout=60)
+        print("OK")
+    except grpc.RpcError as e:
+        print(e.code().name, e.details())
+"#;
+
+/// Millions of empty objects are counted before they are decoded on every transport, not only
+/// OTLP/HTTP protobuf: gRPC and OTLP/JSON requests too.
+#[test]
+fn empty_object_floods_are_refused_before_decoding_on_grpc_and_json() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    // 4 million empty spans: 8 MB of gRPC message, ~1 GB if decoded.
+    let body = dir.path().join("grpc.bin");
+    std::fs::write(&body, empty_spans_protobuf(4_000_000)).unwrap();
+    let out = exit_within(
+        Command::new(python())
+            .args(["-c", GRPC_SEND])
+            .arg(live.port.to_string())
+            .arg(&live.token)
+            .arg(&body),
+        Duration::from_secs(120),
+    );
+    let answer = text(&out.stdout);
+    assert!(
+        answer.starts_with("RESOURCE_EXHAUSTED") && answer.contains("send smaller batches"),
+        "{answer} {}",
+        text(&out.stderr)
+    );
+    // 4 million `{}` spans: 12 MB of OTLP/JSON.
+    let mut json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+    json.extend_from_slice(&b"{},".repeat(4_000_000));
+    json.pop();
+    json.extend_from_slice(b"]}]}]}");
+    let (code, answer) = live.post(&json, &[("content-type", "application/json")]);
+    assert_eq!(code, 413, "{answer}");
+    assert!(answer.contains("send smaller batches"), "{answer}");
+    let peak = live.peak_rss_kib();
+    assert!(
+        peak < 64 * 1024,
+        "otel-run peak RSS {peak} KiB through the empty-object floods"
+    );
+    // The program's own exports still go through, on both transports.
+    std::fs::write(&body, request(vec![span("after-grpc", 1)])).unwrap();
+    let out = exit_within(
+        Command::new(python())
+            .args(["-c", GRPC_SEND])
+            .arg(live.port.to_string())
+            .arg(&live.token)
+            .arg(&body),
+        Duration::from_secs(60),
+    );
+    assert_eq!(text(&out.stdout).trim(), "OK", "{}", text(&out.stderr));
+    let (code, answer) = live.post(&request(vec![span("after-json", 2)]), &[]);
+    assert_eq!(code, 200, "{answer}");
+    assert!(live.finish().success());
+    let names = names(&dir.path().join("rank.jsonlines"));
+    for want in ["after-grpc", "after-json"] {
+        assert!(names.contains(&want.to_string()), "{want}: {names:?}");
+    }
 }
