@@ -51,6 +51,14 @@ pub const IN_FLIGHT_BUDGET: usize = 48 << 20;
 /// Their structs are 30-200 times their smallest encoding (an empty Span is 2 bytes on the wire
 /// and ~250 in memory), so a request is counted before it is decoded; SDKs send batches of 512.
 pub const MAX_OBJECTS_PER_REQUEST: usize = 256 * 1024;
+/// The largest `--sink-body-limit`, in MiB. A request becomes lines of the span file, and every
+/// reader refuses a line over 128 MiB (`format::MAX_LINE_BYTES`), so no request may produce
+/// one. The longest line one request can make is one span with the whole resource and scope:
+/// text grows at most 6 times through JSON escaping (a control character becomes `\u0001`),
+/// and each decoded object (at most [`MAX_OBJECTS_PER_REQUEST`], 2 bytes on the wire when
+/// empty) at most ~100 bytes of field names and punctuation: 6 × 16 MiB + 100 × 256 Ki ≈
+/// 121 MiB. `tests/attack.rs` writes and reads back such a line.
+pub const MAX_BODY_LIMIT_MIB: u32 = 16;
 /// How long an SDK is told to wait before retrying a request refused for lack of memory or disk.
 const RETRY_AFTER_SECS: u64 = 1;
 /// Back-off after a failed accept (EMFILE: the descriptor limit), instead of spinning.

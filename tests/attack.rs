@@ -750,3 +750,76 @@ fn empty_object_floods_are_refused_before_decoding_on_grpc_and_json() {
         assert!(names.contains(&want.to_string()), "{want}: {names:?}");
     }
 }
+
+/// `--sink-body-limit` stops where a request could make a line the readers refuse; at the cap,
+/// the worst line one request can make (a resource of control characters, each escaped to six
+/// bytes) is written and reads back.
+#[test]
+fn the_body_limit_cap_keeps_every_line_readable() {
+    let dir = tempdir();
+    for (flag, env) in [(Some("17"), None), (None, Some("100000"))] {
+        let mut cmd = otel_run(dir.path());
+        if let Some(v) = flag {
+            cmd.args(["--sink-body-limit", v]);
+        }
+        if let Some(v) = env {
+            cmd.env("OTEL_RUN_SINK_BODY_LIMIT", v);
+        }
+        let out = run(cmd.args(["--", "true"]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--sink-body-limit")
+                && err.contains("is not in 1..=16")
+                && err.contains("128 MiB"),
+            "{err}"
+        );
+    }
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let worst = |len: usize| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "c".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("\u{1}".repeat(len))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span("worst-line", 1)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let limit = 16 << 20;
+    let size = worst(0).encoded_len();
+    // The string's length prefix grows by a few bytes beyond 2 MiB: aim a little lower.
+    let body = worst(limit - size - 16).encode_to_vec();
+    assert!(
+        body.len() <= limit && body.len() > limit - 32,
+        "{}",
+        body.len()
+    );
+    let (code, answer) = live.post(&body, &[]);
+    assert_eq!(code, 200, "{}", &answer[..answer.len().min(300)]);
+    assert!(live.finish().success());
+    let path = dir.path().join("rank.jsonlines");
+    let longest = std::fs::read(&path)
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::len)
+        .max()
+        .unwrap();
+    assert!(
+        longest > 6 * (limit - size - 16) && longest < 128 << 20,
+        "{longest}"
+    );
+    let out = dry_run(&path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
