@@ -37,7 +37,9 @@ use tonic::Code;
 /// Connections served at once. At the limit, the oldest connection that has not yet shown the
 /// token is closed for a new one: strangers cannot lock the program out of its own sink.
 pub const MAX_CONNECTIONS: usize = 128;
-/// An HTTP/1 request's headers must arrive within this.
+/// An HTTP/1 request's headers must arrive within this, and any connection (HTTP/1 or HTTP/2)
+/// must have shown the token by then: hyper bounds HTTP/1 header reads itself, but an HTTP/2
+/// client can trickle a header block (or open unauthenticated streams) for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no traffic for this long is closed (SDKs reconnect).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -240,6 +242,10 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
         let state = state.clone();
         tokio::spawn(async move {
             tokio::pin!(conn);
+            // Until the connection shows the token; then only the idle timeout applies.
+            let token_deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
+            tokio::pin!(token_deadline);
+            let mut token_checked = false;
             loop {
                 tokio::select! {
                     r = &mut conn => {
@@ -249,10 +255,18 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
                         break;
                     }
                     _ = conn_info.close.notified() => break,
-                    _ = tokio::time::sleep(IDLE_TIMEOUT) => {
-                        if now_ms().saturating_sub(conn_info.last_active.load(std::sync::atomic::Ordering::Relaxed))
-                            >= IDLE_TIMEOUT.as_millis() as u64
-                        {
+                    _ = &mut token_deadline, if !token_checked => {
+                        if !conn_info.authenticated.load(std::sync::atomic::Ordering::Relaxed) {
+                            state.warn(format_args!(
+                                "closed a connection that showed no token within {HEADER_READ_TIMEOUT:?}"
+                            ));
+                            break;
+                        }
+                        token_checked = true;
+                    }
+                    // Until the last traffic plus the timeout, whatever woke the loop before.
+                    _ = tokio::time::sleep(IDLE_TIMEOUT.saturating_sub(idle_for(&conn_info))) => {
+                        if idle_for(&conn_info) >= IDLE_TIMEOUT {
                             break;
                         }
                     }
@@ -293,6 +307,12 @@ fn admit(state: &State) -> Arc<Conn> {
     }
     conns.push(conn.clone());
     conn
+}
+
+/// How long the connection has carried no bytes.
+fn idle_for(conn: &Conn) -> Duration {
+    let last = conn.last_active.load(std::sync::atomic::Ordering::Relaxed);
+    Duration::from_millis(now_ms().saturating_sub(last))
 }
 
 fn now_ms() -> u64 {

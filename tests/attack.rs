@@ -823,3 +823,87 @@ fn the_body_limit_cap_keeps_every_line_readable() {
     let out = dry_run(&path);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Another user's HTTP/2 client that never finishes a request header (a HEADERS frame announced
+/// at 4000 bytes, its payload sent one byte a second: every byte is traffic, so the idle
+/// timeout never fires, and h2's own CONTINUATION limit never applies) is dropped at the token
+/// deadline, while the program's export goes through at once.
+#[test]
+fn http2_header_trickles_are_dropped() {
+    let dir = tempdir();
+    let live = Live::start_logged(dir.path(), &dir.path().join("rank.jsonlines"));
+    let trickle = r#"
+import socket, struct, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    # Preface, empty SETTINGS, then the 9-byte header of a HEADERS frame (END_HEADERS) on
+    # stream 1 announcing 4000 bytes of header block.
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + struct.pack(">I", 4000)[1:] + bytes([1, 4]) + struct.pack(">I", 1))
+    s.setblocking(False)
+    socks.append(s)
+print("ready", flush=True)
+alive = set(range(n))
+deadline = time.time() + 60
+while alive and time.time() < deadline:
+    for i in list(alive):
+        try:
+            while True:
+                if not socks[i].recv(65536):
+                    alive.discard(i)
+                    break
+        except BlockingIOError:
+            pass
+        except OSError:
+            alive.discard(i)
+        if i in alive:
+            try:
+                socks[i].sendall(b"\x83")
+            except OSError:
+                alive.discard(i)
+    time.sleep(1)
+print("closed", n - len(alive), "of", n, flush=True)
+"#;
+    let mut attacker = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            trickle,
+        ])
+        .arg(live.port.to_string())
+        .arg("20")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv(1) from util-linux");
+    let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the trickle did not start");
+    let start = std::time::Instant::now();
+    let (code, answer) = live.post(&request(vec![span("legit", 1)]), &[]);
+    let took = start.elapsed();
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the program's export took {took:?}"
+    );
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "closed 20 of 20", "{}", live.stderr());
+    assert!(attacker.wait().unwrap().success());
+    let rss = live.rss_kib();
+    assert!(rss < 64 * 1024, "otel-run RSS {rss} KiB");
+    assert!(
+        live.stderr().contains("showed no token within"),
+        "{}",
+        live.stderr()
+    );
+    assert!(live.finish().success());
+    assert!(names(&dir.path().join("rank.jsonlines")).contains(&"legit".to_string()));
+}
