@@ -907,3 +907,189 @@ print("closed", n - len(alive), "of", n, flush=True)
     assert!(live.finish().success());
     assert!(names(&dir.path().join("rank.jsonlines")).contains(&"legit".to_string()));
 }
+
+/// At the descriptor limit accept() fails with EMFILE until a descriptor is freed: otel-run
+/// backs off instead of spinning next to the program, and serves again once the flood is gone.
+#[test]
+fn descriptor_exhaustion_backs_off_and_recovers() {
+    let dir = tempdir();
+    let live = Live::start_logged(dir.path(), &dir.path().join("rank.jsonlines"));
+    let out = run(Command::new("prlimit")
+        .arg(format!("--pid={}", live.child.id()))
+        .arg("--nofile=48:48"));
+    assert!(out.status.success(), "prlimit(1): {}", text(&out.stderr));
+    // More connections than descriptors: the kernel completes them all, otel-run cannot take them.
+    let flood: Vec<std::net::TcpStream> = (0..150)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", live.port)).unwrap())
+        .collect();
+    wait_for(
+        Duration::from_secs(10),
+        "accept() to fail with EMFILE",
+        || live.stderr().contains("Too many open files"),
+    );
+    let before = live.cpu_ticks();
+    let window = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = live.cpu_ticks() - before;
+    let ticks = window.elapsed().as_millis() as u64 / 10; // 100 ticks a second
+    assert!(
+        used * 4 < ticks,
+        "otel-run used {used} of {ticks} clock ticks at the descriptor limit"
+    );
+    drop(flood);
+    let start = std::time::Instant::now();
+    let (code, answer) = live.post(&request(vec![span("after-emfile", 1)]), &[]);
+    let took = start.elapsed();
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the program's export took {took:?}"
+    );
+    assert!(live.finish().success());
+    assert!(names(&dir.path().join("rank.jsonlines")).contains(&"after-emfile".to_string()));
+}
+
+/// Warnings strangers can cause reach the job's stderr at most once a second: HTTP/2 protocol
+/// errors and resets say nothing at all, connections over the limit are counted, and the count
+/// of those not shown comes with the next warning.
+#[test]
+fn resets_and_connection_floods_print_rate_limited_warnings() {
+    let dir = tempdir();
+    let live = Live::start_logged(dir.path(), &dir.path().join("rank.jsonlines"));
+    // Two bursts 1.5 s apart; each holds 200 connections (over the limit of 128) that sent an
+    // HTTP/2 preface, then sends each an RST_STREAM for a stream never opened (a protocol
+    // error) and resets the TCP connection (SO_LINGER 0).
+    let bursts = r#"
+import socket, struct, sys, time
+port = int(sys.argv[1])
+for burst in range(2):
+    socks = []
+    for i in range(200):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        socks.append(s)
+    time.sleep(0.5)
+    for s in socks:
+        try:
+            s.sendall(b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08")
+        except OSError:
+            pass
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(1.5)
+"#;
+    let start = std::time::Instant::now();
+    let out = exit_within(
+        Command::new("/usr/bin/python3")
+            .args(["-c", bursts])
+            .arg(live.port.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secs = start.elapsed().as_secs();
+    let (code, answer) = live.post(&request(vec![span("legit", 1)]), &[]);
+    assert_eq!(code, 200, "{answer}");
+    let stderr = live.stderr();
+    let lines = stderr.lines().count() as u64;
+    assert!(
+        (2..=secs + 2).contains(&lines),
+        "{lines} lines in {secs} s of 400 connections over the limit:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("similar warnings suppressed")
+            && stderr.contains("more than 128 connections"),
+        "{stderr}"
+    );
+    assert!(live.finish().success());
+}
+
+/// A connection with no traffic is closed, so an SDK's forgotten keep-alive connection does not
+/// hold a descriptor for ever: HTTP/1 within the 10 s header-read timeout (hyper applies it while
+/// waiting for the next request), HTTP/2 within the 60 s idle timeout (README Limits).
+#[test]
+fn idle_connections_are_closed() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", live.port)).unwrap();
+    let body = request(vec![span("before-idle", 1)]);
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-protobuf\r\nx-otel-run-token: {}\r\ncontent-length: {}\r\n\r\n",
+        live.token,
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    // The answer (keep-alive: the connection stays open), then nothing until otel-run closes it.
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("HTTP/1: no EOF within 90 s: {e}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // HTTP/2 by hand (no h2 client in the tests): one authenticated request, then silence.
+    let h2 = r#"
+import socket, struct, sys, time
+port, token, body = int(sys.argv[1]), sys.argv[2].encode(), open(sys.argv[3], "rb").read()
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def value(v):
+    return bytes([len(v)]) + v
+# HPACK: :method POST, :scheme http (static), :path and :authority and content-type (static
+# names, literal values), the token (a literal name).
+block = (b"\x83\x86" + b"\x04" + value(b"/v1/traces") + b"\x01" + value(b"127.0.0.1")
+         + b"\x0f\x10" + value(b"application/x-protobuf") + b"\x00" + value(b"x-otel-run-token") + value(token))
+s = socket.create_connection(("127.0.0.1", port), timeout=90)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, block) + frame(0, 1, 1, body))
+buf, status = b"", None
+while True:
+    try:
+        data = s.recv(65536)
+    except ConnectionResetError:
+        data = b""
+    if not data:
+        break
+    buf += data
+    while len(buf) >= 9:
+        length = int.from_bytes(buf[:3], "big")
+        if len(buf) < 9 + length:
+            break
+        kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
+        buf = buf[9 + length:]
+        if kind == 4 and not flags & 1:
+            s.sendall(frame(4, 1, 0, b""))  # acknowledge the server's SETTINGS
+        if kind == 1 and status is None:
+            status = payload[0]
+print("closed", "200" if status == 0x88 else f"status byte {status}", flush=True)
+"#;
+    let body_file = dir.path().join("h2-body.bin");
+    std::fs::write(&body_file, request(vec![span("before-idle-h2", 2)])).unwrap();
+    let out = exit_within(
+        Command::new("/usr/bin/python3")
+            .args(["-c", h2])
+            .arg(live.port.to_string())
+            .arg(&live.token)
+            .arg(&body_file),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "closed 200",
+        "HTTP/2: {}",
+        text(&out.stderr)
+    );
+    assert!(live.finish().success());
+    let names = names(&dir.path().join("rank.jsonlines"));
+    for want in ["before-idle", "before-idle-h2"] {
+        assert!(names.contains(&want.to_string()), "{want}: {names:?}");
+    }
+}
