@@ -4,7 +4,7 @@
 #
 #   BENCH_BASELINE_BIN=/path/to/older/otel-run scripts/bench-parse.sh [N_SPANS]   (default 300000)
 #
-# Without BENCH_BASELINE_BIN only this build is measured. Both binaries run the same commands on
+# Without BENCH_BASELINE_BIN only this build is measured; several baselines: separate them with `:`. Both binaries run the same commands on
 # the same files, alternating, ROUNDS times (default 3; the best CPU time of each is kept: the
 # machine is shared and noise only ever adds time):
 #   replay --dry-run python    the python-line reader (replay's checking pass, sketches)
@@ -55,28 +55,35 @@ args_of() {
 }
 
 echo "bench-parse: $N spans ($(du -m "$PY" | cut -f1) MB python, $(du -m "$OTLP" | cut -f1) MB otlp), $ROUNDS rounds, $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-declare -A best_new best_base
+# BINS[0] is this build, then each baseline; best[i,case] the best CPU seconds of BINS[i].
+BINS=("$OTEL_RUN_BIN")
+if [ -n "$BASE" ]; then
+  IFS=: read -r -a more <<<"$BASE"
+  BINS+=("${more[@]}")
+fi
+declare -A best
 for round in $(seq "$ROUNDS"); do
   for c in "${CASES[@]}"; do
-    # shellcheck disable=SC2046 # the arguments are plain words
-    t=$(cpu "$OTEL_RUN_BIN" $(args_of "$c")); best_new[$c]=$(min "$t" "${best_new[$c]:-}")
-    if [ -n "$BASE" ]; then
-      # shellcheck disable=SC2046
-      t=$(cpu "$BASE" $(args_of "$c")); best_base[$c]=$(min "$t" "${best_base[$c]:-}")
-    fi
+    for i in "${!BINS[@]}"; do
+      # shellcheck disable=SC2046 # the arguments are plain words
+      t=$(cpu "${BINS[$i]}" $(args_of "$c")); best[$i,$c]=$(min "$t" "${best[$i,$c]:-}")
+    done
   done
   echo "bench-parse: round $round done" >&2
 done
 
-printf '\n%-26s %16s %16s %8s\n' "$N spans" "this spans/cpu-s" "base spans/cpu-s" "ratio"
+printf '\n%-26s %14s' "$N spans" "this"
+for i in "${!BINS[@]}"; do [ "$i" = 0 ] || printf ' %14s %7s' "base$i" "ratio"; done
+printf '\n'
 for c in "${CASES[@]}"; do
-  new=${best_new[$c]}
-  if [ -n "$BASE" ]; then
-    base=${best_base[$c]}
-    awk -v c="$c" -v n="$N" -v a="$new" -v b="$base" \
-      'BEGIN {printf "%-26s %16.0f %16.0f %8.3f\n", c, n / a, n / b, b / a}'
-  else
-    awk -v c="$c" -v n="$N" -v a="$new" 'BEGIN {printf "%-26s %16.0f %16s %8s\n", c, n / a, "-", "-"}'
-  fi
+  printf '%-26s %14.0f' "$c" "$(awk -v n="$N" -v a="${best[0,$c]}" 'BEGIN {print n / a}')"
+  for i in "${!BINS[@]}"; do
+    [ "$i" = 0 ] && continue
+    awk -v n="$N" -v a="${best[0,$c]}" -v b="${best[$i,$c]}" 'BEGIN {printf " %14.0f %7.3f", n / b, b / a}'
+  done
+  printf '\n'
 done
-echo "(best CPU time of $ROUNDS runs each; this: $OTEL_RUN_BIN${BASE:+, base: $BASE})"
+echo "(spans per CPU-second, best of $ROUNDS runs each; ratio = this / base, above 1: this is faster)"
+for i in "${!BINS[@]}"; do
+  if [ "$i" = 0 ]; then echo "this:  ${BINS[$i]}"; else echo "base$i: ${BINS[$i]}"; fi
+done
