@@ -36,7 +36,7 @@ set edit:completion:arg-completer[otel-run] = {|@words|
             cand --exporter-otlp-traces-compression 'exporter-otlp-traces-compression'
             cand --exporter-otlp-certificate 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]'
             cand --exporter-otlp-traces-certificate 'exporter-otlp-traces-certificate'
-            cand --sink 'Loopback OTLP receiver for the program''s own SDK: its spans land in the rank''s file and/or are forwarded to the collector (spilled when not acknowledged) [default auto: on when the jsonlines or otlp exporter is]'
+            cand --sink 'Loopback OTLP receiver for the program''s own SDK: its spans go where otel-run''s own go (the rank''s file, the collector with spilling, the console) [default auto: on when the jsonlines, otlp or console exporter is]'
             cand --sink-protocol 'OTLP protocol the program is told to use (the sink serves both on one port)'
             cand --sink-body-limit 'Largest request the sink accepts, after decompression (1 to 16 MiB: a larger request could make a span-file line longer than the 128 MiB the readers accept)'
             cand --forward-signals 'Pass TERM/INT/HUP/QUIT/USR1/USR2 on to the program: `auto` forwards a signal unless it came from the terminal or from a launcher that signals every task itself (slurmstepd, mpirun, Hydra, timeout), so the program sees each signal exactly once'

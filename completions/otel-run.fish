@@ -45,7 +45,7 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-compres
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-compression -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-certificate -d 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]' -r -F
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-certificate -r -F
-complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans land in the rank\'s file and/or are forwarded to the collector (spilled when not acknowledged) [default auto: on when the jsonlines or otlp exporter is]' -r -f -a "auto\t'On when the jsonlines or otlp exporter is on'
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans go where otel-run\'s own go (the rank\'s file, the collector with spilling, the console) [default auto: on when the jsonlines, otlp or console exporter is]' -r -f -a "auto\t'On when the jsonlines, otlp or console exporter is on'
 on\t''
 off\t'Pass-through: the program exports on its own (e.g. bsb-otel\'s native jsonlines exporter, which finds the rank\'s file in OTEL_EXPORTER_JSONLINES_PATH)'"
 complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-protocol -d 'OTLP protocol the program is told to use (the sink serves both on one port)' -r -f -a "grpc\t''

@@ -287,9 +287,9 @@ pub struct RunArgs {
     #[command(flatten, next_help_heading = "OTLP exporter")]
     pub otlp: OtlpSettings,
 
-    /// Loopback OTLP receiver for the program's own SDK: its spans land in the rank's file and/or
-    /// are forwarded to the collector (spilled when not acknowledged)
-    /// [default auto: on when the jsonlines or otlp exporter is]
+    /// Loopback OTLP receiver for the program's own SDK: its spans go where otel-run's own go
+    /// (the rank's file, the collector with spilling, the console)
+    /// [default auto: on when the jsonlines, otlp or console exporter is]
     #[arg(long, env = "OTEL_RUN_SINK", value_enum, default_value_t = SinkMode::Auto, help_heading = "Program's spans")]
     pub sink: SinkMode,
 
@@ -424,7 +424,7 @@ where
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkMode {
-    /// On when the jsonlines or otlp exporter is on
+    /// On when the jsonlines, otlp or console exporter is on
     Auto,
     On,
     /// Pass-through: the program exports on its own (e.g. bsb-otel's native jsonlines exporter,

@@ -77,6 +77,8 @@ pub struct SinkConfig {
     /// Largest accepted request body, after decompression.
     pub body_limit: usize,
     pub file: Arc<Mutex<Option<SpanFile>>>,
+    /// Print what is received as the console exporter prints otel-run's own spans (stderr).
+    pub console: bool,
     /// Received batches go on to the collector (store and forward), when `otlp` is an exporter.
     pub forward: Option<crate::spill::Queue>,
 }
@@ -1027,6 +1029,11 @@ fn accept(
                 }
             }
         }
+    }
+    if cfg.console && kept > 0 {
+        // One write per batch, so concurrent requests do not interleave inside a span's text.
+        let text = crate::export::console::render(&batch);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
     }
     if let (Some(queue), true) = (&cfg.forward, kept > 0) {
         queue.submit(batch);
