@@ -45,12 +45,12 @@ complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-compres
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-compression -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-certificate -d 'PEM file with the CA certificate(s) to trust for https endpoints [default: the webpki roots]' -r -F
 complete -c otel-run -n "__fish_otel_run_needs_command" -l exporter-otlp-traces-certificate -r -F
-complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans land in the rank\'s file and/or are forwarded to the collector (spilled when not acknowledged) [default auto: on when the jsonlines or otlp exporter is]' -r -f -a "auto\t'On when the jsonlines or otlp exporter is on'
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink -d 'Loopback OTLP receiver for the program\'s own SDK: its spans go where otel-run\'s own go (the rank\'s file, the collector with spilling, the console) [default auto: on when the jsonlines, otlp or console exporter is]' -r -f -a "auto\t'On when the jsonlines, otlp or console exporter is on'
 on\t''
 off\t'Pass-through: the program exports on its own (e.g. bsb-otel\'s native jsonlines exporter, which finds the rank\'s file in OTEL_EXPORTER_JSONLINES_PATH)'"
 complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-protocol -d 'OTLP protocol the program is told to use (the sink serves both on one port)' -r -f -a "grpc\t''
 http/protobuf\t''"
-complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-body-limit -d 'Largest request the sink accepts, after decompression' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l sink-body-limit -d 'Largest request the sink accepts, after decompression (1 to 16 MiB: a larger request could make a span-file line longer than the 128 MiB the readers accept)' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l forward-signals -d 'Pass TERM/INT/HUP/QUIT/USR1/USR2 on to the program: `auto` forwards a signal unless it came from the terminal or from a launcher that signals every task itself (slurmstepd, mpirun, Hydra, timeout), so the program sees each signal exactly once' -r -f -a "auto\t'Forward unless the sender already signalled the program (see --help)'
 always\t''
 never\t''"

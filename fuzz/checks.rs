@@ -17,6 +17,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("otlp_line", otlp_line),
     ("span_file", span_file),
     ("sink_request", sink_request),
+    ("grpc_request", grpc_request),
     ("iso_time", iso_time),
     ("trace_context", trace_context),
     ("key_value_list", key_value_list),
@@ -79,6 +80,36 @@ pub fn sink_request(data: &[u8]) {
     };
     let encoding = if sel & 2 == 0 { "" } else { "gzip" };
     let _ = otel_run::decode_http_request(content_type, encoding, body, 1 << 20);
+}
+
+/// The sink's OTLP/gRPC body path: first byte bit 0 picks `grpc-encoding: gzip`; the rest is
+/// the body as the sink reads it (5-byte prefix: compressed flag, big-endian length; then the
+/// message). What decodes re-encodes, in a plain frame, to a body that decodes to the same
+/// encoding again (compared encoded: NaN doubles are not equal to themselves).
+pub fn grpc_request(data: &[u8]) {
+    use prost::Message;
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let encoding = if sel & 1 == 0 { "" } else { "gzip" };
+    let limit = 1 << 20;
+    let Ok(request) = otel_run::decode_grpc_request(encoding, body, limit) else {
+        return;
+    };
+    let once = request.encode_to_vec();
+    if once.len() > limit {
+        return;
+    }
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(once.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&once);
+    let again = otel_run::decode_grpc_request("", &framed, limit)
+        .unwrap_or_else(|e| panic!("a re-encoded request does not decode: {e}"));
+    assert_eq!(
+        again.encode_to_vec(),
+        once,
+        "a request changed through a round trip"
+    );
 }
 
 /// A time that parses formats and parses again to the same nanosecond; any u64 formats and

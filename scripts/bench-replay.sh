@@ -3,7 +3,9 @@
 #
 #   scripts/bench-replay.sh [N_SPANS]        (default 200000: a ~140 MB python-format file)
 #   OTEL_RUN_BASELINE=/path/to/older/otel-run scripts/bench-replay.sh
-#                                            (also measures that binary, for before/after)
+#                                            (also measures that binary, for before/after;
+#                                            BENCH_BASELINE_BIN works too, as in bench-merge.sh;
+#                                            parse alone, best of several runs: bench-parse.sh)
 #
 # Measures, on the same file and into the same collector (rotel on 127.0.0.1, blackhole exporter,
 # `--debug-log-verbosity basic`: one line per request, which is how received spans are counted):
@@ -97,7 +99,7 @@ echo "bench-replay: $N spans, $(du -m "$FILE" | cut -f1) MB, $RANKS ranks interl
 INSTR=(env OTEL_TRACES_EXPORTER=otlp OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
   OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$HTTP"
   "$BSB/bin/opentelemetry-instrument")
-BASE=${OTEL_RUN_BASELINE:-}
+BASE=${OTEL_RUN_BASELINE:-${BENCH_BASELINE_BIN:-}}
 [ -z "$BASE" ] || measure "parse+convert: baseline replay --dry-run" "$BASE" replay -q --dry-run "$FILE"
 measure "parse+convert: otel-run replay --dry-run" "$BIN" replay -q --dry-run "$FILE"
 measure "parse+convert: bsb load_spans+replay_spans" "$BSB/bin/python" -c "$BSB_CONVERT" "$FILE"

@@ -14,6 +14,7 @@ TARGETS=(
   otlp_line:65536
   span_file:16384
   sink_request:65536
+  grpc_request:65536
   iso_time:64
   trace_context:256
   key_value_list:1024

@@ -292,9 +292,9 @@ pub struct RunArgs {
     #[command(flatten, next_help_heading = "OTLP exporter")]
     pub otlp: OtlpSettings,
 
-    /// Loopback OTLP receiver for the program's own SDK: its spans land in the rank's file and/or
-    /// are forwarded to the collector (spilled when not acknowledged)
-    /// [default auto: on when the jsonlines or otlp exporter is]
+    /// Loopback OTLP receiver for the program's own SDK: its spans go where otel-run's own go
+    /// (the rank's file, the collector with spilling, the console)
+    /// [default auto: on when the jsonlines, otlp or console exporter is]
     #[arg(long, env = "OTEL_RUN_SINK", value_enum, default_value_t = SinkMode::Auto, help_heading = "Program's spans")]
     pub sink: SinkMode,
 
@@ -307,12 +307,14 @@ pub struct RunArgs {
     #[arg(long, env = "OTEL_RUN_NO_ADOPT", help_heading = "Program's spans")]
     pub no_adopt: bool,
 
-    /// Largest request the sink accepts, after decompression
+    /// Largest request the sink accepts, after decompression (1 to 16 MiB: a larger request could
+    /// make a span-file line longer than the 128 MiB the readers accept)
     #[arg(
         long,
         env = "OTEL_RUN_SINK_BODY_LIMIT",
         value_name = "MIB",
         default_value_t = 16,
+        value_parser = sink_body_limit,
         help_heading = "Program's spans"
     )]
     pub sink_body_limit: u32,
@@ -427,7 +429,7 @@ where
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkMode {
-    /// On when the jsonlines or otlp exporter is on
+    /// On when the jsonlines, otlp or console exporter is on
     Auto,
     On,
     /// Pass-through: the program exports on its own (e.g. bsb-otel's native jsonlines exporter,
@@ -461,6 +463,23 @@ impl Exporters {
         }
         Ok(e)
     }
+}
+
+/// `--sink-body-limit`: whole MiB, at most [`crate::sink::MAX_BODY_LIMIT_MIB`].
+fn sink_body_limit(s: &str) -> Result<u32, String> {
+    let max = crate::sink::MAX_BODY_LIMIT_MIB;
+    let mib: u32 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e} (whole MiB, 1 to {max})"))?;
+    if !(1..=max).contains(&mib) {
+        return Err(format!(
+            "{mib} MiB is not in 1..={max}: a larger request could make a span-file line longer \
+             than the {} MiB every reader accepts",
+            crate::format::MAX_LINE_BYTES >> 20
+        ));
+    }
+    Ok(mib)
 }
 
 #[cfg(test)]

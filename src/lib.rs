@@ -21,7 +21,7 @@ pub(crate) mod sink;
 pub(crate) mod spill;
 pub mod summary;
 
-/// The sink's OTLP/HTTP body decoding, public only for the fuzz targets and the corpus replay
-/// test (`fuzz/checks.rs`): the sink itself stays crate-private.
+/// The sink's OTLP/HTTP and OTLP/gRPC body decoding, public only for the fuzz targets and the
+/// corpus replay test (`fuzz/checks.rs`): the sink itself stays crate-private.
 #[doc(hidden)]
-pub use sink::decode_http_request;
+pub use sink::{decode_grpc_request, decode_http_request};

@@ -237,10 +237,25 @@ pub struct ExportOutcome {
     pub message: String,
 }
 
+/// How far a failed request got, which says whether the collector can have its spans. Ordered:
+/// over several attempts the furthest one counts (a request once written without an answer may
+/// be at the collector even if a later attempt was refused a connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Delivery {
+    /// No connection (refused, unreachable, TLS failed), or not even encoded: nothing was sent.
+    NotSent,
+    /// The collector answered with an error status: it did not take the spans.
+    Answered,
+    /// The request was written (at least in part) and no answer came: the collector may have it.
+    Unanswered,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ExportError {
     pub message: String,
+    /// The furthest any attempt got.
+    pub delivery: Delivery,
     /// Worth retrying per the OTLP spec (unavailable, throttled, timeouts); false for refusals
     /// like 400/401 or INVALID_ARGUMENT.
     pub retryable: bool,
@@ -248,9 +263,10 @@ pub struct ExportError {
     pub retry_after: Option<Duration>,
 }
 
-fn fail(retryable: bool, message: impl Into<String>) -> ExportError {
+fn fail(retryable: bool, delivery: Delivery, message: impl Into<String>) -> ExportError {
     ExportError {
         message: message.into(),
+        delivery,
         retryable,
         retry_after: None,
     }
@@ -378,8 +394,13 @@ impl OtlpClient {
                     // caller's; a retry decodes the encoding again. Cloning up front instead
                     // would cost every request an allocation per string and list.
                     let message = request.take().map(Ok).unwrap_or_else(|| {
-                        ExportTraceServiceRequest::decode(encoded.clone())
-                            .map_err(|e| fail(false, format!("not an OTLP request: {e}")))
+                        ExportTraceServiceRequest::decode(encoded.clone()).map_err(|e| {
+                            fail(
+                                false,
+                                Delivery::NotSent,
+                                format!("not an OTLP request: {e}"),
+                            )
+                        })
                     });
                     async move { grpc.attempt(message?, left).await }
                 })
@@ -396,19 +417,25 @@ impl OtlpClient {
     {
         let deadline = Instant::now() + self.config.timeout;
         let mut backoff = FIRST_BACKOFF;
+        let mut furthest = Delivery::NotSent;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let err = match tokio::time::timeout(left, attempt(left)).await {
+            let mut err = match tokio::time::timeout(left, attempt(left)).await {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(e)) => e,
+                // Cut off while connecting or while waiting for the answer: which one is not
+                // known here, so the collector may have the request.
                 Err(_) => fail(
                     true,
+                    Delivery::Unanswered,
                     format!(
                         "no answer from {} within {:?}",
                         self.config.endpoint, self.config.timeout
                     ),
                 ),
             };
+            furthest = furthest.max(err.delivery);
+            err.delivery = furthest;
             let wait = err.retry_after.unwrap_or_else(|| jittered(backoff));
             if !err.retryable || Instant::now() + wait >= deadline {
                 return Err(err);
@@ -525,8 +552,22 @@ fn grpc_error(status: &tonic::Status) -> ExportError {
         }
         source = inner.source();
     }
+    // A status the server sent has no source; one made on this side (connection failures,
+    // resets, timeouts) carries its cause. tonic's connector wraps every failure to connect
+    // (TCP, DNS, TLS) in ConnectError: then nothing was sent.
+    let mut delivery = Delivery::Answered;
+    let mut source = std::error::Error::source(status);
+    while let Some(inner) = source {
+        if inner.downcast_ref::<tonic::ConnectError>().is_some() {
+            delivery = Delivery::NotSent;
+            break;
+        }
+        delivery = Delivery::Unanswered;
+        source = inner.source();
+    }
     ExportError {
         message,
+        delivery,
         retryable,
         retry_after: retry_after.filter(|_| retryable),
     }
@@ -545,10 +586,18 @@ impl HttpTransport {
         };
         let request = builder
             .body(Full::new(body))
-            .map_err(|e| fail(false, format!("building request: {e}")))?;
+            .map_err(|e| fail(false, Delivery::NotSent, format!("building request: {e}")))?;
         let response = self.client.request(request).await.map_err(|e| {
+            // hyper retries a request on a pooled connection the server had closed before
+            // anything was written; what fails after the connection was made may have arrived.
+            let delivery = if e.is_connect() {
+                Delivery::NotSent
+            } else {
+                Delivery::Unanswered
+            };
             fail(
                 true,
+                delivery,
                 format!("cannot reach {}: {}", self.uri, error_chain(&e)),
             )
         })?;
@@ -556,7 +605,13 @@ impl HttpTransport {
         let bytes = body
             .collect()
             .await
-            .map_err(|e| fail(true, format!("reading the answer of {}: {e}", self.uri)))?
+            .map_err(|e| {
+                fail(
+                    true,
+                    Delivery::Unanswered,
+                    format!("reading the answer of {}: {e}", self.uri),
+                )
+            })?
             .to_bytes();
         http_outcome(parts.status, &parts.headers, &bytes)
     }
@@ -617,6 +672,7 @@ fn http_outcome(
             .map_err(|e| {
                 fail(
                     false,
+                    Delivery::Answered,
                     format!("collector answered with an undecodable response: {e}"),
                 )
             });
@@ -632,6 +688,7 @@ fn http_outcome(
         .to_string();
     Err(ExportError {
         message: format!("collector answered HTTP {status}: {text}"),
+        delivery: Delivery::Answered,
         retryable,
         retry_after: retry_after.filter(|_| retryable),
     })

@@ -90,8 +90,12 @@ struct Summary {
     spans: u64,
     sent: u64,
     rejected: u64,
-    /// In requests that failed without an answer: maybe received, never acknowledged.
-    unacknowledged: u64,
+    /// In requests written without an answer: maybe received, never acknowledged.
+    unanswered: u64,
+    /// In requests the collector answered with a retryable error (503, 429, UNAVAILABLE, ...).
+    answered_retryable: u64,
+    /// In requests the collector answered with an error not worth retrying (400, 401, ...).
+    answered_final: u64,
     skipped_lines: u64,
     shift: Shift,
     dry_run: bool,
@@ -119,8 +123,8 @@ impl fmt::Display for Summary {
             write!(f, "dry run: none sent")?;
         } else {
             write!(f, "{} sent, {} rejected", self.sent, self.rejected)?;
-            if self.unacknowledged > 0 {
-                write!(f, ", {} unacknowledged", self.unacknowledged)?;
+            for part in self.failed_parts() {
+                write!(f, ", {part}")?;
             }
         }
         write!(f, ", {} lines skipped, ", self.skipped_lines)?;
@@ -132,6 +136,47 @@ impl fmt::Display for Summary {
             write!(f, ", {} adopted into their rank's trace", self.adopted)?;
         }
         Ok(())
+    }
+}
+
+impl Summary {
+    /// Spans that never left: their batch was not sent (no connection), or not started after a
+    /// failure. Everything read is exactly one of sent, rejected, answered, unanswered, not sent.
+    fn not_sent(&self) -> u64 {
+        self.spans.saturating_sub(
+            self.sent
+                + self.rejected
+                + self.unanswered
+                + self.answered_retryable
+                + self.answered_final,
+        )
+    }
+
+    /// The counts of spans that did not reach the collector, each said once, zeros left out.
+    fn failed_parts(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        if self.unanswered > 0 {
+            parts.push(format!(
+                "{} sent without an answer (the collector may have them)",
+                self.unanswered
+            ));
+        }
+        if self.answered_retryable > 0 {
+            parts.push(format!(
+                "{} answered with an error (retryable)",
+                self.answered_retryable
+            ));
+        }
+        if self.answered_final > 0 {
+            parts.push(format!(
+                "{} answered with an error (not retryable)",
+                self.answered_final
+            ));
+        }
+        if self.not_sent() > 0 {
+            parts.push(format!("{} not sent", self.not_sent()));
+        }
+        parts
     }
 }
 
@@ -173,7 +218,9 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         spans: scan.counts.spans,
         sent: 0,
         rejected: 0,
-        unacknowledged: 0,
+        unanswered: 0,
+        answered_retryable: 0,
+        answered_final: 0,
         skipped_lines: scan.counts.invalid + scan.counts.torn,
         shift,
         dry_run: args.dry_run,
@@ -217,9 +264,10 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
     runtime.block_on(async {
         // Up to IN_FLIGHT requests at once, so the collector's latency does not serialise the
         // replay. After a failure nothing new is started; the requests in flight finish, and
-        // each one counts as the collector answered it. A request without an answer may still
-        // have arrived (a collector killed between reading and answering): its spans count as
-        // unacknowledged, neither sent nor lost.
+        // each one counts as the collector answered it. A request written without an answer
+        // may still have arrived (a collector killed between reading and answering): its spans
+        // are "sent without an answer", neither sent nor lost. A request answered with an error
+        // was not taken; one that never got a connection was not sent.
         let mut in_flight = tokio::task::JoinSet::new();
         let mut queue_open = true;
         loop {
@@ -246,7 +294,14 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
                         bar.inc(spans);
                     }
                     Some(Ok((spans, Err(e)))) => {
-                        summary.unacknowledged += spans;
+                        use crate::otlp::Delivery;
+                        match e.delivery {
+                            Delivery::Unanswered => summary.unanswered += spans,
+                            Delivery::Answered if e.retryable => summary.answered_retryable += spans,
+                            Delivery::Answered => summary.answered_final += spans,
+                            // Counted by what is left: Summary::not_sent.
+                            Delivery::NotSent => {}
+                        }
                         export_error.get_or_insert(e.message);
                     }
                     Some(Err(e)) => {
@@ -273,12 +328,16 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         })
     };
     if let Some(e) = export_error {
-        let (sent, unacked) = (summary.sent, summary.unacknowledged);
+        let sent = summary.sent;
+        let mut parts = summary.failed_parts();
+        if summary.rejected > 0 {
+            parts.insert(0, format!("{} rejected", summary.rejected));
+        }
         return fail(
             format!(
-                "export to {} failed: {e}; sent {sent} of {total} spans \
-                 ({unacked} more were sent without an answer: the collector may have them)",
-                client.config().endpoint
+                "export to {} failed: {e}; sent {sent} of {total} spans; {}",
+                client.config().endpoint,
+                parts.join(", ")
             ),
             summary,
         );
@@ -917,7 +976,9 @@ mod tests {
             spans: 10,
             sent: 8,
             rejected: 2,
-            unacknowledged: 0,
+            unanswered: 0,
+            answered_retryable: 0,
+            answered_final: 0,
             skipped_lines: 1,
             shift: Shift::By(-1_500_000_000),
             dry_run: false,

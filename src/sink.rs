@@ -19,9 +19,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -34,14 +31,14 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::codec::CompressionEncoding;
 use tonic::Code;
-use tower::ServiceExt;
 
 /// Connections served at once. At the limit, the oldest connection that has not yet shown the
 /// token is closed for a new one: strangers cannot lock the program out of its own sink.
 pub const MAX_CONNECTIONS: usize = 128;
-/// An HTTP/1 request's headers must arrive within this.
+/// An HTTP/1 request's headers must arrive within this, and any connection (HTTP/1 or HTTP/2)
+/// must have shown the token by then: hyper bounds HTTP/1 header reads itself, but an HTTP/2
+/// client can trickle a header block (or open unauthenticated streams) for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no traffic for this long is closed (SDKs reconnect).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,6 +52,14 @@ pub const IN_FLIGHT_BUDGET: usize = 48 << 20;
 /// Their structs are 30-200 times their smallest encoding (an empty Span is 2 bytes on the wire
 /// and ~250 in memory), so a request is counted before it is decoded; SDKs send batches of 512.
 pub const MAX_OBJECTS_PER_REQUEST: usize = 256 * 1024;
+/// The largest `--sink-body-limit`, in MiB. A request becomes lines of the span file, and every
+/// reader refuses a line over 128 MiB (`format::MAX_LINE_BYTES`), so no request may produce
+/// one. The longest line one request can make is one span with the whole resource and scope:
+/// text grows at most 6 times through JSON escaping (a control character becomes `\u0001`),
+/// and each decoded object (at most [`MAX_OBJECTS_PER_REQUEST`], 2 bytes on the wire when
+/// empty) at most ~100 bytes of field names and punctuation: 6 × 16 MiB + 100 × 256 Ki ≈
+/// 121 MiB. `tests/attack.rs` writes and reads back such a line.
+pub const MAX_BODY_LIMIT_MIB: u32 = 16;
 /// How long an SDK is told to wait before retrying a request refused for lack of memory or disk.
 const RETRY_AFTER_SECS: u64 = 1;
 /// Back-off after a failed accept (EMFILE: the descriptor limit), instead of spinning.
@@ -71,6 +76,8 @@ pub struct SinkConfig {
     /// Largest accepted request body, after decompression.
     pub body_limit: usize,
     pub file: Arc<Mutex<Option<SpanFile>>>,
+    /// Print what is received as the console exporter prints otel-run's own spans (stderr).
+    pub console: bool,
     /// Received batches go on to the collector (store and forward), when `otlp` is an exporter.
     pub forward: Option<crate::spill::Queue>,
 }
@@ -196,9 +203,6 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
         .max_header_list_size(HEADER_BYTES as u32)
         // No keep-alive pings: their traffic would keep an idle connection from timing out.
         .max_concurrent_streams(16);
-    let grpc = TraceServiceServer::new(Receiver(state.clone()))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(state.config.body_limit);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -225,10 +229,9 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
         };
         let _ = stream.set_nodelay(true);
         let conn_info = admit(&state);
-        let (state2, grpc, info) = (state.clone(), grpc.clone(), conn_info.clone());
-        let service = hyper::service::service_fn(move |req| {
-            route(req, state2.clone(), grpc.clone(), info.clone())
-        });
+        let (state2, info) = (state.clone(), conn_info.clone());
+        let service =
+            hyper::service::service_fn(move |req| route(req, state2.clone(), info.clone()));
         let io = Activity {
             inner: stream,
             conn: conn_info.clone(),
@@ -240,6 +243,10 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
         let state = state.clone();
         tokio::spawn(async move {
             tokio::pin!(conn);
+            // Until the connection shows the token; then only the idle timeout applies.
+            let token_deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
+            tokio::pin!(token_deadline);
+            let mut token_checked = false;
             loop {
                 tokio::select! {
                     r = &mut conn => {
@@ -249,10 +256,18 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: watch::Rec
                         break;
                     }
                     _ = conn_info.close.notified() => break,
-                    _ = tokio::time::sleep(IDLE_TIMEOUT) => {
-                        if now_ms().saturating_sub(conn_info.last_active.load(std::sync::atomic::Ordering::Relaxed))
-                            >= IDLE_TIMEOUT.as_millis() as u64
-                        {
+                    _ = &mut token_deadline, if !token_checked => {
+                        if !conn_info.authenticated.load(std::sync::atomic::Ordering::Relaxed) {
+                            state.warn(format_args!(
+                                "closed a connection that showed no token within {HEADER_READ_TIMEOUT:?}"
+                            ));
+                            break;
+                        }
+                        token_checked = true;
+                    }
+                    // Until the last traffic plus the timeout, whatever woke the loop before.
+                    _ = tokio::time::sleep(IDLE_TIMEOUT.saturating_sub(idle_for(&conn_info))) => {
+                        if idle_for(&conn_info) >= IDLE_TIMEOUT {
                             break;
                         }
                     }
@@ -293,6 +308,12 @@ fn admit(state: &State) -> Arc<Conn> {
     }
     conns.push(conn.clone());
     conn
+}
+
+/// How long the connection has carried no bytes.
+fn idle_for(conn: &Conn) -> Duration {
+    let last = conn.last_active.load(std::sync::atomic::Ordering::Relaxed);
+    Duration::from_millis(now_ms().saturating_sub(last))
 }
 
 fn now_ms() -> u64 {
@@ -358,12 +379,11 @@ impl tokio::io::AsyncWrite for Activity {
     }
 }
 
-/// Every request passes the token check, then goes to tonic's generated OTLP/gRPC service
-/// (content type application/grpc, HTTP/2) or to the OTLP/HTTP handler (`POST /v1/traces`).
+/// Every request passes the token check, then goes to the OTLP/gRPC handler (content type
+/// application/grpc, HTTP/2) or to the OTLP/HTTP handler (`POST /v1/traces`).
 async fn route(
     req: Request<Incoming>,
     state: Arc<State>,
-    grpc: TraceServiceServer<Receiver>,
     conn: Arc<Conn>,
 ) -> Result<Response<tonic::body::Body>, Infallible> {
     let content_type = req
@@ -404,10 +424,7 @@ async fn route(
         };
         match reserve(&state, want).await {
             Err(r) => Err(r),
-            Ok(_permit) if is_grpc => {
-                let response = grpc.oneshot(req).await.unwrap_or_else(|e| match e {});
-                Ok(grpc_refusals(response))
-            }
+            Ok(_permit) if is_grpc => grpc_export(req, &state).await,
             Ok(_permit) => http_export(req, &state, &content_type).await,
         }
     };
@@ -450,37 +467,182 @@ async fn reserve(
     }
 }
 
-/// tonic answers a request it cannot decode with codes that mean something else to an OTLP
-/// client. The exporter spec retries OUT_OF_RANGE (tonic's "message over the size limit"), so a
-/// child would resend an oversized batch until its timeout; it becomes RESOURCE_EXHAUSTED
-/// without RetryInfo, which the spec says not to retry. tonic reports undecodable protobuf, bad
-/// gzip and truncated messages as INTERNAL; they are the client's fault: INVALID_ARGUMENT. Our
-/// own service answers neither code, so only tonic's decoding can produce them.
-fn grpc_refusals(response: Response<tonic::body::Body>) -> Response<tonic::body::Body> {
-    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
-        return response;
+/// The one gRPC method the sink serves.
+const EXPORT_METHOD: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// OTLP/gRPC, a unary call: the 5-byte-framed message is read whole (within the body limit),
+/// counted and decoded by [`decode_grpc_body`], accepted, and answered with one framed message
+/// and `grpc-status: 0` trailers. Done here rather than by tonic's generated server so that a
+/// gRPC request is counted before it is decoded, exactly like an OTLP/HTTP one.
+async fn grpc_export(
+    req: Request<Incoming>,
+    state: &State,
+) -> Result<Response<tonic::body::Body>, Refusal> {
+    let path = req.uri().path();
+    if path != EXPORT_METHOD {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            Code::Unimplemented,
+            format!("no such method {path} (the sink serves {EXPORT_METHOD})"),
+        ));
+    }
+    let gzip = match req
+        .headers()
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        None | Some("identity") | Some("") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::Unimplemented,
+                format!("grpc-encoding {other:?} (gzip or identity only)"),
+            ))
+        }
     };
-    let code = match status.code() {
-        Code::OutOfRange => Code::ResourceExhausted,
-        Code::Internal => Code::InvalidArgument,
-        _ => return response,
-    };
-    tonic::Status::new(code, status.message()).into_http()
+    let limit = state.config.body_limit;
+    let body = read_body(req.into_body(), limit.saturating_add(GRPC_PREFIX)).await?;
+    let request = decode_grpc_body(gzip, body, limit)?;
+    let response = accept(state, request.resource_spans)?;
+    let message = response.encode_to_vec();
+    let mut framed = Vec::with_capacity(GRPC_PREFIX + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::new(Unary {
+            data: Some(Bytes::from(framed)),
+            trailers: Some(trailers),
+        }))
+        .expect("static response parts"))
 }
 
-/// The gRPC side: tonic decodes (size limit, gzip), this accepts.
-struct Receiver(Arc<State>);
+/// A gRPC unary answer: one data frame, then the trailers.
+struct Unary {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
 
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        accept(&self.0, request.into_inner().resource_spans)
-            .map(tonic::Response::new)
-            .map_err(|r| tonic::Status::new(r.grpc, r.message))
+impl hyper::body::Body for Unary {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+        }
+        Poll::Ready(
+            self.trailers
+                .take()
+                .map(|t| Ok(hyper::body::Frame::trailers(t))),
+        )
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
+/// The gRPC message prefix: a compressed flag and a big-endian u32 length.
+const GRPC_PREFIX: usize = 5;
+
+/// A request body, whole, refused beyond `limit` bytes.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
+    Ok(Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(
+            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Code::ResourceExhausted,
+                    format!("request body over the {limit}-byte limit"),
+                ),
+                None => refuse(
+                    StatusCode::BAD_REQUEST,
+                    Code::InvalidArgument,
+                    format!("reading the request body: {e}"),
+                ),
+            },
+        )?
+        .to_bytes())
+}
+
+/// Decodes a unary gRPC request body: exactly one length-prefixed message (gzip undone within
+/// `limit` when its flag says so), counted before it is decoded. Pure, like [`decode_body`].
+/// Refusals use the codes OTLP clients act on: RESOURCE_EXHAUSTED without RetryInfo for "too
+/// big" (not retried; tonic's OUT_OF_RANGE would be), INVALID_ARGUMENT for malformed input.
+fn decode_grpc_body(
+    gzip: bool,
+    body: Bytes,
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, Refusal> {
+    let invalid = |m: String| refuse(StatusCode::BAD_REQUEST, Code::InvalidArgument, m);
+    if body.len() < GRPC_PREFIX {
+        return Err(invalid(format!(
+            "a gRPC message of {} bytes, shorter than its 5-byte prefix",
+            body.len()
+        )));
+    }
+    let compressed = match body[0] {
+        0 => false,
+        1 if gzip => true,
+        1 => {
+            return Err(invalid(
+                "a compressed gRPC message without grpc-encoding: gzip".into(),
+            ))
+        }
+        flag => return Err(invalid(format!("gRPC message flag {flag} (0 or 1)"))),
+    };
+    let len = u32::from_be_bytes(body[1..GRPC_PREFIX].try_into().expect("4 bytes")) as usize;
+    if len > limit {
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            format!("a gRPC message of {len} bytes, over the {limit}-byte limit"),
+        ));
+    }
+    let rest = body.len() - GRPC_PREFIX;
+    if rest < len {
+        return Err(invalid(format!(
+            "a gRPC message of {len} bytes cut short after {rest}"
+        )));
+    }
+    if rest > len {
+        return Err(invalid("more than one message in a unary gRPC call".into()));
+    }
+    let message = body.slice(GRPC_PREFIX..);
+    let message = if compressed {
+        gunzip(&message, limit)?
+    } else {
+        message
+    };
+    decode_protobuf(message)
+}
+
+/// [`decode_grpc_body`] for the fuzz targets and the corpus test: `grpc_encoding` as the header
+/// says, the refusal as its message.
+#[doc(hidden)]
+pub fn decode_grpc_request(
+    grpc_encoding: &str,
+    body: &[u8],
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, String> {
+    let gzip = match grpc_encoding.trim() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => return Err(format!("grpc-encoding {other:?}")),
+    };
+    decode_grpc_body(gzip, Bytes::copy_from_slice(body), limit).map_err(|r| r.message)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -554,24 +716,7 @@ async fn http_export(
         }
     };
     let limit = state.config.body_limit;
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(
-            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                Some(_) => refuse(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Code::ResourceExhausted,
-                    format!("request body over the {limit}-byte limit"),
-                ),
-                None => refuse(
-                    StatusCode::BAD_REQUEST,
-                    Code::InvalidArgument,
-                    format!("reading the request body: {e}"),
-                ),
-            },
-        )?
-        .to_bytes();
+    let body = read_body(req.into_body(), limit).await?;
     let request = decode_body(wire, gzip, body, limit)?;
     let response = accept(state, request.resource_spans)?;
     let (content_type, data) = match wire {
@@ -630,43 +775,69 @@ fn decode_body(
     limit: usize,
 ) -> Result<ExportTraceServiceRequest, Refusal> {
     let message = if gzip { gunzip(&body, limit)? } else { body };
-    if wire == Wire::Protobuf {
-        let objects = count_objects(&message).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument,
-                format!("invalid OTLP protobuf: {e}"),
-            )
-        })?;
-        if objects > MAX_OBJECTS_PER_REQUEST {
-            return Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::ResourceExhausted,
-                format!(
-                    "{objects} spans, events, links and attributes in one request (at most {MAX_OBJECTS_PER_REQUEST}); send smaller batches"
-                ),
-            ));
-        }
-    }
-    let request = match wire {
+    match wire {
+        Wire::Protobuf => decode_protobuf(message),
         Wire::Json => {
+            within_object_limit(count_json_objects(&message))?;
             serde_json::from_slice::<ExportTraceServiceRequest>(&message).map_err(|e| {
                 refuse(
                     StatusCode::BAD_REQUEST,
                     Code::InvalidArgument,
                     format!("invalid OTLP/JSON: {e}"),
                 )
-            })?
+            })
         }
-        Wire::Protobuf => ExportTraceServiceRequest::decode(message).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument,
-                format!("invalid OTLP protobuf: {e}"),
-            )
-        })?,
+    }
+}
+
+/// Protobuf of either transport: counted on the wire first, then decoded.
+fn decode_protobuf(message: Bytes) -> Result<ExportTraceServiceRequest, Refusal> {
+    let invalid = |e: String| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            format!("invalid OTLP protobuf: {e}"),
+        )
     };
-    Ok(request)
+    within_object_limit(count_objects(&message).map_err(invalid)?)?;
+    ExportTraceServiceRequest::decode(message).map_err(|e| invalid(e.to_string()))
+}
+
+fn within_object_limit(objects: usize) -> Result<(), Refusal> {
+    if objects > MAX_OBJECTS_PER_REQUEST {
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            format!(
+                "{objects} spans, events, links and attributes in one request (at most {MAX_OBJECTS_PER_REQUEST}); send smaller batches"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An upper bound on the structs an OTLP/JSON body decodes into, without parsing it: every one
+/// of them (request, resource spans, span, event, link, key-value, any-value, ...) is a JSON
+/// object, so the `{` outside strings bound them. Unknown fields are skipped by the decoder
+/// without allocating, so counting them too only errs on the safe side.
+fn count_json_objects(body: &[u8]) -> usize {
+    let (mut objects, mut in_string, mut escaped) = (0, false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'{' {
+            objects += 1;
+        }
+    }
+    objects
 }
 
 /// [`decode_body`] for the fuzz targets and the corpus test: `content_type` and
@@ -858,6 +1029,11 @@ fn accept(
             }
         }
     }
+    if cfg.console && kept > 0 {
+        // One write per batch, so concurrent requests do not interleave inside a span's text.
+        let text = crate::export::console::render(&batch);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+    }
     if let (Some(queue), true) = (&cfg.forward, kept > 0) {
         queue.submit(batch);
     }
@@ -982,6 +1158,68 @@ mod tests {
         // rs, ss, 2 × (span, kv, anyvalue, array, 3 values)
         assert_eq!(count_objects(&request.encode_to_vec()), Ok(2 + 2 * 7));
         assert!(count_objects(b"\x0a\x05ab").is_err());
+    }
+
+    #[test]
+    fn json_objects_are_counted_outside_strings() {
+        assert_eq!(count_json_objects(br#"{"a":[{},{}],"s":"{\"{"}"#), 3);
+        assert_eq!(count_json_objects(br#""\\"{}"#), 1);
+    }
+
+    #[test]
+    fn grpc_bodies_are_one_framed_message() {
+        let message = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span(1, 2, None)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec();
+        let frame = |flag: u8, m: &[u8]| {
+            let mut b = vec![flag];
+            b.extend((m.len() as u32).to_be_bytes());
+            b.extend(m);
+            b
+        };
+        let plain = frame(0, &message);
+        assert_eq!(
+            decode_grpc_request("", &plain, 1 << 20)
+                .unwrap()
+                .resource_spans
+                .len(),
+            1
+        );
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&message).unwrap();
+            frame(1, &e.finish().unwrap())
+        };
+        assert!(decode_grpc_request("gzip", &gz, 1 << 20).is_ok());
+        let err =
+            |enc: &str, b: &[u8], limit: usize| decode_grpc_request(enc, b, limit).unwrap_err();
+        assert!(err("", &gz, 1 << 20).contains("without grpc-encoding"));
+        assert!(err("", &plain[..4], 1 << 20).contains("shorter than its 5-byte prefix"));
+        assert!(err("", &plain[..plain.len() - 1], 1 << 20).contains("cut short"));
+        assert!(
+            err("", &[plain.clone(), plain.clone()].concat(), 1 << 20).contains("more than one")
+        );
+        assert!(err("", &plain, 8).contains("over the 8-byte limit"));
+        assert!(err("", &frame(2, &message), 1 << 20).contains("flag 2"));
+        // Empty spans: 2 bytes each on the wire, counted and refused before decoding.
+        let mut spans = [0x12u8, 0x00].repeat(MAX_OBJECTS_PER_REQUEST + 1);
+        let mut ss = Vec::new();
+        prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut ss);
+        prost::encoding::encode_varint(spans.len() as u64, &mut ss);
+        ss.append(&mut spans);
+        let mut rs = Vec::new();
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut rs);
+        prost::encoding::encode_varint(ss.len() as u64, &mut rs);
+        rs.append(&mut ss);
+        assert!(err("", &frame(0, &rs), 16 << 20).contains("send smaller batches"));
     }
 
     #[test]

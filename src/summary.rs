@@ -33,6 +33,13 @@ fn run(args: SummaryArgs) -> anyhow::Result<()> {
             Ok(())
         },
     )?;
+    if args.input.skip_invalid && counts.spans == 0 && counts.invalid > 0 {
+        // An empty table would read as "nothing ran", not as "nothing could be read".
+        anyhow::bail!(
+            "--skip-invalid skipped all {} bad lines and left no span to summarise",
+            counts.invalid
+        );
+    }
     let text = match args.format {
         SummaryFormat::Table => summary.table(colour()),
         SummaryFormat::Csv => summary.csv(),

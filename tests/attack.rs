@@ -23,13 +23,25 @@ struct Live {
 impl Live {
     /// `dir` is the program's working directory (where `done` is expected).
     fn start(dir: &Path, span_path: &Path) -> Live {
+        Live::start_with(dir, span_path, |_| {})
+    }
+
+    /// [`Live::start`] with otel-run's stderr in `dir/otel-run.err` (see [`Live::stderr`]).
+    fn start_logged(dir: &Path, span_path: &Path) -> Live {
+        let err = std::fs::File::create(dir.join("otel-run.err")).unwrap();
+        Live::start_with(dir, span_path, |cmd| {
+            cmd.stderr(err);
+        })
+    }
+
+    fn start_with(dir: &Path, span_path: &Path, configure: impl FnOnce(&mut Command)) -> Live {
         let script = "printf '%s\\n%s\\n' \"$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT\" \"$OTEL_EXPORTER_OTLP_TRACES_HEADERS\" > env.tmp && mv env.tmp env.txt; while [ ! -e done ]; do sleep 0.02; done";
-        let child = otel_run(dir)
-            .arg("--jsonlines-path")
+        let mut cmd = otel_run(dir);
+        cmd.arg("--jsonlines-path")
             .arg(span_path)
-            .args(["--", "sh", "-c", script])
-            .spawn()
-            .unwrap();
+            .args(["--", "sh", "-c", script]);
+        configure(&mut cmd);
+        let child = cmd.spawn().unwrap();
         let env_file = dir.join("env.txt");
         wait_for(Duration::from_secs(10), "the program to start", || {
             env_file.exists()
@@ -55,19 +67,47 @@ impl Live {
     }
 
     fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most otel-run has held at any moment (VmHWM), not just now.
+    fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
     }
 
+    /// CPU time otel-run has used (user + system), in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        // After the command name: state is field 3, utime 14, stime 15.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// What otel-run wrote to stderr so far ([`Live::start_logged`]).
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("otel-run.err")).unwrap_or_default()
+    }
+
+    /// A POST with the token, protobuf unless `extra` names another content type.
     fn post(&self, body: &[u8], extra: &[(&str, &str)]) -> (u16, String) {
-        let mut headers = vec![
-            ("content-type", "application/x-protobuf"),
-            ("x-otel-run-token", self.token.as_str()),
-        ];
+        let mut headers = vec![("x-otel-run-token", self.token.as_str())];
+        if !extra.iter().any(|(k, _)| *k == "content-type") {
+            headers.push(("content-type", "application/x-protobuf"));
+        }
         headers.extend_from_slice(extra);
         http_post(self.port, &headers, body)
     }
@@ -620,4 +660,436 @@ fn amplification_and_empty_span_floods_stay_within_memory() {
     assert!(live.finish().success());
     let out = dry_run(&dir.path().join("rank.jsonlines"));
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Empty spans as OTLP protobuf: `ResourceSpans { ScopeSpans { n × Span {} } }`, 2 bytes per span.
+fn empty_spans_protobuf(n: usize) -> Vec<u8> {
+    let ld = |field: u32, payload: Vec<u8>| {
+        let mut out = Vec::with_capacity(payload.len() + 8);
+        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(payload.len() as u64, &mut out);
+        out.extend(payload);
+        out
+    };
+    // ExportTraceServiceRequest.resource_spans = 1, ResourceSpans.scope_spans = 2,
+    // ScopeSpans.spans = 2 (the 0x12 keys).
+    ld(1, ld(2, [0x12u8, 0x00].repeat(n)))
+}
+
+/// gRPC has no plain-socket client in the tests: the venv's grpcio sends `body` (a file) as one
+/// unary Export with the token and prints the status code name.
+const GRPC_SEND: &str = r#"
+import sys, grpc
+port, token, path = sys.argv[1], sys.argv[2], sys.argv[3]
+body = open(path, "rb").read()
+with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    export = channel.unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    try:
+        export(body, metadata=[("x-otel-run-token", token)], timeout=60)
+        print("OK")
+    except grpc.RpcError as e:
+        print(e.code().name, e.details())
+"#;
+
+/// Millions of empty objects are counted before they are decoded on every transport, not only
+/// OTLP/HTTP protobuf: gRPC and OTLP/JSON requests too.
+#[test]
+fn empty_object_floods_are_refused_before_decoding_on_grpc_and_json() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    // 4 million empty spans: 8 MB of gRPC message, ~1 GB if decoded.
+    let body = dir.path().join("grpc.bin");
+    std::fs::write(&body, empty_spans_protobuf(4_000_000)).unwrap();
+    let out = exit_within(
+        Command::new(python())
+            .args(["-c", GRPC_SEND])
+            .arg(live.port.to_string())
+            .arg(&live.token)
+            .arg(&body),
+        Duration::from_secs(120),
+    );
+    let answer = text(&out.stdout);
+    assert!(
+        answer.starts_with("RESOURCE_EXHAUSTED") && answer.contains("send smaller batches"),
+        "{answer} {}",
+        text(&out.stderr)
+    );
+    // 4 million `{}` spans: 12 MB of OTLP/JSON.
+    let mut json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+    json.extend_from_slice(&b"{},".repeat(4_000_000));
+    json.pop();
+    json.extend_from_slice(b"]}]}]}");
+    let (code, answer) = live.post(&json, &[("content-type", "application/json")]);
+    assert_eq!(code, 413, "{answer}");
+    assert!(answer.contains("send smaller batches"), "{answer}");
+    let peak = live.peak_rss_kib();
+    assert!(
+        peak < 64 * 1024,
+        "otel-run peak RSS {peak} KiB through the empty-object floods"
+    );
+    // The program's own exports still go through, on both transports.
+    std::fs::write(&body, request(vec![span("after-grpc", 1)])).unwrap();
+    let out = exit_within(
+        Command::new(python())
+            .args(["-c", GRPC_SEND])
+            .arg(live.port.to_string())
+            .arg(&live.token)
+            .arg(&body),
+        Duration::from_secs(60),
+    );
+    assert_eq!(text(&out.stdout).trim(), "OK", "{}", text(&out.stderr));
+    let (code, answer) = live.post(&request(vec![span("after-json", 2)]), &[]);
+    assert_eq!(code, 200, "{answer}");
+    assert!(live.finish().success());
+    let names = names(&dir.path().join("rank.jsonlines"));
+    for want in ["after-grpc", "after-json"] {
+        assert!(names.contains(&want.to_string()), "{want}: {names:?}");
+    }
+}
+
+/// `--sink-body-limit` stops where a request could make a line the readers refuse; at the cap,
+/// the worst line one request can make (a resource of control characters, each escaped to six
+/// bytes) is written and reads back.
+#[test]
+fn the_body_limit_cap_keeps_every_line_readable() {
+    let dir = tempdir();
+    for (flag, env) in [(Some("17"), None), (None, Some("100000"))] {
+        let mut cmd = otel_run(dir.path());
+        if let Some(v) = flag {
+            cmd.args(["--sink-body-limit", v]);
+        }
+        if let Some(v) = env {
+            cmd.env("OTEL_RUN_SINK_BODY_LIMIT", v);
+        }
+        let out = run(cmd.args(["--", "true"]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--sink-body-limit")
+                && err.contains("is not in 1..=16")
+                && err.contains("128 MiB"),
+            "{err}"
+        );
+    }
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let worst = |len: usize| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "c".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("\u{1}".repeat(len))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span("worst-line", 1)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let limit = 16 << 20;
+    let size = worst(0).encoded_len();
+    // The string's length prefix grows by a few bytes beyond 2 MiB: aim a little lower.
+    let body = worst(limit - size - 16).encode_to_vec();
+    assert!(
+        body.len() <= limit && body.len() > limit - 32,
+        "{}",
+        body.len()
+    );
+    let (code, answer) = live.post(&body, &[]);
+    assert_eq!(code, 200, "{}", &answer[..answer.len().min(300)]);
+    assert!(live.finish().success());
+    let path = dir.path().join("rank.jsonlines");
+    let longest = std::fs::read(&path)
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::len)
+        .max()
+        .unwrap();
+    assert!(
+        longest > 6 * (limit - size - 16) && longest < 128 << 20,
+        "{longest}"
+    );
+    let out = dry_run(&path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Another user's HTTP/2 client that never finishes a request header (a HEADERS frame announced
+/// at 4000 bytes, its payload sent one byte a second: every byte is traffic, so the idle
+/// timeout never fires, and h2's own CONTINUATION limit never applies) is dropped at the token
+/// deadline, while the program's export goes through at once.
+#[test]
+fn http2_header_trickles_are_dropped() {
+    let dir = tempdir();
+    let live = Live::start_logged(dir.path(), &dir.path().join("rank.jsonlines"));
+    let trickle = r#"
+import socket, struct, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    # Preface, empty SETTINGS, then the 9-byte header of a HEADERS frame (END_HEADERS) on
+    # stream 1 announcing 4000 bytes of header block.
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + struct.pack(">I", 4000)[1:] + bytes([1, 4]) + struct.pack(">I", 1))
+    s.setblocking(False)
+    socks.append(s)
+print("ready", flush=True)
+alive = set(range(n))
+deadline = time.time() + 60
+while alive and time.time() < deadline:
+    for i in list(alive):
+        try:
+            while True:
+                if not socks[i].recv(65536):
+                    alive.discard(i)
+                    break
+        except BlockingIOError:
+            pass
+        except OSError:
+            alive.discard(i)
+        if i in alive:
+            try:
+                socks[i].sendall(b"\x83")
+            except OSError:
+                alive.discard(i)
+    time.sleep(1)
+print("closed", n - len(alive), "of", n, flush=True)
+"#;
+    let mut attacker = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            trickle,
+        ])
+        .arg(live.port.to_string())
+        .arg("20")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv(1) from util-linux");
+    let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the trickle did not start");
+    let start = std::time::Instant::now();
+    let (code, answer) = live.post(&request(vec![span("legit", 1)]), &[]);
+    let took = start.elapsed();
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the program's export took {took:?}"
+    );
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "closed 20 of 20", "{}", live.stderr());
+    assert!(attacker.wait().unwrap().success());
+    let rss = live.rss_kib();
+    assert!(rss < 64 * 1024, "otel-run RSS {rss} KiB");
+    assert!(
+        live.stderr().contains("showed no token within"),
+        "{}",
+        live.stderr()
+    );
+    assert!(live.finish().success());
+    assert!(names(&dir.path().join("rank.jsonlines")).contains(&"legit".to_string()));
+}
+
+/// At the descriptor limit accept() fails with EMFILE until a descriptor is freed: otel-run
+/// backs off instead of spinning next to the program, and serves again once the flood is gone.
+#[test]
+fn descriptor_exhaustion_backs_off_and_recovers() {
+    let dir = tempdir();
+    let live = Live::start_logged(dir.path(), &dir.path().join("rank.jsonlines"));
+    let out = run(Command::new("prlimit")
+        .arg(format!("--pid={}", live.child.id()))
+        .arg("--nofile=48:48"));
+    assert!(out.status.success(), "prlimit(1): {}", text(&out.stderr));
+    // More connections than descriptors: the kernel completes them all, otel-run cannot take them.
+    let flood: Vec<std::net::TcpStream> = (0..150)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", live.port)).unwrap())
+        .collect();
+    wait_for(
+        Duration::from_secs(10),
+        "accept() to fail with EMFILE",
+        || live.stderr().contains("Too many open files"),
+    );
+    let before = live.cpu_ticks();
+    let window = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = live.cpu_ticks() - before;
+    let ticks = window.elapsed().as_millis() as u64 / 10; // 100 ticks a second
+    assert!(
+        used * 4 < ticks,
+        "otel-run used {used} of {ticks} clock ticks at the descriptor limit"
+    );
+    drop(flood);
+    let start = std::time::Instant::now();
+    let (code, answer) = live.post(&request(vec![span("after-emfile", 1)]), &[]);
+    let took = start.elapsed();
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the program's export took {took:?}"
+    );
+    assert!(live.finish().success());
+    assert!(names(&dir.path().join("rank.jsonlines")).contains(&"after-emfile".to_string()));
+}
+
+/// Warnings strangers can cause reach the job's stderr at most once a second: HTTP/2 protocol
+/// errors and resets say nothing at all, connections over the limit are counted, and the count
+/// of those not shown comes with the next warning.
+#[test]
+fn resets_and_connection_floods_print_rate_limited_warnings() {
+    let dir = tempdir();
+    let live = Live::start_logged(dir.path(), &dir.path().join("rank.jsonlines"));
+    // Two bursts 1.5 s apart; each holds 200 connections (over the limit of 128) that sent an
+    // HTTP/2 preface, then sends each an RST_STREAM for a stream never opened (a protocol
+    // error) and resets the TCP connection (SO_LINGER 0).
+    let bursts = r#"
+import socket, struct, sys, time
+port = int(sys.argv[1])
+for burst in range(2):
+    socks = []
+    for i in range(200):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        socks.append(s)
+    time.sleep(0.5)
+    for s in socks:
+        try:
+            s.sendall(b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08")
+        except OSError:
+            pass
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(1.5)
+"#;
+    let start = std::time::Instant::now();
+    let out = exit_within(
+        Command::new("/usr/bin/python3")
+            .args(["-c", bursts])
+            .arg(live.port.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secs = start.elapsed().as_secs();
+    let (code, answer) = live.post(&request(vec![span("legit", 1)]), &[]);
+    assert_eq!(code, 200, "{answer}");
+    let stderr = live.stderr();
+    let lines = stderr.lines().count() as u64;
+    assert!(
+        (2..=secs + 2).contains(&lines),
+        "{lines} lines in {secs} s of 400 connections over the limit:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("similar warnings suppressed")
+            && stderr.contains("more than 128 connections"),
+        "{stderr}"
+    );
+    assert!(live.finish().success());
+}
+
+/// A connection with no traffic is closed, so an SDK's forgotten keep-alive connection does not
+/// hold a descriptor for ever: HTTP/1 within the 10 s header-read timeout (hyper applies it while
+/// waiting for the next request), HTTP/2 within the 60 s idle timeout (README Limits).
+#[test]
+fn idle_connections_are_closed() {
+    let dir = tempdir();
+    let live = Live::start(dir.path(), &dir.path().join("rank.jsonlines"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", live.port)).unwrap();
+    let body = request(vec![span("before-idle", 1)]);
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-protobuf\r\nx-otel-run-token: {}\r\ncontent-length: {}\r\n\r\n",
+        live.token,
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    // The answer (keep-alive: the connection stays open), then nothing until otel-run closes it.
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("HTTP/1: no EOF within 90 s: {e}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // HTTP/2 by hand (no h2 client in the tests): one authenticated request, then silence.
+    let h2 = r#"
+import socket, struct, sys, time
+port, token, body = int(sys.argv[1]), sys.argv[2].encode(), open(sys.argv[3], "rb").read()
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def value(v):
+    return bytes([len(v)]) + v
+# HPACK: :method POST, :scheme http (static), :path and :authority and content-type (static
+# names, literal values), the token (a literal name).
+block = (b"\x83\x86" + b"\x04" + value(b"/v1/traces") + b"\x01" + value(b"127.0.0.1")
+         + b"\x0f\x10" + value(b"application/x-protobuf") + b"\x00" + value(b"x-otel-run-token") + value(token))
+s = socket.create_connection(("127.0.0.1", port), timeout=90)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, block) + frame(0, 1, 1, body))
+buf, status = b"", None
+while True:
+    try:
+        data = s.recv(65536)
+    except ConnectionResetError:
+        data = b""
+    if not data:
+        break
+    buf += data
+    while len(buf) >= 9:
+        length = int.from_bytes(buf[:3], "big")
+        if len(buf) < 9 + length:
+            break
+        kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
+        buf = buf[9 + length:]
+        if kind == 4 and not flags & 1:
+            s.sendall(frame(4, 1, 0, b""))  # acknowledge the server's SETTINGS
+        if kind == 1 and status is None:
+            status = payload[0]
+print("closed", "200" if status == 0x88 else f"status byte {status}", flush=True)
+"#;
+    let body_file = dir.path().join("h2-body.bin");
+    std::fs::write(&body_file, request(vec![span("before-idle-h2", 2)])).unwrap();
+    let out = exit_within(
+        Command::new("/usr/bin/python3")
+            .args(["-c", h2])
+            .arg(live.port.to_string())
+            .arg(&live.token)
+            .arg(&body_file),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "closed 200",
+        "HTTP/2: {}",
+        text(&out.stderr)
+    );
+    assert!(live.finish().success());
+    let names = names(&dir.path().join("rank.jsonlines"));
+    for want in ["before-idle", "before-idle-h2"] {
+        assert!(names.contains(&want.to_string()), "{want}: {names:?}");
+    }
 }

@@ -722,6 +722,62 @@ fn external_sort_spills_and_streaming_merge_reorders_within_its_window() {
 }
 
 #[test]
+fn streaming_merge_of_more_files_than_the_open_file_limit_goes_in_passes() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut g = Gen::new(7);
+    let trace: [u8; 16] = g.rng.random();
+    for r in 0..300 {
+        let mut spans = g.rank(trace, r, 4);
+        spans.swap(1, 2); // a small inversion, absorbed by the window as in a single merge
+        write(
+            &d.join(format!("r{r:03}.jsonl")),
+            LineFormat::Python,
+            &spans,
+        );
+    }
+    let unconstrained = merge(d, &["-v", "--sort", "end", "r*.jsonl"]);
+    assert_eq!(
+        unconstrained.status.code(),
+        Some(0),
+        "{}",
+        text(&unconstrained.stderr)
+    );
+    // sh's ulimit sets the soft and the hard limit: otel-run cannot raise it again.
+    let mut cmd = Command::new("sh");
+    scrub(&mut cmd);
+    cmd.current_dir(d)
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(bin())
+        .args(["merge", "-v", "--sort", "end", "r*.jsonl"]);
+    let limited = run(&mut cmd);
+    let err = text(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("300 input files")
+            && err.contains("open-file limit 64")
+            && err.contains("groups"),
+        "-v says what was done: {err}"
+    );
+    let s = stats(&err);
+    assert_eq!((s["written"], s["out_of_order"]), (300 * 5, 0), "{err}");
+    assert!(s["sort_runs"] > 300 / 64, "{s:?}");
+    assert!(
+        limited.stdout == unconstrained.stdout,
+        "same output as an unconstrained run"
+    );
+    let ends: Vec<u64> = text(&limited.stdout)
+        .lines()
+        .map(|l| {
+            let rs = otel_run::format::parse_line(l.as_bytes()).unwrap();
+            rs.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano
+        })
+        .collect();
+    assert_eq!(ends.len(), 300 * 5);
+    assert!(ends.windows(2).all(|w| w[0] <= w[1]), "sorted by end");
+}
+
+#[test]
 fn filters_and_bad_input() {
     let dir = tempdir();
     let d = dir.path();

@@ -16,6 +16,7 @@ use otel_run::attr;
 use otel_run::export::render;
 use otel_run::format::LineFormat;
 use prost::Message;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -327,23 +328,46 @@ fn args<'a>(fixed: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
-/// The `sent N of M` of a failed replay.
+/// The `sent N of M` of a failed replay's error.
 fn sent_of(stderr: &str) -> (u64, u64) {
     let at = stderr
-        .find("sent ")
+        .find("; sent ")
         .unwrap_or_else(|| panic!("no 'sent N of M' in: {stderr}"));
-    let words: Vec<&str> = stderr[at..].split_whitespace().collect();
+    let words: Vec<&str> = stderr[at + 2..].split_whitespace().collect();
     assert_eq!(words[2], "of", "{stderr}");
-    (words[1].parse().unwrap(), words[3].parse().unwrap())
+    (
+        words[1].parse().unwrap(),
+        words[3].trim_end_matches(';').parse().unwrap(),
+    )
 }
 
-/// The `(K more were sent without an answer` of a failed export.
-fn unacknowledged(stderr: &str) -> u64 {
-    let at = stderr
-        .find(" more were sent without an answer")
-        .unwrap_or_else(|| panic!("no unacknowledged count in: {stderr}"));
-    let start = stderr[..at].rfind('(').unwrap() + 1;
-    stderr[start..at].parse().unwrap()
+const UNANSWERED: &str = "sent without an answer (the collector may have them)";
+const ANSWERED_RETRYABLE: &str = "answered with an error (retryable)";
+const ANSWERED_FINAL: &str = "answered with an error (not retryable)";
+const NOT_SENT: &str = "not sent";
+
+/// What a failed replay's error says became of the spans it did not send: `N what` after
+/// `sent N of M spans; `, as what → N.
+fn failure_counts(stderr: &str) -> BTreeMap<String, u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("error: export to"))
+        .unwrap_or_else(|| panic!("no export error in: {stderr}"));
+    let at = line
+        .rfind(" spans; ")
+        .unwrap_or_else(|| panic!("no counts in: {line}"));
+    line[at + " spans; ".len()..]
+        .split(", ")
+        .map(|part| {
+            let (n, what) = part.split_once(' ').unwrap();
+            let n = n.parse().unwrap_or_else(|_| panic!("{part:?} in {line}"));
+            (what.to_string(), n)
+        })
+        .collect()
+}
+
+fn counts(parts: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    parts.iter().map(|(w, n)| (w.to_string(), *n)).collect()
 }
 
 fn assert_no_panic(out: &Output) {
@@ -547,8 +571,11 @@ fn dead_collector_fails_in_bounded_time_with_exact_counts() {
     let port = refused.port;
     for protocol in ["grpc", "http/protobuf"] {
         // Retried (connection refused is transient) until the 1 s timeout, then given up.
+        // Three requests of 2 spans in flight, none of which ever had a connection.
         let out = exit_within(
             otel_run(dir.path()).arg("replay").args([
+                "--batch-size",
+                "2",
                 "--exporter-otlp-timeout",
                 "1000",
                 "--exporter-otlp-protocol",
@@ -568,9 +595,13 @@ fn dead_collector_fails_in_bounded_time_with_exact_counts() {
         );
         assert_eq!(sent_of(&stderr), (0, 6), "{stderr}");
         assert_eq!(
-            unacknowledged(&stderr),
-            6,
-            "one request in flight: {stderr}"
+            failure_counts(&stderr),
+            counts(&[(NOT_SENT, 6)]),
+            "{protocol}: a refused connection sends nothing: {stderr}"
+        );
+        assert!(
+            stderr.contains("6 spans read, 0 sent, 0 rejected, 6 not sent, 0 lines skipped"),
+            "{protocol}: {stderr}"
         );
         assert_no_panic(&out);
     }
@@ -623,19 +654,45 @@ fn collector_killed_mid_replay_reports_exactly_what_it_accepted() {
             sent < n,
             "{protocol}: the kill came too late to test anything: {stderr}"
         );
-        // Acknowledged spans all arrived; of the requests that got no answer (at most the four
-        // in flight), rotel may have printed some before it died.
-        let unacked = unacknowledged(&stderr);
-        assert!(
-            sent <= received && received <= sent + unacked,
-            "{protocol}: {sent} acknowledged, {unacked} unanswered, {received} at rotel: {stderr}"
+        // Every span read is exactly one of: sent, sent without an answer, answered with an
+        // error (rotel shutting down may answer UNAVAILABLE / 503), not sent.
+        let c = failure_counts(&stderr);
+        let unanswered = c.get(UNANSWERED).copied().unwrap_or(0);
+        let answered = c.get(ANSWERED_RETRYABLE).copied().unwrap_or(0);
+        let not_sent = c.get(NOT_SENT).copied().unwrap_or(0);
+        assert_eq!(
+            c.keys()
+                .filter(|k| ![UNANSWERED, ANSWERED_RETRYABLE, NOT_SENT].contains(&k.as_str()))
+                .count(),
+            0,
+            "{protocol}: {stderr}"
         );
-        assert!(unacked <= 4 * 100, "{protocol}: {stderr}");
+        assert_eq!(
+            sent + unanswered + answered + not_sent,
+            n,
+            "{protocol}: {stderr}"
+        );
+        // Acknowledged spans all arrived; of the requests that got no answer (at most the four
+        // in flight), rotel may have printed some before it died; nothing "not sent" or
+        // answered with an error reached it.
         assert!(
-            stderr.contains(&format!(
-                "{sent} sent, 0 rejected, {unacked} unacknowledged"
-            )),
-            "{stderr}"
+            sent <= received && received <= sent + unanswered,
+            "{protocol}: {sent} acknowledged, {unanswered} unanswered, {received} at rotel: {stderr}"
+        );
+        assert!(unanswered + answered <= 4 * 100, "{protocol}: {stderr}");
+        let mut summary = format!("{n} spans read, {sent} sent, 0 rejected");
+        for (what, k) in [
+            (UNANSWERED, unanswered),
+            (ANSWERED_RETRYABLE, answered),
+            (NOT_SENT, not_sent),
+        ] {
+            if k > 0 {
+                summary.push_str(&format!(", {k} {what}"));
+            }
+        }
+        assert!(
+            stderr.contains(&summary),
+            "{protocol}: want {summary:?} in {stderr}"
         );
     }
 }
@@ -757,6 +814,7 @@ fn refusing_collector_stops_at_once() {
         "{stderr}"
     );
     assert_eq!(sent_of(&stderr), (0, 6));
+    assert_eq!(failure_counts(&stderr), counts(&[(ANSWERED_FINAL, 6)]));
 }
 
 /// A collector that is down when the replay starts and up before its timeout: retries deliver
@@ -844,10 +902,133 @@ fn silent_collector_is_given_up_at_the_timeout() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
         assert_eq!(sent_of(&stderr), (0, 6), "{protocol}: {stderr}");
-        assert_eq!(unacknowledged(&stderr), 6, "{protocol}: {stderr}");
+        assert_eq!(
+            failure_counts(&stderr),
+            counts(&[(UNANSWERED, 6)]),
+            "{protocol}: {stderr}"
+        );
         assert_no_panic(&out);
     }
     drop(silent);
+}
+
+/// tests/support/http_status.py: a Python HTTP server answering every POST with one status;
+/// killed by pid when dropped.
+struct StatusServer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl StatusServer {
+    fn start(status: &str, retry_after: Option<&str>) -> StatusServer {
+        let dir = tempdir();
+        let child = Command::new(python())
+            .arg(support("http_status.py"))
+            .arg(dir.path())
+            .arg(status)
+            .args(retry_after)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let port_file = dir.path().join("port");
+        wait_for(Duration::from_secs(30), "the HTTP server to listen", || {
+            port_file.exists()
+        });
+        let port = std::fs::read_to_string(&port_file)
+            .unwrap()
+            .parse()
+            .unwrap();
+        StatusServer { child, dir, port }
+    }
+
+    fn requests(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("requests"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A collector that answers with an error did not take the spans, and said so: they are
+/// "answered with an error", never "sent without an answer", and retryable answers (503, 429,
+/// gRPC UNAVAILABLE) are told apart from final ones (400).
+#[test]
+fn error_answers_are_counted_as_answered_not_unanswered() {
+    let dir = tempdir();
+    write_file(
+        &dir.path().join("a.jsonl"),
+        LineFormat::Python,
+        &rich(false, 0x84),
+    );
+    let replay_to = |protocol: &str, endpoint: String, batch: &str| {
+        exit_within(
+            otel_run(dir.path()).arg("replay").args([
+                "--batch-size",
+                batch,
+                "--exporter-otlp-timeout",
+                "1000",
+                "--exporter-otlp-protocol",
+                protocol,
+                "--exporter-otlp-endpoint",
+                &endpoint,
+                "a.jsonl",
+            ]),
+            Duration::from_secs(60),
+        )
+    };
+    // 503 is retried until the timeout: all three requests of 2 spans are in flight by then.
+    // 429 with Retry-After beyond the timeout and 400 end at the first answer: one request of 6.
+    for (status, retry_after, batch, what) in [
+        ("503", None, "2", ANSWERED_RETRYABLE),
+        ("429", Some("5"), "512", ANSWERED_RETRYABLE),
+        ("400", None, "512", ANSWERED_FINAL),
+    ] {
+        let server = StatusServer::start(status, retry_after);
+        let out = replay_to(
+            "http/protobuf",
+            format!("http://127.0.0.1:{}", server.port),
+            batch,
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{status}: {stderr}");
+        assert!(stderr.contains(&format!("HTTP {status}")), "{stderr}");
+        assert_eq!(sent_of(&stderr), (0, 6), "{status}: {stderr}");
+        assert_eq!(
+            failure_counts(&stderr),
+            counts(&[(what, 6)]),
+            "{status}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "6 spans read, 0 sent, 0 rejected, 6 {what}, 0 lines"
+            )),
+            "{status}: {stderr}"
+        );
+        assert!(
+            server.requests() >= if batch == "2" { 3 } else { 1 },
+            "{status}"
+        );
+        assert_no_panic(&out);
+    }
+    let collector = GrpcCollector::start("unavailable", None);
+    let out = replay_to("grpc", format!("http://127.0.0.1:{}", collector.port), "2");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Unavailable"), "{stderr}");
+    assert_eq!(
+        failure_counts(&stderr),
+        counts(&[(ANSWERED_RETRYABLE, 6)]),
+        "{stderr}"
+    );
+    assert!(collector.requests().len() >= 3, "{stderr}");
 }
 
 /// The scripted grpcio collector of tests/support/grpc_collector.py; killed by pid when dropped.

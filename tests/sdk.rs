@@ -101,6 +101,45 @@ fn jsonlines_file_continues_traceparent_with_instrument_fields() {
     assert_eq!(start.len(), "2026-01-01T00:00:00.000000Z".len(), "{start}");
 }
 
+/// Non-finite doubles are written bare, as Python's `json` writes them (a string "NaN" would read
+/// back as a string), and reach a real collector as doubles through `otel-run replay`.
+#[test]
+fn nonfinite_doubles_round_trip_through_replay_into_a_collector() {
+    let dir = tempdir();
+    let path = dir.path().join("spans.jsonl");
+    let out = run_bounded(
+        child(dir.path())
+            .arg("nonfinite")
+            .env("OTEL_EXPORTER_JSONLINES_PATH", &path),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file = std::fs::read_to_string(&path).unwrap();
+    let work = file
+        .lines()
+        .find(|l| l.contains(r#""name":"work""#))
+        .unwrap();
+    for bare in [r#""loss":NaN"#, r#""up":Infinity"#, r#""down":-Infinity"#] {
+        assert!(work.contains(bare), "{bare} in {work}");
+    }
+    let rotel = Rotel::start();
+    let out = run(otel_run(dir.path())
+        .args(["replay", "--exporter-otlp-protocol", "grpc"])
+        .arg("--exporter-otlp-endpoint")
+        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .arg(&path));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    rotel.wait_spans(3);
+    let log = rotel.output();
+    for want in [
+        "-> loss: Double(NaN)",
+        "-> up: Double(inf)",
+        "-> down: Double(-inf)",
+    ] {
+        assert!(log.contains(want), "rotel did not print {want:?}:\n{log}");
+    }
+}
+
 #[test]
 fn malformed_contract_values_warn_once_each_and_the_program_runs() {
     let closed = format!("http://127.0.0.1:{}", free_port());

@@ -548,3 +548,61 @@ fn grpcio_raw_calls_get_the_grpc_status_codes() {
         "nothing refused was written: {names:?}"
     );
 }
+
+/// `--traces-exporter console` alone still runs the sink: the program's spans (a real Python SDK
+/// child and a Rust otel-run-sdk child) are printed with otel-run's own, none is lost, and the
+/// program's export succeeds at once instead of retrying its default localhost:4318.
+#[test]
+fn console_exporter_prints_the_programs_spans() {
+    let dir = tempdir();
+    let (out, report) = python_child(
+        dir.path(),
+        "http/protobuf",
+        &["--traces-exporter", "console"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(report["exporter"], "otlp/http/protobuf");
+    assert_eq!(
+        report["export_results"],
+        serde_json::json!(["SUCCESS"]),
+        "{stderr}"
+    );
+    for name in [
+        "py-child.root",
+        "py-child.work",
+        "py-child.io",
+        "py-child.setup",
+        "process ",
+    ] {
+        assert!(
+            stderr.contains(&format!("span \"{name}")),
+            "{name} not printed:\n{stderr}"
+        );
+    }
+    assert!(
+        span_files(dir.path()).is_empty(),
+        "console only: no span file"
+    );
+
+    let dir = tempdir();
+    let out = exit_within(
+        otel_run(dir.path())
+            .args(["--traces-exporter", "console", "--"])
+            .arg(example("sdk_child")),
+        Duration::from_secs(120),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&out.stdout), "sum 45\n");
+    for name in ["work", "inner", "solve", "process sdk_child"] {
+        assert!(
+            stderr.contains(&format!("span \"{name}\"")),
+            "{name} not printed:\n{stderr}"
+        );
+    }
+    assert!(
+        span_files(dir.path()).is_empty(),
+        "console only: no span file"
+    );
+}

@@ -196,3 +196,25 @@ fn bad_input_names_file_and_line() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn skip_invalid_that_leaves_nothing_fails() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("console.json"),
+        "{\n    \"name\": \"op\",\n    \"context\": {}\n}\n",
+    )
+    .unwrap();
+    let out = run(otel_run(dir.path()).args(["summary", "--skip-invalid", "console.json"]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("skipped all 4 bad lines"), "{stderr}");
+    assert!(
+        stderr.contains("looks like pretty-printed JSON"),
+        "{stderr}"
+    );
+    // An empty input is no failure: there was nothing to skip.
+    std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
+    let out = run(otel_run(dir.path()).args(["summary", "--skip-invalid", "empty.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

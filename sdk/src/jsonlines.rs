@@ -237,17 +237,15 @@ fn write_f64(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
         serde_json::to_writer(&mut *out, &v).expect("writing JSON to memory");
     } else {
-        // Strings, as otel-run's writer does: strict JSON readers reject bare NaN.
-        write_str(
-            out,
-            if v.is_nan() {
-                "NaN"
-            } else if v > 0.0 {
-                "Infinity"
-            } else {
-                "-Infinity"
-            },
-        );
+        // Bare, as Python's `json` (and so OpenTelemetry Python, bsb-otel and otel-run's own
+        // writer) writes them: a string "NaN" would read back as a string attribute.
+        out.extend_from_slice(if v.is_nan() {
+            b"NaN"
+        } else if v > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        });
     }
 }
 
@@ -426,6 +424,8 @@ mod tests {
                 KeyValue::new("mpi.rank", 3),
                 KeyValue::new("x", f64::NAN),
                 KeyValue::new("list", Value::Array(Array::I64(vec![1, 2]))),
+                KeyValue::new("up", f64::INFINITY),
+                KeyValue::new("down", Value::Array(Array::F64(vec![f64::NEG_INFINITY]))),
             ],
             dropped_attributes_count: 0,
             events,
@@ -451,7 +451,7 @@ mod tests {
             concat!(
                 r#"{"name":"halo \"x\"","context":{"trace_id":"0x0af7651916cd43dd8448eb211c80319c","span_id":"0xb7ad6b7169203331","trace_state":"['{key=k, value=v}']"},"#,
                 r#""kind":"SpanKind.INTERNAL","parent_id":"0x00f067aa0ba902b7","start_time":"2023-11-14T22:13:20.000000Z","end_time":"2023-11-14T22:13:21.999999Z","#,
-                r#""status":{"status_code":"ERROR","description":"terminated by SIGTERM"},"attributes":{"mpi.rank":3,"x":"NaN","list":[1,2]},"#,
+                r#""status":{"status_code":"ERROR","description":"terminated by SIGTERM"},"attributes":{"mpi.rank":3,"x":NaN,"list":[1,2],"up":Infinity,"down":[-Infinity]},"#,
                 r#""events":[{"name":"SIGTERM","timestamp":"2023-11-14T22:13:20.123456Z","attributes":{"signal.number":15}}],"links":[],"#,
                 r#""resource":{"attributes":{"service.name":"sim"},"schema_url":""},"instrumentation_scope":{"name":"otel-run-sdk","version":"0.1.0"}}"#,
                 "\n"

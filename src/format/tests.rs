@@ -513,3 +513,134 @@ fn garbage_without_a_newline_is_not_a_torn_line() {
     let mut r = Reader::new("f", &b"{\"name\": \"cut"[..]);
     assert!(r.next_data().unwrap_err().torn);
 }
+
+/// The scanner (the fast path for plain python lines) reads exactly what serde reads, in every
+/// detail, and leaves everything unusual to serde — so results and error messages are serde's.
+#[test]
+fn the_scanner_reads_what_serde_reads() {
+    use crate::format::python::read::scanner_agrees;
+    let agrees = |line: &str| scanner_agrees(line).unwrap_or_else(|e| panic!("{e}"));
+    // otel-run's own writer, with and without escapes.
+    let mut written = Vec::new();
+    render(&mut written, LineFormat::Python, &[sample()]);
+    let mut plain = sample();
+    plain.scope_spans[0].spans[0].name = "step 1".into();
+    render(&mut written, LineFormat::Python, &[plain]);
+    let written = String::from_utf8(written).unwrap();
+    let taken: Vec<bool> = written.lines().map(agrees).collect();
+    assert_eq!(
+        taken,
+        [false, true],
+        "the escaped name goes to serde, the plain line not"
+    );
+
+    // Python's layout, with a resource seen before, a new one, and a nested one.
+    let line = |attrs: &str, resource: &str| {
+        format!(
+            r#"{{"name": "simulate", "context": {{"trace_id": "0x0af7651916cd43dd8448eb211c80319c", "span_id": "0x00f067aa0ba902b7", "trace_state": "[]"}}, "kind": "SpanKind.INTERNAL", "parent_id": "0x0000000000000001", "start_time": "2024-01-01T00:00:00.000001Z", "end_time": "2024-01-01T00:00:01.5Z", "status": {{"status_code": "UNSET"}}, "attributes": {{{attrs}}}, "events": [{{"name": "e", "timestamp": "2024-01-01T00:00:00.5Z", "attributes": {{"k": 1}}}}], "links": [{{"context": {{"trace_id": "0x0af7651916cd43dd8448eb211c80319d", "span_id": "0x00f067aa0ba902b8", "trace_state": null}}, "attributes": {{}}}}], "resource": {resource}}}"#
+        )
+    };
+    let res = |rank: &str| {
+        format!(
+            r#"{{"attributes": {{"service.name": "sim", "mpi.rank": {rank}, "nested": {{"a": [1, {{"b": "}}{{"}}]}}}}, "schema_url": ""}}"#
+        )
+    };
+    // Must be taken: what Python and otel-run write.
+    for attrs in [
+        r#""i": 1, "f": 0.25, "neg": -7, "s": "text", "b": true, "no": false, "n": null"#,
+        r#""xs": [1, 2.5, "s", true, null, [], {}], "m": {"inner": {"deep": [1]}}"#,
+        r#""otel_run.span": "process", "mpi.rank": 3"#,
+        r#""otel_run.span": 5, "mpi.rank": "3", "otel_run.span": "step", "mpi.rank": 4"#,
+        r#""big": 999999999999999999, "min": -999999999999999999, "zero": 0, "frac": -0.0"#,
+        r#""unicode": "ünïcødé ✓", "empty": """#,
+        "",
+    ] {
+        for rank in ["0", "1", "0", "\"2\""] {
+            let l = line(attrs, &res(rank));
+            assert!(agrees(&l), "not taken: {l}");
+        }
+    }
+    // Left to serde (taken or not, the readings agree).
+    for attrs in [
+        r#""e": 1e-05"#,
+        r#""e": 1E+300"#,
+        r#""e": 1e400"#,
+        r#""z": -0"#,
+        r#""huge": 9223372036854775807"#,
+        r#""huge": 9223372036854775808"#,
+        r#""huge": 18446744073709551616"#,
+        r#""neg": -9223372036854775808"#,
+        r#""lead": 01"#,
+        r#""dot": 1."#,
+        r#""dot": .5"#,
+        r#""plus": +1"#,
+        r#""nan": NaN"#,
+        r#""inf": -Infinity"#,
+        r#""esc": "a\"b""#,
+        r#""esc\u0041": 1"#,
+        "\"ctl\": \"a\tb\"",
+        r#""trail": 1,"#,
+        r#""dup": 1, "dup": 2"#,
+        r#""otel_run.span": "a\u0062""#,
+    ] {
+        let _ = agrees(&line(attrs, &res("0")));
+    }
+    let deep = format!("\"deep\": {}1{}", "[".repeat(150), "]".repeat(150));
+    let _ = agrees(&line(&deep, &res("0")));
+    for resource in [
+        "null",
+        r#""text""#,
+        "5",
+        r#"{"attributes": 5}"#,
+        r#"{"attributes": {}} "#,
+    ] {
+        let _ = agrees(&line("", resource));
+    }
+    let base = line("", &res("0"));
+    let variants = [
+        base.replacen(r#""name": "simulate", "#, "", 1),
+        base.replacen(r#""name": "simulate""#, r#""name": null"#, 1),
+        base.replacen(r#""kind": "SpanKind.INTERNAL""#, r#""kind": null"#, 1),
+        base.replacen(
+            r#""status": {"status_code": "UNSET"}"#,
+            r#""status": null"#,
+            1,
+        ),
+        base.replacen(
+            r#""status_code": "UNSET""#,
+            r#""status_code": "ERROR", "description": "x""#,
+            1,
+        ),
+        base.replacen(r#""status_code": "UNSET""#, r#""description": "x""#, 1),
+        base.replacen(
+            r#""trace_state": "[]""#,
+            r#""trace_state": "[]", "span_id": "0x1""#,
+            1,
+        ),
+        base.replacen(r#""kind""#, r#""unknown": 1, "kind""#, 1),
+        base.replacen(r#""kind""#, r#""name": "again", "kind""#, 1),
+        base.replacen(r#""events": ["#, r#""events": null, "x": ["#, 1),
+        base.replacen(r#""links": ["#, r#""links": null, "x": ["#, 1),
+        base.replacen(r#""end_time": "2024-01-01T00:00:01.5Z", "#, "", 1),
+        base.replacen(r#""timestamp""#, r#""when""#, 1),
+        base.replace(' ', ""),
+        format!("  {base}  \r"),
+        format!("{base}x"),
+        format!("{base},"),
+        base.replacen('{', "[", 1),
+        format!(
+            r#"{}, "instrumentation_scope": {{"name": "lib", "version": null, "schema_url": "u", "attributes": {{"a": 1}}}}}}"#,
+            &base[..base.len() - 1]
+        ),
+        format!(
+            r#"{}, "instrumentation_scope": null}}"#,
+            &base[..base.len() - 1]
+        ),
+    ];
+    for l in &variants {
+        let _ = agrees(l);
+    }
+    assert!(agrees(&variants[13]), "compact layout");
+    assert!(agrees(&variants[14]), "whitespace around");
+    assert!(agrees(&variants[18]), "instrumentation_scope");
+}

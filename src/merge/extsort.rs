@@ -1,34 +1,51 @@
-//! External sort with bounded memory: records collect in a buffer of at most `budget` bytes,
-//! which is sorted and spilled to an anonymous temporary file (a "run") when full; reading back is
-//! a k-way merge of the runs through a heap, one buffered record per run.
+//! External sort with bounded memory and a bounded number of open files: records collect in a
+//! buffer of at most `budget` bytes, which is sorted and spilled to an anonymous temporary file
+//! (a "run") when full; reading back is a k-way merge of the runs ([`Tournament`]).
+//!
+//! Runs are merged in tiers, like GNU sort's `--batch-size`: whenever `fan_in` runs of the same
+//! tier exist they are merged into one run of the next tier, and `finish` merges the last ones
+//! down to `fan_in`. So at most about `fan_in × tiers` runs are open at once, however large the
+//! input, and the final merge's read buffers (budget / runs each) stay within the budget.
+//!
+//! Run files are created unlinked (`tempfile::tempfile_in`): nothing is left behind whatever way
+//! the process ends, SIGKILL included.
 
 use super::record::Record;
+use super::tree::Tournament;
 use anyhow::Context;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, Write};
-use std::path::PathBuf;
+use std::io::{BufReader, BufWriter, Seek};
+use std::path::{Path, PathBuf};
 
-/// Read buffer per run while merging: the merge phase needs `runs × RUN_BUFFER` bytes.
-const RUN_BUFFER: usize = 64 * 1024;
+/// Read buffer per run while merging, at most; less when many runs share the budget.
+const RUN_BUFFER_MAX: usize = 1 << 20;
+const RUN_BUFFER_MIN: usize = 16 << 10;
+/// Write buffer of a run being written.
+const RUN_WRITE_BUFFER: usize = 1 << 20;
 
 pub struct ExtSorter {
     buffer: Vec<Record>,
     bytes: usize,
     budget: usize,
     temp_dir: PathBuf,
-    runs: Vec<File>,
+    /// (tier, file): tier 0 runs are spilled buffers, tier t+1 runs merge `fan_in` of tier t.
+    runs: Vec<(u32, File)>,
+    fan_in: usize,
+    spilled: usize,
 }
 
 impl ExtSorter {
-    pub fn new(budget: usize, temp_dir: PathBuf) -> Self {
+    /// `fan_in` (at least 2): how many runs are merged at once, so at most about that many per
+    /// tier are open.
+    pub fn new(budget: usize, temp_dir: PathBuf, fan_in: usize) -> Self {
         ExtSorter {
             buffer: Vec::new(),
             bytes: 0,
             budget: budget.max(1),
             temp_dir,
             runs: Vec::new(),
+            fan_in: fan_in.max(2),
+            spilled: 0,
         }
     }
 
@@ -43,33 +60,32 @@ impl ExtSorter {
 
     fn spill(&mut self) -> anyhow::Result<()> {
         self.buffer.sort_unstable();
-        // Unlinked at creation: nothing is left behind, whatever way the process ends.
-        let file = tempfile::tempfile_in(&self.temp_dir).with_context(|| {
-            format!(
-                "cannot create a temporary sort file in {} (choose another with --temp-dir)",
-                self.temp_dir.display()
-            )
-        })?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut run = RunWriter::create(&self.temp_dir)?;
         for r in self.buffer.drain(..) {
-            r.write_to(&mut out).with_context(|| {
-                format!("cannot write a sort run in {}", self.temp_dir.display())
-            })?;
+            run.write(&r)?;
         }
-        out.flush()
-            .with_context(|| format!("cannot write a sort run in {}", self.temp_dir.display()))?;
-        let mut file = out.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
-        self.runs.push(file);
+        let file = run.finish()?;
         self.bytes = 0;
         // Give the memory back: the next run may be much smaller (e.g. the repair facts).
         self.buffer.shrink_to(self.buffer.len());
-        Ok(())
+        self.spilled += 1;
+        self.runs.push((0, file));
+        // Merge full tiers, lowest first: fan_in runs of one tier become one of the next.
+        loop {
+            let n = self.runs.len();
+            let tier = self.runs[n - 1].0;
+            if n < self.fan_in || self.runs[n - self.fan_in..].iter().any(|r| r.0 != tier) {
+                return Ok(());
+            }
+            let group: Vec<File> = self.runs.drain(n - self.fan_in..).map(|r| r.1).collect();
+            let merged = merge_runs(group, &self.temp_dir, self.budget)?;
+            self.runs.push((tier + 1, merged));
+        }
     }
 
     /// Number of runs spilled so far (0: everything fits in memory).
     pub fn runs(&self) -> usize {
-        self.runs.len()
+        self.spilled
     }
 
     /// All records in order.
@@ -81,27 +97,98 @@ impl ExtSorter {
         if !self.buffer.is_empty() {
             self.spill()?;
         }
-        let mut readers: Vec<BufReader<File>> = self
-            .runs
-            .into_iter()
-            .map(|f| BufReader::with_capacity(RUN_BUFFER, f))
-            .collect();
-        let mut heap = BinaryHeap::with_capacity(readers.len());
-        for (i, r) in readers.iter_mut().enumerate() {
-            if let Some(rec) = Record::read_from(r)? {
-                heap.push(Reverse((rec, i)));
-            }
+        let mut runs: Vec<File> = self.runs.into_iter().map(|r| r.1).collect();
+        if runs.len() > self.fan_in {
+            let tail = runs.split_off(self.fan_in - 1);
+            runs.push(merge_runs(tail, &self.temp_dir, self.budget)?);
         }
-        Ok(Sorted::Runs { readers, heap })
+        Ok(Sorted::Runs(RunMerge::new(runs, self.budget)))
+    }
+}
+
+/// A run being written: records in order, in the spill layout ([`Record::write_to`]).
+pub struct RunWriter {
+    out: BufWriter<File>,
+    dir: PathBuf,
+}
+
+impl RunWriter {
+    /// An unlinked temporary file in `dir`.
+    pub fn create(dir: &Path) -> anyhow::Result<RunWriter> {
+        let file = tempfile::tempfile_in(dir).with_context(|| {
+            format!(
+                "cannot create a temporary sort file in {} (choose another with --temp-dir)",
+                dir.display()
+            )
+        })?;
+        Ok(RunWriter {
+            out: BufWriter::with_capacity(RUN_WRITE_BUFFER, file),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn write(&mut self, r: &Record) -> anyhow::Result<()> {
+        r.write_to(&mut self.out)
+            .with_context(|| format!("cannot write a sort run in {}", self.dir.display()))
+    }
+
+    /// The run, rewound for reading.
+    pub fn finish(self) -> anyhow::Result<File> {
+        let dir = self.dir;
+        let mut file = self
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write a sort run in {}", dir.display()))?;
+        file.rewind()?;
+        Ok(file)
+    }
+}
+
+/// Merges `runs` into one new run.
+pub fn merge_runs(runs: Vec<File>, dir: &Path, budget: usize) -> anyhow::Result<File> {
+    let mut merge = RunMerge::new(runs, budget);
+    let mut out = RunWriter::create(dir)?;
+    while let Some(r) = merge.next_record()? {
+        out.write(&r)?;
+    }
+    out.finish()
+}
+
+/// Read buffer per run when `runs` runs share `budget` bytes.
+pub fn run_buffer(budget: usize, runs: usize) -> usize {
+    (budget / runs.max(1)).clamp(RUN_BUFFER_MIN, RUN_BUFFER_MAX)
+}
+
+/// The records of sorted runs, in order.
+pub struct RunMerge {
+    readers: Vec<BufReader<File>>,
+    tournament: Tournament,
+}
+
+impl RunMerge {
+    pub fn new(runs: Vec<File>, budget: usize) -> Self {
+        let size = run_buffer(budget, runs.len());
+        let readers: Vec<_> = runs
+            .into_iter()
+            .map(|f| BufReader::with_capacity(size, f))
+            .collect();
+        RunMerge {
+            tournament: Tournament::new(readers.len()),
+            readers,
+        }
+    }
+
+    pub fn next_record(&mut self) -> anyhow::Result<Option<Record>> {
+        let readers = &mut self.readers;
+        self.tournament
+            .next(|i| Record::read_from(&mut readers[i]).context("reading a sort run"))
     }
 }
 
 pub enum Sorted {
     Memory(std::vec::IntoIter<Record>),
-    Runs {
-        readers: Vec<BufReader<File>>,
-        heap: BinaryHeap<Reverse<(Record, usize)>>,
-    },
+    Runs(RunMerge),
 }
 
 impl Iterator for Sorted {
@@ -110,17 +197,7 @@ impl Iterator for Sorted {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Sorted::Memory(it) => it.next().map(Ok),
-            Sorted::Runs { readers, heap } => {
-                let Reverse((rec, i)) = heap.pop()?;
-                match Record::read_from(&mut readers[i]) {
-                    Ok(Some(next)) => heap.push(Reverse((next, i))),
-                    Ok(None) => {}
-                    Err(e) => {
-                        return Some(Err(anyhow::Error::new(e).context("reading a sort run")))
-                    }
-                }
-                Some(Ok(rec))
-            }
+            Sorted::Runs(merge) => merge.next_record().transpose(),
         }
     }
 }
@@ -142,23 +219,31 @@ mod tests {
     #[test]
     fn spills_and_merges_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        // A budget of ~3 records forces many runs.
-        let mut s = ExtSorter::new(3 * rec(0).footprint(), dir.path().to_path_buf());
-        let times: Vec<u64> = (0..200).map(|i| (i * 7919) % 211).collect();
-        for t in &times {
-            s.push(rec(*t)).unwrap();
+        for fan_in in [2, 3, 64] {
+            // A budget of ~3 records forces many runs.
+            let mut s = ExtSorter::new(3 * rec(0).footprint(), dir.path().to_path_buf(), fan_in);
+            let times: Vec<u64> = (0..200).map(|i| (i * 7919) % 211).collect();
+            for t in &times {
+                s.push(rec(*t)).unwrap();
+            }
+            assert!(s.runs() > 10);
+            // Tiers keep the open runs few.
+            assert!(
+                s.runs.len() < fan_in * 6,
+                "fan_in {fan_in}: {}",
+                s.runs.len()
+            );
+            let out: Vec<u64> = s.finish().unwrap().map(|r| r.unwrap().time).collect();
+            let mut want = times.clone();
+            want.sort();
+            assert_eq!(out, want, "fan_in {fan_in}");
         }
-        assert!(s.runs() > 10);
-        let out: Vec<u64> = s.finish().unwrap().map(|r| r.unwrap().time).collect();
-        let mut want = times.clone();
-        want.sort();
-        assert_eq!(out, want);
     }
 
     #[test]
     fn small_input_stays_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ExtSorter::new(1 << 20, dir.path().to_path_buf());
+        let mut s = ExtSorter::new(1 << 20, dir.path().to_path_buf(), 16);
         for t in [3, 1, 2] {
             s.push(rec(t)).unwrap();
         }

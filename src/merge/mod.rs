@@ -12,6 +12,8 @@ mod output;
 mod record;
 mod repair;
 mod stream;
+mod tree;
+mod whole_lines;
 
 use crate::adopt::Homes;
 use crate::attr;
@@ -535,8 +537,9 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     }
     let budget = (args.buffer_size as usize).saturating_mul(1 << 20);
     // Three quarters for the spans, one quarter for the (much smaller) parent-check facts.
-    let (span_budget, fact_budget) = (budget / 4 * 3, budget / 4);
+    let (span_budget, mut fact_budget) = (budget / 4 * 3, budget / 4);
     let stdin = inputs.contains(&Input::Stdin);
+    let descriptors = Descriptors::new(raise_open_file_limit());
 
     // Chrome output counts time from its first span, which must be the earliest (see
     // format::chrome): it is always written in start order.
@@ -545,16 +548,37 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     } else {
         args.sort
     };
-    let mut sort = order;
-    if sort == SortOrder::End && !stdin && inputs.len() + 64 > raise_open_file_limit() {
-        tracing::warn!(
-            "{} input files exceed the open-file limit (ulimit -n) for a streaming merge: \
-             sorting by end time with the external sort instead",
-            inputs.len()
-        );
-        sort = SortOrder::Start;
+    let sort = order;
+    let streaming = sort != SortOrder::Start;
+    // The streaming orders hold no spans: their memory is the merge's windows and the facts.
+    let plan = stream::Plan::new(
+        stream::BUDGET.min(span_budget),
+        descriptors.files,
+        temp_dir.clone(),
+    );
+    if streaming {
+        fact_budget = fact_budget.min(STREAMING_FACT_BUDGET);
     }
-    let streaming = order != SortOrder::Start && sort != SortOrder::Start;
+    if sort == SortOrder::End {
+        let groups = plan.groups(inputs.len());
+        if groups > 1 {
+            tracing::info!(
+                "{} input files, {} open at once (open-file limit {}, memory): merging in {} \
+                 groups into temporary runs in {}, then the runs",
+                inputs.len(),
+                plan.fan_in,
+                descriptors.limit,
+                groups,
+                temp_dir.display()
+            );
+        } else {
+            tracing::info!(
+                "{} input files merged at once (open-file limit {})",
+                inputs.len(),
+                descriptors.limit
+            );
+        }
+    }
     if args.repair && streaming && stdin {
         return Err(usage(
             "--repair with --sort end|none reads the input twice, and stdin can be read only \
@@ -566,7 +590,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         sort: order,
         skip_invalid: args.input.skip_invalid,
         facts: Some(Facts::new(
-            ExtSorter::new(fact_budget, temp_dir.clone()),
+            ExtSorter::new(fact_budget, temp_dir.clone(), descriptors.runs),
             inputs.len(),
         )),
         counts: Counts::default(),
@@ -618,7 +642,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let empty = HashSet::new();
     match (sort, analysis) {
         (SortOrder::Start, _) => {
-            let mut sorter = ExtSorter::new(span_budget, temp_dir.clone());
+            let mut sorter = ExtSorter::new(span_budget, temp_dir.clone(), descriptors.runs);
             reading.read_all(&inputs, &mut |r| sorter.push(r))?;
             report.runs = sorter.runs();
             let analysis = reading
@@ -643,17 +667,14 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         }
         (SortOrder::End, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
-            // Enough to absorb the small inversions of batched exporters; more would only read
-            // whole files ahead.
-            let window = (span_budget / inputs.len().max(1)).clamp(16 << 10, 256 << 10);
-            let mut merge = stream::Merge::open(&inputs, window, extra)?;
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
             let mut emitter = Emitter::new(out, replaced, false);
-            while let Some(r) = merge.next(&mut reading)? {
-                emitter.push(r)?;
-            }
+            let stats = stream::merge(&inputs, &plan, extra, &mut reading, &mut |r| {
+                emitter.push(r)
+            })?;
             report.written = emitter.finish()?;
-            report.out_of_order = merge.out_of_order();
+            report.out_of_order = stats.out_of_order;
+            report.runs = stats.runs;
             report.analysis = finish_analysis(&mut reading, pre)?;
         }
         (SortOrder::None, pre) => {
@@ -694,6 +715,31 @@ fn finish_analysis(reading: &mut Reading, pre: Option<Analysis>) -> anyhow::Resu
             .take()
             .ok_or_else(|| anyhow!("internal: parent facts missing"))?
             .analyse(false),
+    }
+}
+
+/// The facts of a streaming merge: the largest share of its memory otherwise (the spans' own
+/// memory is the merge's windows); beyond it they spill like the sort's runs.
+const STREAMING_FACT_BUDGET: usize = 4 << 20;
+
+/// How the open-file limit is shared: what merge opens itself (stdio, the output and its
+/// temporary file, the run being written) is set aside, about `runs` descriptors per tier of
+/// each external sort (spans and facts) too, and the rest are input files merged at once.
+struct Descriptors {
+    limit: usize,
+    files: usize,
+    runs: usize,
+}
+
+impl Descriptors {
+    fn new(limit: usize) -> Descriptors {
+        let free = limit.saturating_sub(16);
+        let runs = (free / 8).clamp(2, 64);
+        Descriptors {
+            limit,
+            files: free.saturating_sub(4 * runs).max(2),
+            runs,
+        }
     }
 }
 

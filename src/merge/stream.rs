@@ -1,24 +1,130 @@
 //! `--sort end` without sorting: otel-run appends each rank's spans as they end, so every rank
-//! file is already (nearly) in end-time order and a k-way merge of all files at once streams the
-//! whole job in order, holding only a small window per file. The window (a heap) absorbs the
-//! small inversions of batched exporters; a file that is out of order beyond it is reported.
+//! file is already (nearly) in end-time order and a k-way merge of the files streams the whole
+//! job in order, holding only a small window per file. The window absorbs the small inversions of
+//! batched exporters; a file that is out of order beyond it is reported.
+//!
+//! Memory and descriptors are bounded by the plan, not by the number of files: the read buffers
+//! and windows of the files merged at once share one budget, and at most `fan_in` files are open
+//! at once. More files than that are merged in passes, like GNU `sort -m --batch-size`: each group
+//! of `fan_in` files is merged into a sorted run (an unlinked temporary file), and the runs are
+//! merged at the end. Each group's records come out in the same total order as a single merge
+//! would give, so the output is the same (for files in order within their window).
 
+use super::extsort::{merge_runs, RunMerge, RunWriter};
 use super::record::{Ids, Record};
+use super::tree::Tournament;
+use super::whole_lines::WholeLines;
 use super::Reading;
 use crate::format::Lines;
 use crate::input::{self, Input};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-use std::io::BufRead;
+use anyhow::Context;
+use std::collections::VecDeque;
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
 
-/// Read buffer per open file (two for gzip): a few lines ahead is all a merge needs.
-const READ_BUFFER: usize = 32 * 1024;
+/// Read buffers and reorder windows of all the files merged at once, together.
+pub const BUDGET: usize = 4 << 20;
+/// Files merged at once at most, even when descriptors and memory allow more: a merge of
+/// thousands of files at once spends its time on cache misses (each record comes from another
+/// file's buffer), and was slower, measured, than merging groups of a few hundred into runs and
+/// then the runs (scripts/bench-merge.sh).
+const MAX_FAN_IN: usize = 256;
+/// Per file: a read buffer of a few lines at least (the read is one system call per buffer), at
+/// most what keeps a few files fast; the window in the same way.
+const READ_MIN: usize = 4 << 10;
+const READ_MAX: usize = 256 << 10;
+const WINDOW_MIN: usize = 2 << 10;
+const WINDOW_MAX: usize = 256 << 10;
+
+/// How the merge uses memory and descriptors.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Bytes for the read buffers and windows of the files open at once.
+    pub budget: usize,
+    /// Files (or runs) merged at once, so open at once.
+    pub fan_in: usize,
+    pub temp_dir: PathBuf,
+}
+
+impl Plan {
+    /// At most `max_open` files at once, and no more than `budget` gives each its minimum.
+    pub fn new(budget: usize, max_open: usize, temp_dir: PathBuf) -> Plan {
+        let by_memory = budget / (READ_MIN + WINDOW_MIN);
+        Plan {
+            budget,
+            fan_in: by_memory.min(max_open).clamp(2, MAX_FAN_IN),
+            temp_dir,
+        }
+    }
+
+    /// Passes over the data: 1 when every file fits in one merge.
+    pub fn groups(&self, files: usize) -> usize {
+        files.div_ceil(self.fan_in).max(1)
+    }
+
+    /// (read buffer, window) per file when `files` are merged at once: a quarter of each file's
+    /// share is read buffer, the rest window.
+    fn sizes(&self, files: usize) -> (usize, usize) {
+        let share = self.budget / files.max(1);
+        let read = (share / 4).clamp(READ_MIN, READ_MAX);
+        let window = share.saturating_sub(read).clamp(WINDOW_MIN, WINDOW_MAX);
+        (read, window)
+    }
+}
+
+/// What the merge saw.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Spans that came out later than their end time allowed.
+    pub out_of_order: u64,
+    /// Intermediate runs written (0: one merge over all files).
+    pub runs: usize,
+}
+
+/// Merges the records of every input, and `added` (already sorted), into `emit` in order.
+pub fn merge(
+    inputs: &[Input],
+    plan: &Plan,
+    added: Vec<Record>,
+    reading: &mut Reading,
+    emit: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+) -> anyhow::Result<Stats> {
+    let mut stats = Stats::default();
+    let mut added = added.into_iter();
+    if inputs.len() <= plan.fan_in {
+        let files = open(inputs, 0, plan)?;
+        merge_files(files, Some(&mut added), reading, emit, &mut stats)?;
+        return Ok(stats);
+    }
+    let mut runs = Vec::new();
+    for (g, group) in inputs.chunks(plan.fan_in).enumerate() {
+        let files = open(group, g * plan.fan_in, plan)?;
+        let mut run = RunWriter::create(&plan.temp_dir)?;
+        merge_files(files, None, reading, &mut |r| run.write(&r), &mut stats)?;
+        runs.push(run.finish()?);
+        stats.runs += 1;
+        if runs.len() == plan.fan_in {
+            // More groups than descriptors for their runs: merge what is there into one run.
+            let merged = merge_runs(std::mem::take(&mut runs), &plan.temp_dir, plan.budget)?;
+            runs.push(merged);
+        }
+    }
+    let mut runs = RunMerge::new(runs, plan.budget);
+    let mut tournament = Tournament::new(2);
+    while let Some(r) = tournament.next(|i| match i {
+        0 => runs.next_record(),
+        _ => Ok(added.next()),
+    })? {
+        emit(r)?;
+    }
+    Ok(stats)
+}
 
 struct FileStream {
     lines: Lines<Box<dyn BufRead>>,
     file: u32,
     /// Read ahead, in order: files come (nearly) sorted, so a record almost always goes at the
-    /// back, found from there (a heap would pay log n moves per record in and out).
+    /// back, found from there.
     window: VecDeque<Record>,
     bytes: usize,
     eof: bool,
@@ -26,81 +132,80 @@ struct FileStream {
     out_of_order: u64,
 }
 
-/// Records of several sources in order, each source in order (or nearly: see `out_of_order`).
-pub struct Merge {
-    files: Vec<FileStream>,
-    added: std::vec::IntoIter<Record>,
-    heads: BinaryHeap<Reverse<(Record, usize)>>,
-    window_budget: usize,
-    started: bool,
+/// Opens `inputs`, the first of which is input number `first`, with their share of the budget.
+fn open(inputs: &[Input], first: usize, plan: &Plan) -> anyhow::Result<(Vec<FileStream>, usize)> {
+    let (read, window) = plan.sizes(inputs.len());
+    let mut files = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        files.push(FileStream {
+            lines: open_lines(input, read)?,
+            file: (first + i) as u32,
+            window: VecDeque::new(),
+            bytes: 0,
+            eof: false,
+            last: None,
+            out_of_order: 0,
+        });
+    }
+    Ok((files, window))
 }
 
-impl Merge {
-    /// Opens every input at once; `added` (already sorted) joins as one more source.
-    pub fn open(
-        inputs: &[Input],
-        window_budget: usize,
-        added: Vec<Record>,
-    ) -> anyhow::Result<Self> {
-        let mut files = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.iter().enumerate() {
-            files.push(FileStream {
-                lines: input::open_lines(input, READ_BUFFER)?,
-                file: i as u32,
-                window: VecDeque::new(),
-                bytes: 0,
-                eof: false,
-                last: None,
-                out_of_order: 0,
-            });
-        }
-        Ok(Merge {
-            files,
-            added: added.into_iter(),
-            heads: BinaryHeap::new(),
-            window_budget,
-            started: false,
-        })
-    }
+/// An input's lines through a [`WholeLines`] buffer of `capacity` bytes, gzip decompressed
+/// (detected by its magic bytes, as every reader does).
+fn open_lines(input: &Input, capacity: usize) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
+    let raw: Box<dyn Read> = match input {
+        Input::Stdin => Box::new(std::io::stdin().lock()),
+        Input::File(p) => Box::new(
+            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+    };
+    let mut buffered = WholeLines::with_capacity(capacity, raw);
+    let is_gzip = buffered
+        .fill_buf()
+        .map(|b| b.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    let reader: Box<dyn BufRead> = if is_gzip {
+        Box::new(WholeLines::with_capacity(
+            capacity,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        ))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(Lines::new(input.name(), reader))
+}
 
-    /// The next record in order, reading lines as needed.
-    pub fn next(&mut self, reading: &mut Reading) -> anyhow::Result<Option<Record>> {
-        if !self.started {
-            self.started = true;
-            for i in 0..self.files.len() {
-                if let Some(r) = self.pop(i, reading)? {
-                    self.heads.push(Reverse((r, i)));
-                }
-            }
-            if let Some(r) = self.added.next() {
-                self.heads.push(Reverse((r, usize::MAX)));
-            }
-        }
-        let Some(Reverse((record, i))) = self.heads.pop() else {
-            return Ok(None);
-        };
-        let next = if i == usize::MAX {
-            self.added.next()
-        } else {
-            self.pop(i, reading)?
-        };
-        if let Some(r) = next {
-            self.heads.push(Reverse((r, i)));
-        }
-        Ok(Some(record))
+/// One merge over open files (and `added`).
+fn merge_files(
+    (mut files, window): (Vec<FileStream>, usize),
+    mut added: Option<&mut std::vec::IntoIter<Record>>,
+    reading: &mut Reading,
+    emit: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    let n = files.len();
+    let mut tournament = Tournament::new(n + added.is_some() as usize);
+    while let Some(r) = tournament.next(|i| match files.get_mut(i) {
+        Some(f) => f.pop(window, reading),
+        None => Ok(added.as_mut().and_then(|a| a.next())),
+    })? {
+        emit(r)?;
     }
+    stats.out_of_order += files.iter().map(|f| f.out_of_order).sum::<u64>();
+    Ok(())
+}
 
-    fn pop(&mut self, i: usize, reading: &mut Reading) -> anyhow::Result<Option<Record>> {
-        let budget = self.window_budget;
-        let f = &mut self.files[i];
-        while !f.eof && (f.bytes < budget || f.window.is_empty()) {
-            let file = f.file;
+impl FileStream {
+    /// The file's next record in order, reading ahead up to `budget` bytes of records.
+    fn pop(&mut self, budget: usize, reading: &mut Reading) -> anyhow::Result<Option<Record>> {
+        while !self.eof && (self.bytes < budget || self.window.is_empty()) {
+            let file = self.file;
             let FileStream {
                 lines,
                 window,
                 bytes,
                 ..
-            } = &mut *f;
+            } = &mut *self;
             let next = lines.next_line(|line| {
                 reading.raw_line(file, line, &mut |r| {
                     *bytes += r.footprint();
@@ -110,7 +215,7 @@ impl Merge {
             });
             match next {
                 Ok(None) => {
-                    f.eof = true;
+                    self.eof = true;
                     reading.counts.files += 1;
                     reading.progress.file_done();
                 }
@@ -118,30 +223,25 @@ impl Merge {
                 Err(e) => input::handle_bad_line(e, reading.skip_invalid, &mut reading.counts)?,
             }
         }
-        let Some(r) = f.window.pop_front() else {
+        let Some(r) = self.window.pop_front() else {
             return Ok(None);
         };
-        f.bytes -= r.footprint();
+        self.bytes -= r.footprint();
         let key = (r.time, r.ids);
-        if f.last.is_some_and(|last| key < last) {
-            if f.out_of_order == 0 {
+        if self.last.is_some_and(|last| key < last) {
+            if self.out_of_order == 0 {
                 tracing::warn!(
                     "{}: spans are not in end-time order beyond the {} KiB reorder window: the \
                      output is not fully sorted (use --sort start, which sorts everything)",
-                    f.lines.name(),
+                    self.lines.name(),
                     budget / 1024
                 );
             }
-            f.out_of_order += 1;
+            self.out_of_order += 1;
         } else {
-            f.last = Some(key);
+            self.last = Some(key);
         }
         Ok(Some(r))
-    }
-
-    /// Spans that came out later than their end time allowed.
-    pub fn out_of_order(&self) -> u64 {
-        self.files.iter().map(|f| f.out_of_order).sum()
     }
 }
 

@@ -84,6 +84,7 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
             adopt: plan.adopt,
             body_limit: plan.sink_body_limit,
             file: outputs.file.clone(),
+            console: outputs.console,
             forward,
         };
         match Sink::start(config).await {

@@ -229,11 +229,13 @@ impl Plan {
         };
 
         // The sink is the program's one way out: it never waits on a remote collector, and
-        // what the collector does not acknowledge is spilled. `--sink off` stays the user's call.
+        // what the collector does not acknowledge is spilled. With only `console`, the program's
+        // SDK would otherwise export to its default (localhost:4318), retry for seconds and
+        // lose its spans; the sink prints them instead. `--sink off` stays the user's call.
         let sink = match args.sink {
             SinkMode::On => true,
             SinkMode::Off => false,
-            SinkMode::Auto => exporters.jsonlines || exporters.otlp,
+            SinkMode::Auto => exporters.jsonlines || exporters.otlp || exporters.console,
         };
         if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
             bail!(

@@ -5,6 +5,7 @@
 
 pub(crate) mod read;
 mod resource;
+mod scan;
 
 pub use read::{parse, parse_line, sketch};
 pub use resource::SharedResource;

@@ -6,6 +6,7 @@
 //! line the same way and reports the same reason.
 
 use super::resource::{self, SharedResource};
+use super::scan::{self, Scan};
 use super::{kind_from_name, status_from_name, trace_state_from_python, Detail};
 use crate::format::repair;
 use crate::format::time::parse_iso;
@@ -73,6 +74,8 @@ pub(crate) trait Keep: DeserializeOwned {
     /// description) are kept.
     const TEXT: bool;
     fn into_attributes(self) -> Vec<KeyValue>;
+    /// The same reading by the scanner; `None`: serde must read the line.
+    fn scan(s: &mut Scan<'_>) -> Option<Self>;
 }
 
 /// The span of a python line as a sketch (see [`Detail::Sketch`]) and its resource, without the
@@ -87,7 +90,47 @@ fn read<A: Keep>(
     line: &str,
     detail: Detail,
 ) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
-    let (span, (scope, scope_schema), found) = read_span::<A>(line)?;
+    read_via::<A>(line, detail, true)
+}
+
+/// Whether the scanner reads `line` (`Ok(false)`: it leaves it to serde) and, if it does, whether
+/// it reads exactly what serde reads in every [`Detail`] (`Err` says how they differ). For tests.
+#[cfg(test)]
+pub(crate) fn scanner_agrees(line: &str) -> Result<bool, String> {
+    let mut taken = Vec::new();
+    for detail in [Detail::Full, Detail::SharedResource, Detail::Sketch] {
+        let (fast, serde) = match detail {
+            Detail::Sketch => (
+                read_via::<RoleOnly>(line, detail, true),
+                read_via::<RoleOnly>(line, detail, false),
+            ),
+            _ => (
+                read_via::<AllAttributes>(line, detail, true),
+                read_via::<AllAttributes>(line, detail, false),
+            ),
+        };
+        if fast != serde {
+            return Err(format!(
+                "{detail:?}\nscanner: {fast:?}\nserde:   {serde:?}\nline: {line}"
+            ));
+        }
+        taken.push(match detail {
+            Detail::Sketch => scan::span::<RoleOnly>(line).is_some(),
+            _ => scan::span::<AllAttributes>(line).is_some(),
+        });
+    }
+    match taken[..] {
+        [a, b, c] if a == b && b == c => Ok(a),
+        _ => Err(format!("taken in some details only: {taken:?} {line}")),
+    }
+}
+
+fn read_via<A: Keep>(
+    line: &str,
+    detail: Detail,
+    scanner: bool,
+) -> Result<(ResourceSpans, Option<Arc<SharedResource>>), String> {
+    let (span, (scope, scope_schema), found) = read_span_via::<A>(line, scanner)?;
     let (resource, resource_schema, shared) = match (found, detail) {
         (None, Detail::Full) => (Some(Resource::default()), String::new(), None),
         (Some(r), Detail::Full) => (Some(r.resource.clone()), r.schema_url.clone(), None),
@@ -113,7 +156,19 @@ type SpanParts = (
 );
 
 fn read_span<A: Keep>(line: &str) -> Result<SpanParts, String> {
-    let py: SpanIn<A> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    read_span_via::<A>(line, true)
+}
+
+/// `scanner`: try the fast path first (false only to compare it with serde in tests).
+fn read_span_via<A: Keep>(line: &str, scanner: bool) -> Result<SpanParts, String> {
+    let fast = match scanner {
+        true => scan::span(line),
+        false => None,
+    };
+    let py: SpanIn<A> = match fast {
+        Some(py) => py,
+        None => serde_json::from_str(line).map_err(|e| e.to_string())?,
+    };
     let text = |t: Option<Text>| match (A::TEXT, t) {
         (true, Some(t)) => t.0.into_owned(),
         _ => String::new(),
@@ -180,7 +235,8 @@ fn read_span<A: Keep>(line: &str) -> Result<SpanParts, String> {
     };
     let found = match py.resource {
         None => None,
-        Some(raw) => Some(resource::shared(raw.get())?),
+        Some(ResourceIn::Text(text)) => Some(resource::shared(text)?),
+        Some(ResourceIn::Found(found)) => Some(found),
     };
     let scope = match py.instrumentation_scope {
         None => (InstrumentationScope::default(), String::new()),
@@ -212,31 +268,31 @@ fn time(field: &str, s: Option<&str>) -> Result<u64, String> {
 // ---------------------------------------------------------------- the shapes of a line
 
 #[derive(Deserialize)]
-struct SpanIn<'a, A> {
+pub(super) struct SpanIn<'a, A> {
     #[serde(borrow)]
-    name: Text<'a>,
+    pub(super) name: Text<'a>,
     #[serde(borrow)]
-    context: ContextIn<'a>,
+    pub(super) context: ContextIn<'a>,
     #[serde(default, borrow)]
-    kind: Option<Text<'a>>,
+    pub(super) kind: Option<Text<'a>>,
     #[serde(default, borrow)]
-    parent_id: Option<Text<'a>>,
+    pub(super) parent_id: Option<Text<'a>>,
     #[serde(borrow)]
-    start_time: Option<Text<'a>>,
+    pub(super) start_time: Option<Text<'a>>,
     #[serde(borrow)]
-    end_time: Option<Text<'a>>,
+    pub(super) end_time: Option<Text<'a>>,
     #[serde(default, borrow)]
-    status: Option<StatusIn<'a>>,
+    pub(super) status: Option<StatusIn<'a>>,
     #[serde(default = "none")]
-    attributes: Option<A>,
+    pub(super) attributes: Option<A>,
     #[serde(default = "none", borrow)]
-    events: Option<Vec<EventIn<'a, A>>>,
+    pub(super) events: Option<Vec<EventIn<'a, A>>>,
     #[serde(default = "none", borrow)]
-    links: Option<Vec<LinkIn<'a, A>>>,
+    pub(super) links: Option<Vec<LinkIn<'a, A>>>,
     #[serde(default, borrow)]
-    resource: Option<&'a RawValue>,
+    pub(super) resource: Option<ResourceIn<'a>>,
     #[serde(default = "none", borrow)]
-    instrumentation_scope: Option<ScopeIn<'a, A>>,
+    pub(super) instrumentation_scope: Option<ScopeIn<'a, A>>,
 }
 
 /// `#[serde(default)]` without asking `A: Default`.
@@ -245,51 +301,63 @@ fn none<T>() -> Option<T> {
 }
 
 #[derive(Deserialize)]
-struct ContextIn<'a> {
+pub(super) struct ContextIn<'a> {
     #[serde(borrow)]
-    trace_id: Text<'a>,
+    pub(super) trace_id: Text<'a>,
     #[serde(borrow)]
-    span_id: Text<'a>,
+    pub(super) span_id: Text<'a>,
     #[serde(default, borrow)]
-    trace_state: Option<Text<'a>>,
+    pub(super) trace_state: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
-struct StatusIn<'a> {
+pub(super) struct StatusIn<'a> {
     #[serde(borrow)]
-    status_code: Text<'a>,
+    pub(super) status_code: Text<'a>,
     #[serde(default, borrow)]
-    description: Option<Text<'a>>,
+    pub(super) description: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
-struct EventIn<'a, A> {
+pub(super) struct EventIn<'a, A> {
     #[serde(borrow)]
-    name: Text<'a>,
+    pub(super) name: Text<'a>,
     #[serde(borrow)]
-    timestamp: Text<'a>,
+    pub(super) timestamp: Text<'a>,
     #[serde(default = "none")]
-    attributes: Option<A>,
+    pub(super) attributes: Option<A>,
 }
 
 #[derive(Deserialize)]
-struct LinkIn<'a, A> {
+pub(super) struct LinkIn<'a, A> {
     #[serde(borrow)]
-    context: ContextIn<'a>,
+    pub(super) context: ContextIn<'a>,
     #[serde(default = "none")]
-    attributes: Option<A>,
+    pub(super) attributes: Option<A>,
 }
 
 #[derive(Deserialize)]
-struct ScopeIn<'a, A> {
+pub(super) struct ScopeIn<'a, A> {
     #[serde(default, borrow)]
-    name: Option<Text<'a>>,
+    pub(super) name: Option<Text<'a>>,
     #[serde(default, borrow)]
-    version: Option<Text<'a>>,
+    pub(super) version: Option<Text<'a>>,
     #[serde(default, borrow)]
-    schema_url: Option<Text<'a>>,
+    pub(super) schema_url: Option<Text<'a>>,
     #[serde(default = "none")]
-    attributes: Option<A>,
+    pub(super) attributes: Option<A>,
+}
+
+/// A line's resource: its JSON text (serde), or already parsed (the scanner).
+pub(super) enum ResourceIn<'a> {
+    Text(&'a str),
+    Found(Arc<SharedResource>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ResourceIn<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| ResourceIn::Text(raw.get()))
+    }
 }
 
 /// A string borrowed from the line when it holds no escapes, owned otherwise.
@@ -334,6 +402,9 @@ impl Keep for AllAttributes {
     fn into_attributes(self) -> Vec<KeyValue> {
         self.0
     }
+    fn scan(s: &mut Scan<'_>) -> Option<Self> {
+        s.attribute_map().map(AllAttributes)
+    }
 }
 
 impl<'de> Deserialize<'de> for AllAttributes {
@@ -370,6 +441,15 @@ impl Keep for RoleOnly {
     const TEXT: bool = false;
     fn into_attributes(self) -> Vec<KeyValue> {
         self.0.into_iter().chain(self.1).collect()
+    }
+    fn scan(s: &mut Scan<'_>) -> Option<Self> {
+        /// The role is kept only when it is a string.
+        fn role(v: AnyValue) -> Option<AnyValue> {
+            matches!(v.value, Some(Value::StringValue(_))).then_some(v)
+        }
+        let [role, rank] =
+            s.some_attributes([semconv::SPAN_ROLE, semconv::MPI_RANK], [role, Some])?;
+        Some(RoleOnly(role, rank))
     }
 }
 
