@@ -734,23 +734,38 @@ fn skip_invalid_that_leaves_nothing_fails_and_pretty_json_gets_a_hint() {
     let d = dir.path();
     let bad = d.join("bad.jsonl");
     std::fs::write(&bad, "not json\nnor this\n").unwrap();
-    let out = run(otel_run(d)
-        .args(["replay", "--dry-run", "--skip-invalid"])
-        .arg(&bad));
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("skipped all 2 bad lines"), "{stderr}");
     let pretty = d.join("console.json");
     std::fs::write(
         &pretty,
         "{\n    \"name\": \"op\",\n    \"context\": {}\n}\n",
     )
     .unwrap();
-    let out = run(otel_run(d).args(["replay", "--dry-run"]).arg(&pretty));
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(":1: ") && stderr.contains("looks like pretty-printed JSON"),
-        "{stderr}"
-    );
+    let merged = d.join("merged.jsonl");
+    // Every reader: the same exit status and messages.
+    let readers: &[&[&str]] = &[
+        &["replay", "--dry-run"],
+        &["summary"],
+        &["merge", "--sort", "start", "-o", merged.to_str().unwrap()],
+        &["merge", "--sort", "end", "-o", merged.to_str().unwrap()],
+        &["merge", "--sort", "none", "-o", merged.to_str().unwrap()],
+    ];
+    for args in readers {
+        let out = run(otel_run(d).args(*args).arg("--skip-invalid").arg(&bad));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("skipped all 2 bad lines"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!merged.exists(), "{args:?}: an output was left behind");
+
+        let out = run(otel_run(d).args(*args).arg(&pretty));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(":1: ") && stderr.contains("looks like pretty-printed JSON"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!merged.exists(), "{args:?}: an output was left behind");
+    }
 }

@@ -69,13 +69,19 @@ pub fn parse(
             (data, shared)
         })
     };
-    parsed.map_err(|reason| match looks_pretty_printed(line) {
+    parsed.map_err(|reason| with_hint(line, reason))
+}
+
+/// `reason`, plus what is probably wrong when `line` looks like a piece of pretty-printed JSON
+/// (every reader that refuses a line says it the same way).
+pub fn with_hint(line: &[u8], reason: String) -> String {
+    match looks_pretty_printed(line) {
         true => format!(
             "{reason} (one span per line expected; this looks like pretty-printed JSON, e.g. \
              console exporter output)"
         ),
         false => reason,
-    })
+    }
 }
 
 /// A line that is only part of a JSON value: `{`, `}`, `"key": value,` — what pretty-printed

@@ -130,6 +130,18 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// `--skip-invalid` that skipped every line leaves nothing to merge: an error (before the
+    /// output is renamed into place), not an empty file and exit 0.
+    fn not_all_skipped(&self) -> anyhow::Result<()> {
+        if self.skip_invalid && self.counts.spans == 0 && self.counts.invalid > 0 {
+            return Err(anyhow!(
+                "--skip-invalid skipped all {} bad lines and left no span to merge (nothing written)",
+                self.counts.invalid
+            ));
+        }
+        Ok(())
+    }
+
     /// One raw line: a python line read as a sketch (it is copied through as read, or read again
     /// in full when written in another format), an otlp line in full.
     fn raw_line(
@@ -174,7 +186,7 @@ impl Reading {
         match result {
             Ok(done) => done,
             Err(reason) => {
-                let e = line.error(reason);
+                let e = line.error(crate::format::with_hint(raw, reason));
                 input::handle_bad_line(e, self.skip_invalid, &mut self.counts)
             }
         }
@@ -662,6 +674,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             for e in extra {
                 emitter.push(e)?;
             }
+            reading.not_all_skipped()?;
             report.written = emitter.finish()?;
             report.analysis = analysis;
         }
@@ -672,6 +685,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             let stats = stream::merge(&inputs, &plan, extra, &mut reading, &mut |r| {
                 emitter.push(r)
             })?;
+            reading.not_all_skipped()?;
             report.written = emitter.finish()?;
             report.out_of_order = stats.out_of_order;
             report.runs = stats.runs;
@@ -685,6 +699,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             for e in extra {
                 emitter.push(e)?;
             }
+            reading.not_all_skipped()?;
             report.written = emitter.finish()?;
             report.analysis = finish_analysis(&mut reading, pre)?;
         }
