@@ -257,12 +257,18 @@ const BATCH: usize = 512;
 const LINES_CHUNK: usize = 256 << 10;
 
 impl<'a> Emitter<'a> {
-    fn new(out: Output, replaced: &'a HashSet<Ids>, remember_ids: bool) -> Self {
+    /// `decode_ahead`: whether the reading is over when the output starts (see [`Writer`]).
+    fn new(
+        out: Output,
+        replaced: &'a HashSet<Ids>,
+        remember_ids: bool,
+        decode_ahead: bool,
+    ) -> Self {
         let lines = out
             .copies_python_lines()
             .then(|| (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0));
         Emitter {
-            writer: Writer::start(out),
+            writer: Writer::start(out, decode_ahead),
             batch: Vec::with_capacity(BATCH),
             lines,
             prev: None,
@@ -359,10 +365,12 @@ enum Chunk {
 /// memory, so few.
 const DECODED_IN_FLIGHT: usize = 2;
 
-/// The threads that decode, render and write. When the output renders spans (otlp, chrome), a
-/// decoder thread turns records into spans ahead of the writer: decoding (a python line parsed
-/// again) and rendering each cost about as much, and at the output phase of `--sort start` the
-/// reading is over, so both get a core. Bounded channels of batches keep the memory flat.
+/// The threads that decode, render and write. When the output renders spans (otlp, chrome) after
+/// the reading is over (`--sort start`), a decoder thread turns records into spans ahead of the
+/// writer: decoding (a python line parsed again) and rendering each cost about as much, and both
+/// get a core. In the streaming orders the reading thread has the other core already, and a
+/// third busy thread gained nothing measurable on two cores. Bounded channels of batches keep
+/// the memory flat.
 struct Writer {
     tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
     decoder: Option<std::thread::JoinHandle<()>>,
@@ -401,10 +409,10 @@ fn decode_chunks(rx: std::sync::mpsc::Receiver<Chunk>, tx: std::sync::mpsc::Sync
 }
 
 impl Writer {
-    fn start(mut out: Output) -> Self {
+    fn start(mut out: Output, decode_ahead: bool) -> Self {
         // A few chunks in flight: enough to keep both sides busy, little memory.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
-        let (decoder, rx) = if out.copies_python_lines() {
+        let (decoder, rx) = if out.copies_python_lines() || !decode_ahead {
             (None, rx)
         } else {
             let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(DECODED_IN_FLIGHT);
@@ -647,7 +655,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 .expect("set above")
                 .analyse(args.repair)?;
             let mut extra = added(&analysis).into_iter().peekable();
-            let mut emitter = Emitter::new(out, &analysis.replaced, false);
+            let mut emitter = Emitter::new(out, &analysis.replaced, false, true);
             for r in sorter.finish()? {
                 let r = r?;
                 while extra.peek().is_some_and(|e| *e < r) {
@@ -664,7 +672,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         (SortOrder::End, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
-            let mut emitter = Emitter::new(out, replaced, false);
+            let mut emitter = Emitter::new(out, replaced, false, false);
             let stats = stream::merge(&inputs, &plan, extra, &mut reading, &mut |r| {
                 emitter.push(r)
             })?;
@@ -676,7 +684,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         (SortOrder::None, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
-            let mut emitter = Emitter::new(out, replaced, true);
+            let mut emitter = Emitter::new(out, replaced, true, false);
             reading.read_all(&inputs, &mut |r| emitter.push(r))?;
             for e in extra {
                 emitter.push(e)?;
