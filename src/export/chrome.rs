@@ -12,11 +12,10 @@
 //! order.
 
 use super::SpanWriter;
-use crate::ids::hex;
 use crate::semconv;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, ResourceSpans, Span};
-use serde_json::{json, Map, Value as Json};
+use serde_json::json;
 use std::collections::HashMap;
 
 /// Thread ids for spans without `mpi.rank` start here, away from `rank + 1`.
@@ -64,6 +63,11 @@ impl SpanWriter for Chrome {
     }
 }
 
+// Events are written straight into the output, byte for byte what serde_json writes for the
+// same event as a `Value` (the format's first writer; a `Value` per event was a third of merge's
+// time): objects with their keys in byte order (serde_json's `Map` is a `BTreeMap` here), a
+// repeated key written once with its last value, strings escaped and numbers printed by
+// serde_json itself. The tests compare against that `Value` rendering.
 impl Chrome {
     /// Appends the events of every span in `rs`.
     fn spans(&mut self, out: &mut Vec<u8>, rs: &ResourceSpans) {
@@ -72,17 +76,7 @@ impl Chrome {
             .as_ref()
             .map(|r| &r.attributes[..])
             .unwrap_or(&[]);
-        let host = crate::attr::get_str(resource, semconv::HOST_NAME)
-            .unwrap_or("unknown host")
-            .to_string();
-        let lane = |span: &[KeyValue]| match crate::attr::rank(resource, span) {
-            Some(rank) => Lane::Rank(rank),
-            None => Lane::Other(
-                crate::attr::get_str(resource, semconv::SERVICE_NAME)
-                    .unwrap_or("no rank")
-                    .to_string(),
-            ),
-        };
+        let host = crate::attr::get_str(resource, semconv::HOST_NAME).unwrap_or("unknown host");
         let origin = *self.origin.get_or_insert_with(|| {
             let first = rs
                 .scope_spans
@@ -93,6 +87,7 @@ impl Chrome {
                 .unwrap_or(0);
             first - first % 1_000_000_000
         });
+        let mut args = Vec::new();
         for ss in &rs.scope_spans {
             let category = ss
                 .scope
@@ -102,39 +97,52 @@ impl Chrome {
                 .unwrap_or("span");
             for span in &ss.spans {
                 // The rank may be on the span (bsb-otel) rather than the resource.
-                let (pid, tid) = self.row(out, host.clone(), lane(&span.attributes));
-                self.event(out, complete(span, category, pid, tid, origin));
+                let lane = match crate::attr::rank(resource, &span.attributes) {
+                    Some(rank) => Lane::Rank(rank),
+                    None => Lane::Other(
+                        crate::attr::get_str(resource, semconv::SERVICE_NAME)
+                            .unwrap_or("no rank")
+                            .to_string(),
+                    ),
+                };
+                let (pid, tid) = self.row(out, host, lane);
+                self.separate(out);
+                complete(out, &mut args, span, category, pid, tid, origin);
                 for e in &span.events {
-                    self.event(
-                        out,
-                        json!({
-                            "name": e.name,
-                            "cat": category,
-                            "ph": "i",
-                            "s": "t",
-                            "ts": micros(e.time_unix_nano.saturating_sub(origin)),
-                            "pid": pid,
-                            "tid": tid,
-                            "args": attributes(&e.attributes),
-                        }),
-                    );
+                    self.separate(out);
+                    out.extend_from_slice(b"{\"args\":");
+                    args.clear();
+                    args.extend(e.attributes.iter().map(Arg::attribute));
+                    object(out, &mut args);
+                    out.extend_from_slice(b",\"cat\":");
+                    string(out, category);
+                    out.extend_from_slice(b",\"name\":");
+                    string(out, &e.name);
+                    out.extend_from_slice(b",\"ph\":\"i\",\"pid\":");
+                    number(out, pid);
+                    out.extend_from_slice(b",\"s\":\"t\",\"tid\":");
+                    number(out, tid);
+                    out.extend_from_slice(b",\"ts\":");
+                    micros(out, e.time_unix_nano.saturating_sub(origin));
+                    out.push(b'}');
                 }
             }
         }
     }
 
     /// The (pid, tid) of a rank, announcing new rows with metadata events first.
-    fn row(&mut self, out: &mut Vec<u8>, host: String, lane: Lane) -> (u64, u64) {
-        let next_pid = self.hosts.len() as u64 + 1;
-        let pid = match self.hosts.get(&host) {
+    fn row(&mut self, out: &mut Vec<u8>, host: &str, lane: Lane) -> (u64, u64) {
+        let pid = match self.hosts.get(host) {
             Some(pid) => *pid,
             None => {
-                self.hosts.insert(host.clone(), next_pid);
-                self.event(
-                    out,
-                    metadata("process_name", next_pid, 0, json!({"name": host})),
-                );
-                next_pid
+                let pid = self.hosts.len() as u64 + 1;
+                self.hosts.insert(host.to_string(), pid);
+                self.separate(out);
+                out.extend_from_slice(b"{\"args\":{\"name\":");
+                string(out, host);
+                out.extend_from_slice(b"},\"name\":\"process_name\"");
+                metadata_end(out, pid, 0);
+                pid
             }
         };
         if let Some(tid) = self.threads.get(&(pid, lane.clone())) {
@@ -150,37 +158,53 @@ impl Chrome {
             Lane::Other(service) => (NO_RANK_TID + others, service.clone(), i64::MAX / 2),
         };
         self.threads.insert((pid, lane), tid);
-        self.event(
-            out,
-            metadata("thread_name", pid, tid, json!({"name": name})),
-        );
-        self.event(
-            out,
-            metadata("thread_sort_index", pid, tid, json!({"sort_index": sort})),
-        );
+        self.separate(out);
+        out.extend_from_slice(b"{\"args\":{\"name\":");
+        string(out, &name);
+        out.extend_from_slice(b"},\"name\":\"thread_name\"");
+        metadata_end(out, pid, tid);
+        self.separate(out);
+        out.extend_from_slice(b"{\"args\":{\"sort_index\":");
+        number(out, sort);
+        out.extend_from_slice(b"},\"name\":\"thread_sort_index\"");
+        metadata_end(out, pid, tid);
         (pid, tid)
     }
 
-    fn event(&mut self, out: &mut Vec<u8>, event: Json) {
+    /// Before each event: the separator from the previous one.
+    fn separate(&mut self, out: &mut Vec<u8>) {
         if self.events > 0 {
             out.extend_from_slice(b",\n");
         }
         self.events += 1;
-        // Serialising a Value into memory cannot fail.
-        serde_json::to_writer(&mut *out, &event).expect("serialising an event to memory");
     }
 }
 
-fn metadata(name: &str, pid: u64, tid: u64, args: Json) -> Json {
-    json!({"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args})
+/// The rest of a metadata event after its `args` and `name`.
+fn metadata_end(out: &mut Vec<u8>, pid: u64, tid: u64) {
+    out.extend_from_slice(b",\"ph\":\"M\",\"pid\":");
+    number(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    number(out, tid);
+    out.push(b'}');
 }
 
-fn complete(span: &Span, category: &str, pid: u64, tid: u64, origin: u64) -> Json {
-    let mut args = attributes(&span.attributes);
-    args.insert("otel.trace_id".into(), hex(&span.trace_id).into());
-    args.insert("otel.span_id".into(), hex(&span.span_id).into());
+/// A span's complete event; `args` is scratch space.
+fn complete<'a>(
+    out: &mut Vec<u8>,
+    args: &mut Vec<(&'a str, Arg<'a>)>,
+    span: &'a Span,
+    category: &str,
+    pid: u64,
+    tid: u64,
+    origin: u64,
+) {
+    args.clear();
+    args.extend(span.attributes.iter().map(Arg::attribute));
+    args.push(("otel.trace_id", Arg::Hex(&span.trace_id)));
+    args.push(("otel.span_id", Arg::Hex(&span.span_id)));
     if !span.parent_span_id.is_empty() {
-        args.insert("otel.parent_id".into(), hex(&span.parent_span_id).into());
+        args.push(("otel.parent_id", Arg::Hex(&span.parent_span_id)));
     }
     if let Some(status) = &span.status {
         let code = match StatusCode::try_from(status.code) {
@@ -188,73 +212,556 @@ fn complete(span: &Span, category: &str, pid: u64, tid: u64, origin: u64) -> Jso
             Ok(StatusCode::Error) => "ERROR",
             _ => "UNSET",
         };
-        args.insert("otel.status_code".into(), code.into());
+        args.push(("otel.status_code", Arg::Str(code)));
         if !status.message.is_empty() {
-            args.insert(
-                "otel.status_description".into(),
-                status.message.clone().into(),
-            );
+            args.push(("otel.status_description", Arg::Str(&status.message)));
         }
     }
-    let duration = span
-        .end_time_unix_nano
-        .saturating_sub(span.start_time_unix_nano);
-    json!({
-        "name": span.name,
-        "cat": category,
-        "ph": "X",
-        "ts": micros(span.start_time_unix_nano.saturating_sub(origin)),
-        "dur": micros(duration),
-        "pid": pid,
-        "tid": tid,
-        "args": args,
-    })
+    out.extend_from_slice(b"{\"args\":");
+    object(out, args);
+    out.extend_from_slice(b",\"cat\":");
+    string(out, category);
+    out.extend_from_slice(b",\"dur\":");
+    micros(
+        out,
+        span.end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano),
+    );
+    out.extend_from_slice(b",\"name\":");
+    string(out, &span.name);
+    out.extend_from_slice(b",\"ph\":\"X\",\"pid\":");
+    number(out, pid);
+    out.extend_from_slice(b",\"tid\":");
+    number(out, tid);
+    out.extend_from_slice(b",\"ts\":");
+    micros(out, span.start_time_unix_nano.saturating_sub(origin));
+    out.push(b'}');
+}
+
+/// One value of an `args` object (or of a list or map inside it).
+#[derive(Clone, Copy)]
+enum Arg<'a> {
+    Any(Option<&'a Value>),
+    Hex(&'a [u8]),
+    Str(&'a str),
+}
+
+impl<'a> Arg<'a> {
+    fn attribute(kv: &'a KeyValue) -> (&'a str, Arg<'a>) {
+        (
+            &kv.key,
+            Arg::Any(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+        )
+    }
+}
+
+/// `entries` as a JSON object: keys in byte order, the last of a repeated key.
+fn object<'a>(out: &mut Vec<u8>, entries: &mut [(&'a str, Arg<'a>)]) {
+    // Stable: entries of one key keep their order, so the last one written wins as in a map.
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    let mut first = true;
+    for (i, (key, arg)) in entries.iter().enumerate() {
+        if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        string(out, key);
+        out.push(b':');
+        arg_value(out, *arg);
+    }
+    out.push(b'}');
+}
+
+fn arg_value(out: &mut Vec<u8>, arg: Arg) {
+    match arg {
+        Arg::Str(s) => string(out, s),
+        Arg::Hex(b) => hex(out, b),
+        Arg::Any(v) => value(out, v),
+    }
+}
+
+fn value(out: &mut Vec<u8>, v: Option<&Value>) {
+    match v {
+        None | Some(Value::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
+        Some(Value::StringValue(s)) => string(out, s),
+        Some(Value::BoolValue(b)) => number(out, *b),
+        Some(Value::IntValue(i)) => number(out, *i),
+        Some(Value::DoubleValue(d)) if d.is_finite() => number(out, *d),
+        // serde_json turns non-finite doubles into null; keep them readable.
+        Some(Value::DoubleValue(d)) => string(out, &d.to_string()),
+        Some(Value::BytesValue(b)) => hex(out, b),
+        Some(Value::ArrayValue(a)) => {
+            out.push(b'[');
+            for (i, v) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                value(out, v.value.as_ref());
+            }
+            out.push(b']');
+        }
+        Some(Value::KvlistValue(l)) => {
+            let mut entries: Vec<_> = l.values.iter().map(Arg::attribute).collect();
+            object(out, &mut entries);
+        }
+    }
 }
 
 /// Nanoseconds as the format's microseconds (exact to the nanosecond below ~100 days).
-fn micros(nanos: u64) -> Json {
+fn micros(out: &mut Vec<u8>, nanos: u64) {
     if nanos.is_multiple_of(1000) {
-        Json::from(nanos / 1000)
+        number(out, nanos / 1000)
     } else {
-        Json::from(nanos as f64 / 1000.0)
+        number(out, nanos as f64 / 1000.0)
     }
 }
 
-fn attributes(attrs: &[KeyValue]) -> Map<String, Json> {
-    attrs
-        .iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                value(kv.value.as_ref().and_then(|v| v.value.as_ref())),
-            )
-        })
-        .collect()
+/// A JSON string, escaped by serde_json.
+fn string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("serialising a string to memory");
 }
 
-fn value(v: Option<&Value>) -> Json {
-    match v {
-        None | Some(Value::StringValueStrindex(_)) => Json::Null,
-        Some(Value::StringValue(s)) => s.clone().into(),
-        Some(Value::BoolValue(b)) => (*b).into(),
-        Some(Value::IntValue(i)) => (*i).into(),
-        // serde_json turns non-finite doubles into null; keep them readable.
-        Some(Value::DoubleValue(d)) if d.is_finite() => (*d).into(),
-        Some(Value::DoubleValue(d)) => d.to_string().into(),
-        Some(Value::BytesValue(b)) => hex(b).into(),
-        Some(Value::ArrayValue(a)) => {
-            Json::Array(a.values.iter().map(|v| value(v.value.as_ref())).collect())
-        }
-        Some(Value::KvlistValue(l)) => Json::Object(attributes(&l.values)),
+/// A number or boolean, printed by serde_json (a finite double; integers as integers).
+fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
+    serde_json::to_writer(&mut *out, &n).expect("serialising a number to memory");
+}
+
+/// Lowercase hex in quotes (nothing to escape).
+fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2 + 2);
+    out.push(b'"');
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 15) as usize]);
     }
+    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::attr;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, InstrumentationScope, KeyValueList,
+    };
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{span::Event, ScopeSpans};
+    use opentelemetry_proto::tonic::trace::v1::{span::Event, ScopeSpans, Status};
+    use serde_json::Value as Json;
+
+    /// The writer as it was, through a serde_json `Value` per event: the bytes to match.
+    #[allow(clippy::all)]
+    mod reference {
+        use crate::export::SpanWriter;
+        use crate::ids::hex;
+        use crate::semconv;
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+        use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, ResourceSpans, Span};
+        use serde_json::{json, Map, Value as Json};
+        use std::collections::HashMap;
+
+        /// Thread ids for spans without `mpi.rank` start here, away from `rank + 1`.
+        const NO_RANK_TID: u64 = 1_000_000;
+
+        #[derive(Default)]
+        pub struct Chrome {
+            /// host → pid (1, 2, … in order of first appearance; pid 0 is the idle task to Perfetto).
+            hosts: HashMap<String, u64>,
+            /// (pid, rank or service) → tid.
+            threads: HashMap<(u64, Lane), u64>,
+            events: u64,
+            /// Unix nanoseconds that `ts` 0 stands for.
+            origin: Option<u64>,
+        }
+
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        enum Lane {
+            Rank(i64),
+            Other(String),
+        }
+
+        impl SpanWriter for Chrome {
+            /// The document's opening; events follow, then [`SpanWriter::end`].
+            fn begin(&mut self, out: &mut Vec<u8>) {
+                out.extend_from_slice(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
+            }
+
+            fn write(&mut self, out: &mut Vec<u8>, batch: &[ResourceSpans]) {
+                for rs in batch {
+                    self.spans(out, rs);
+                }
+            }
+
+            fn end(&mut self, out: &mut Vec<u8>) {
+                let origin = self.origin.unwrap_or(0);
+                let other = json!({
+                    "generator": "otel-run merge",
+                    "time_origin_unix_ns": origin,
+                    "time_origin": crate::format::time::format_iso(origin),
+                });
+                out.extend_from_slice(b"\n],\"otherData\":");
+                serde_json::to_writer(&mut *out, &other).expect("serialising to memory");
+                out.extend_from_slice(b"}\n");
+            }
+        }
+
+        impl Chrome {
+            /// Appends the events of every span in `rs`.
+            fn spans(&mut self, out: &mut Vec<u8>, rs: &ResourceSpans) {
+                let resource = rs
+                    .resource
+                    .as_ref()
+                    .map(|r| &r.attributes[..])
+                    .unwrap_or(&[]);
+                let host = crate::attr::get_str(resource, semconv::HOST_NAME)
+                    .unwrap_or("unknown host")
+                    .to_string();
+                let lane = |span: &[KeyValue]| match crate::attr::rank(resource, span) {
+                    Some(rank) => Lane::Rank(rank),
+                    None => Lane::Other(
+                        crate::attr::get_str(resource, semconv::SERVICE_NAME)
+                            .unwrap_or("no rank")
+                            .to_string(),
+                    ),
+                };
+                let origin = *self.origin.get_or_insert_with(|| {
+                    let first = rs
+                        .scope_spans
+                        .iter()
+                        .flat_map(|ss| &ss.spans)
+                        .map(|s| s.start_time_unix_nano)
+                        .min()
+                        .unwrap_or(0);
+                    first - first % 1_000_000_000
+                });
+                for ss in &rs.scope_spans {
+                    let category = ss
+                        .scope
+                        .as_ref()
+                        .map(|s| s.name.as_str())
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or("span");
+                    for span in &ss.spans {
+                        // The rank may be on the span (bsb-otel) rather than the resource.
+                        let (pid, tid) = self.row(out, host.clone(), lane(&span.attributes));
+                        self.event(out, complete(span, category, pid, tid, origin));
+                        for e in &span.events {
+                            self.event(
+                                out,
+                                json!({
+                                    "name": e.name,
+                                    "cat": category,
+                                    "ph": "i",
+                                    "s": "t",
+                                    "ts": micros(e.time_unix_nano.saturating_sub(origin)),
+                                    "pid": pid,
+                                    "tid": tid,
+                                    "args": attributes(&e.attributes),
+                                }),
+                            );
+                        }
+                    }
+                }
+            }
+
+            /// The (pid, tid) of a rank, announcing new rows with metadata events first.
+            fn row(&mut self, out: &mut Vec<u8>, host: String, lane: Lane) -> (u64, u64) {
+                let next_pid = self.hosts.len() as u64 + 1;
+                let pid = match self.hosts.get(&host) {
+                    Some(pid) => *pid,
+                    None => {
+                        self.hosts.insert(host.clone(), next_pid);
+                        self.event(
+                            out,
+                            metadata("process_name", next_pid, 0, json!({"name": host})),
+                        );
+                        next_pid
+                    }
+                };
+                if let Some(tid) = self.threads.get(&(pid, lane.clone())) {
+                    return (pid, *tid);
+                }
+                let others = self
+                    .threads
+                    .keys()
+                    .filter(|(p, l)| *p == pid && matches!(l, Lane::Other(_)))
+                    .count() as u64;
+                let (tid, name, sort) = match &lane {
+                    Lane::Rank(rank) => (*rank as u64 + 1, format!("rank {rank}"), *rank),
+                    Lane::Other(service) => (NO_RANK_TID + others, service.clone(), i64::MAX / 2),
+                };
+                self.threads.insert((pid, lane), tid);
+                self.event(
+                    out,
+                    metadata("thread_name", pid, tid, json!({"name": name})),
+                );
+                self.event(
+                    out,
+                    metadata("thread_sort_index", pid, tid, json!({"sort_index": sort})),
+                );
+                (pid, tid)
+            }
+
+            fn event(&mut self, out: &mut Vec<u8>, event: Json) {
+                if self.events > 0 {
+                    out.extend_from_slice(b",\n");
+                }
+                self.events += 1;
+                // Serialising a Value into memory cannot fail.
+                serde_json::to_writer(&mut *out, &event).expect("serialising an event to memory");
+            }
+        }
+
+        fn metadata(name: &str, pid: u64, tid: u64, args: Json) -> Json {
+            json!({"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args})
+        }
+
+        fn complete(span: &Span, category: &str, pid: u64, tid: u64, origin: u64) -> Json {
+            let mut args = attributes(&span.attributes);
+            args.insert("otel.trace_id".into(), hex(&span.trace_id).into());
+            args.insert("otel.span_id".into(), hex(&span.span_id).into());
+            if !span.parent_span_id.is_empty() {
+                args.insert("otel.parent_id".into(), hex(&span.parent_span_id).into());
+            }
+            if let Some(status) = &span.status {
+                let code = match StatusCode::try_from(status.code) {
+                    Ok(StatusCode::Ok) => "OK",
+                    Ok(StatusCode::Error) => "ERROR",
+                    _ => "UNSET",
+                };
+                args.insert("otel.status_code".into(), code.into());
+                if !status.message.is_empty() {
+                    args.insert(
+                        "otel.status_description".into(),
+                        status.message.clone().into(),
+                    );
+                }
+            }
+            let duration = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano);
+            json!({
+                "name": span.name,
+                "cat": category,
+                "ph": "X",
+                "ts": micros(span.start_time_unix_nano.saturating_sub(origin)),
+                "dur": micros(duration),
+                "pid": pid,
+                "tid": tid,
+                "args": args,
+            })
+        }
+
+        /// Nanoseconds as the format's microseconds (exact to the nanosecond below ~100 days).
+        fn micros(nanos: u64) -> Json {
+            if nanos.is_multiple_of(1000) {
+                Json::from(nanos / 1000)
+            } else {
+                Json::from(nanos as f64 / 1000.0)
+            }
+        }
+
+        fn attributes(attrs: &[KeyValue]) -> Map<String, Json> {
+            attrs
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        value(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                    )
+                })
+                .collect()
+        }
+
+        fn value(v: Option<&Value>) -> Json {
+            match v {
+                None | Some(Value::StringValueStrindex(_)) => Json::Null,
+                Some(Value::StringValue(s)) => s.clone().into(),
+                Some(Value::BoolValue(b)) => (*b).into(),
+                Some(Value::IntValue(i)) => (*i).into(),
+                // serde_json turns non-finite doubles into null; keep them readable.
+                Some(Value::DoubleValue(d)) if d.is_finite() => (*d).into(),
+                Some(Value::DoubleValue(d)) => d.to_string().into(),
+                Some(Value::BytesValue(b)) => hex(b).into(),
+                Some(Value::ArrayValue(a)) => {
+                    Json::Array(a.values.iter().map(|v| value(v.value.as_ref())).collect())
+                }
+                Some(Value::KvlistValue(l)) => Json::Object(attributes(&l.values)),
+            }
+        }
+    }
+
+    fn any(v: Value) -> AnyValue {
+        AnyValue { value: Some(v) }
+    }
+
+    /// Spans with what a `Value` renders in its own way: repeated and unordered keys, attributes
+    /// named like the otel.* args, nested lists and maps, escapes, non-finite and negative
+    /// numbers, fractional microseconds, a span without rank, several hosts.
+    fn awkward() -> Vec<ResourceSpans> {
+        const T: u64 = 1_700_000_000_123_456_789;
+        let attrs = vec![
+            attr::string("z", "last"),
+            attr::string(
+                "a\\\"quote\u{1}\u{1f}\u{7f}\n\t\r\u{8}\u{c}é€😀",
+                "\u{0}\"\\/</script>",
+            ),
+            attr::int("dup", 1),
+            attr::double("dup", -0.0),
+            attr::double("nan", f64::NAN),
+            attr::double("inf", f64::NEG_INFINITY),
+            attr::double("tiny", 1e-300),
+            attr::double("big", 1.5e300),
+            attr::double("third", 1.0 / 3.0),
+            attr::int("min", i64::MIN),
+            attr::boolean("b", false),
+            attr::string("otel.span_id", "shadowed"),
+            attr::kv("bytes", Value::BytesValue(vec![0, 255, 16])),
+            attr::kv("none", Value::StringValueStrindex(3)),
+            KeyValue {
+                key: "unset".into(),
+                value: None,
+                ..Default::default()
+            },
+            attr::kv(
+                "list",
+                Value::ArrayValue(ArrayValue {
+                    values: vec![
+                        any(Value::IntValue(1)),
+                        any(Value::DoubleValue(f64::INFINITY)),
+                        AnyValue { value: None },
+                        any(Value::ArrayValue(ArrayValue { values: vec![] })),
+                    ],
+                }),
+            ),
+            attr::kv(
+                "map",
+                Value::KvlistValue(KeyValueList {
+                    values: vec![
+                        attr::int("y", 2),
+                        attr::int("x", 1),
+                        attr::int("y", 3),
+                        attr::kv("empty", Value::KvlistValue(KeyValueList { values: vec![] })),
+                    ],
+                }),
+            ),
+            attr::string("", "empty key"),
+        ];
+        let span = |name: &str, start: u64, end: u64, attributes: Vec<KeyValue>, status| Span {
+            trace_id: (0..16).collect(),
+            span_id: (8..16).collect(),
+            parent_span_id: if start.is_multiple_of(2) {
+                vec![]
+            } else {
+                vec![0xab; 8]
+            },
+            name: name.into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            attributes,
+            status,
+            events: vec![
+                Event {
+                    name: "e\"1".into(),
+                    time_unix_nano: start.saturating_add(1),
+                    attributes: vec![attr::int("k", 1), attr::string("a", "b")],
+                    ..Default::default()
+                },
+                Event {
+                    name: "before origin".into(),
+                    time_unix_nano: 5,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let rs = |resource: Vec<KeyValue>, scope: &str, spans| ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: scope.into(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ok = |code: StatusCode, message: &str| {
+            Some(Status {
+                code: code as i32,
+                message: message.into(),
+            })
+        };
+        vec![
+            rs(
+                vec![attr::string("host.name", "n\"1"), attr::int("mpi.rank", 3)],
+                "sim",
+                vec![
+                    span(
+                        "a",
+                        T,
+                        T + 2_500,
+                        attrs.clone(),
+                        ok(StatusCode::Error, "bad \"x\""),
+                    ),
+                    span("b", T + 1, T, vec![], ok(StatusCode::Ok, "")),
+                ],
+            ),
+            rs(
+                vec![attr::string("service.name", "svc")],
+                "",
+                vec![span(
+                    "c",
+                    T + 3_000,
+                    T + 10_001,
+                    vec![attr::int("mpi.rank", -2)],
+                    None,
+                )],
+            ),
+            rs(
+                vec![],
+                "s",
+                vec![span("d", T + 7, T + 9, attrs, ok(StatusCode::Unset, "m"))],
+            ),
+            rs(
+                vec![
+                    attr::string("host.name", "n\"1"),
+                    attr::string("service.name", "other"),
+                ],
+                "s",
+                vec![span("e", u64::MAX, u64::MAX, vec![], None)],
+            ),
+        ]
+    }
+
+    #[test]
+    fn bytes_are_those_of_a_serde_json_value() {
+        let batch = awkward();
+        let (mut new, mut old) = (Vec::new(), Vec::new());
+        let (mut w, mut r) = (Chrome::default(), reference::Chrome::default());
+        w.begin(&mut new);
+        r.begin(&mut old);
+        for rs in &batch {
+            w.write(&mut new, std::slice::from_ref(rs));
+            r.write(&mut old, std::slice::from_ref(rs));
+        }
+        w.write(&mut new, &batch);
+        r.write(&mut old, &batch);
+        w.end(&mut new);
+        r.end(&mut old);
+        assert_eq!(
+            String::from_utf8(new).unwrap(),
+            String::from_utf8(old).unwrap()
+        );
+    }
 
     fn rank(host: &str, rank: i64, start: u64) -> ResourceSpans {
         ResourceSpans {

@@ -24,7 +24,7 @@ use crate::input::{self, Counts, Input};
 use anyhow::anyhow;
 use extsort::ExtSorter;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, TracesData};
 use output::Output;
 use record::{Ids, Record};
 use repair::{Analysis, Facts, SpanFacts};
@@ -329,12 +329,18 @@ const BATCH: usize = 512;
 const LINES_CHUNK: usize = 256 << 10;
 
 impl<'a> Emitter<'a> {
-    fn new(out: Output, replaced: &'a HashSet<Ids>, remember_ids: bool) -> Self {
+    /// `decode_ahead`: whether the reading is over when the output starts (see [`Writer`]).
+    fn new(
+        out: Output,
+        replaced: &'a HashSet<Ids>,
+        remember_ids: bool,
+        decode_ahead: bool,
+    ) -> Self {
         let lines = out
             .copies_python_lines()
             .then(|| (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0));
         Emitter {
-            writer: Writer::start(out),
+            writer: Writer::start(out, decode_ahead),
             batch: Vec::with_capacity(BATCH),
             lines,
             prev: None,
@@ -417,24 +423,77 @@ impl<'a> Emitter<'a> {
 /// What the writer thread gets, in order.
 enum Chunk {
     Records(Vec<Record>),
+    /// Records decoded by the decoder thread.
+    Spans(Vec<ResourceSpans>),
+    /// The decoder's error at the record after the last `Spans`.
+    Failed(anyhow::Error),
+    /// The decoder's last chunk: without it the spans stopped short (the decoder panicked).
+    End,
     /// Python lines ready to write, and how many.
     Lines(Vec<u8>, u64),
 }
 
-/// The thread that decodes, renders and writes.
+/// Decoded batches waiting for the writer: a decoded span takes several times its record's
+/// memory, so few.
+const DECODED_IN_FLIGHT: usize = 2;
+
+/// The threads that decode, render and write. When the output renders spans (otlp, chrome) after
+/// the reading is over (`--sort start`), a decoder thread turns records into spans ahead of the
+/// writer: decoding (a python line parsed again) and rendering each cost about as much, and both
+/// get a core. In the streaming orders the reading thread has the other core already, and a
+/// third busy thread gained nothing measurable on two cores. Bounded channels of batches keep
+/// the memory flat.
 struct Writer {
     tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
+    decoder: Option<std::thread::JoinHandle<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
     /// Set when the merge failed: the output must not be completed (renamed into place).
     abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The decoder thread: records in, spans out, in order; stops at the first record that does not
+/// decode, after handing on the spans before it and the error.
+fn decode_chunks(rx: std::sync::mpsc::Receiver<Chunk>, tx: std::sync::mpsc::SyncSender<Chunk>) {
+    for chunk in rx {
+        let chunk = match chunk {
+            Chunk::Records(batch) => {
+                let mut spans = Vec::with_capacity(batch.len());
+                for r in &batch {
+                    match r.decode() {
+                        Ok(rs) => spans.push(rs),
+                        Err(e) => {
+                            let _ = tx.send(Chunk::Spans(spans));
+                            let _ = tx.send(Chunk::Failed(e.into()));
+                            return;
+                        }
+                    }
+                }
+                Chunk::Spans(spans)
+            }
+            other => other,
+        };
+        if tx.send(chunk).is_err() {
+            // The writer stopped on an error; it reports it.
+            return;
+        }
+    }
+    let _ = tx.send(Chunk::End);
+}
+
 impl Writer {
-    fn start(mut out: Output) -> Self {
+    fn start(mut out: Output, decode_ahead: bool) -> Self {
         // A few chunks in flight: enough to keep both sides busy, little memory.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
+        let (decoder, rx) = if out.copies_python_lines() || !decode_ahead {
+            (None, rx)
+        } else {
+            let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(DECODED_IN_FLIGHT);
+            let decoder = std::thread::spawn(move || decode_chunks(rx, decoded_tx));
+            (Some(decoder), decoded_rx)
+        };
         let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let aborted = abort.clone();
+        let mut ended = decoder.is_none();
         let thread = std::thread::spawn(move || {
             for chunk in rx {
                 match chunk {
@@ -443,10 +502,17 @@ impl Writer {
                             out.write_record(&r)?;
                         }
                     }
+                    Chunk::Spans(spans) => {
+                        for rs in spans {
+                            out.write(rs)?;
+                        }
+                    }
+                    Chunk::Failed(e) => return Err(e),
+                    Chunk::End => ended = true,
                     Chunk::Lines(lines, count) => out.write_lines(&lines, count)?,
                 }
             }
-            if aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            if aborted.load(std::sync::atomic::Ordering::SeqCst) || !ended {
                 // Dropping `out` unfinished removes its temporary file.
                 return Err(anyhow!("merge aborted"));
             }
@@ -456,6 +522,7 @@ impl Writer {
         });
         Writer {
             tx: Some(tx),
+            decoder,
             thread: Some(thread),
             abort,
         }
@@ -475,6 +542,12 @@ impl Writer {
 
     fn join(&mut self) -> anyhow::Result<u64> {
         self.tx = None;
+        // The decoder ends once it has handed on what it got (or the writer stopped), then the
+        // writer ends.
+        if let Some(Err(_)) = self.decoder.take().map(|d| d.join()) {
+            let _ = self.thread.take().map(|t| t.join());
+            return Err(anyhow!("span decoder thread panicked"));
+        }
         match self.thread.take() {
             Some(t) => t
                 .join()
@@ -663,7 +736,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 .expect("set above")
                 .analyse(args.repair)?;
             let mut extra = added(&analysis).into_iter().peekable();
-            let mut emitter = Emitter::new(out, &analysis.replaced, false);
+            let mut emitter = Emitter::new(out, &analysis.replaced, false, true);
             for r in sorter.finish()? {
                 let r = r?;
                 while extra.peek().is_some_and(|e| *e < r) {
@@ -681,7 +754,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         (SortOrder::End, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
-            let mut emitter = Emitter::new(out, replaced, false);
+            let mut emitter = Emitter::new(out, replaced, false, false);
             let stats = stream::merge(&inputs, &plan, extra, &mut reading, &mut |r| {
                 emitter.push(r)
             })?;
@@ -694,7 +767,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         (SortOrder::None, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
-            let mut emitter = Emitter::new(out, replaced, true);
+            let mut emitter = Emitter::new(out, replaced, true, false);
             reading.read_all(&inputs, &mut |r| emitter.push(r))?;
             for e in extra {
                 emitter.push(e)?;
