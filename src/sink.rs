@@ -486,22 +486,7 @@ async fn grpc_export(
             format!("no such method {path} (the sink serves {EXPORT_METHOD})"),
         ));
     }
-    let gzip = match req
-        .headers()
-        .get("grpc-encoding")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
-        None | Some("identity") | Some("") => false,
-        Some("gzip") => true,
-        Some(other) => {
-            return Err(refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::Unimplemented,
-                format!("grpc-encoding {other:?} (gzip or identity only)"),
-            ))
-        }
-    };
+    let gzip = gzip_encoded(req.headers(), "grpc-encoding")?;
     let limit = state.config.body_limit;
     let body = read_body(req.into_body(), limit.saturating_add(GRPC_PREFIX)).await?;
     let request = decode_grpc_body(gzip, body, limit)?;
@@ -699,22 +684,7 @@ async fn http_export(
             ))
         }
     };
-    let gzip = match req
-        .headers()
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
-        None | Some("identity") | Some("") => false,
-        Some("gzip") => true,
-        Some(other) => {
-            return Err(refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::Unimplemented,
-                format!("content-encoding {other:?} (gzip only)"),
-            ))
-        }
-    };
+    let gzip = gzip_encoded(req.headers(), "content-encoding")?;
     let limit = state.config.body_limit;
     let body = read_body(req.into_body(), limit).await?;
     let request = decode_body(wire, gzip, body, limit)?;
@@ -1079,6 +1049,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A fresh 128-bit token, hex.
 pub fn new_token() -> String {
     hex(&rand::random::<[u8; 16]>())
+}
+
+/// Whether the body is gzip-compressed, from `header` (`grpc-encoding` or `content-encoding`);
+/// any other encoding is refused, as the sink decodes only these two.
+fn gzip_encoded(headers: &http::HeaderMap, header: &str) -> Result<bool, Refusal> {
+    match headers
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        None | Some("identity") | Some("") => Ok(false),
+        Some("gzip") => Ok(true),
+        Some(other) => Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::Unimplemented,
+            format!("{header} {other:?} (gzip or identity only)"),
+        )),
+    }
 }
 
 #[cfg(test)]
