@@ -22,7 +22,7 @@ Register-ArgumentCompleter -Native -CommandName 'otel-run' -ScriptBlock {
     $completions = @(switch ($command) {
         'otel-run' {
             [CompletionResult]::new('--traces-exporter', '--traces-exporter', [CompletionResultType]::ParameterName, 'Where otel-run''s spans go: comma list of jsonlines, otlp, console, none [default: otlp if an OTLP endpoint is set, else jsonlines]')
-            [CompletionResult]::new('--service-name', '--service-name', [CompletionResultType]::ParameterName, 'service.name of the spans [default: the program''s file name]')
+            [CompletionResult]::new('--service-name', '--service-name', [CompletionResultType]::ParameterName, 'service.name of the spans [default: service.name from the resource attributes, else the program''s file name]')
             [CompletionResult]::new('--resource-attributes', '--resource-attributes', [CompletionResultType]::ParameterName, 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win')
             [CompletionResult]::new('--jsonlines-path', '--jsonlines-path', [CompletionResultType]::ParameterName, 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]')
             [CompletionResult]::new('--spill-path', '--spill-path', [CompletionResultType]::ParameterName, 'Where spans the collector did not acknowledge go (otlp exporter without jsonlines), same placeholders as --jsonlines-path; created only when needed [default: spill_ + the span file name template, e.g. spill_traces_*.jsonlines]')

@@ -19,7 +19,7 @@ set edit:completion:arg-completer[otel-run] = {|@words|
     var completions = [
         &'otel-run'= {
             cand --traces-exporter 'Where otel-run''s spans go: comma list of jsonlines, otlp, console, none [default: otlp if an OTLP endpoint is set, else jsonlines]'
-            cand --service-name 'service.name of the spans [default: the program''s file name]'
+            cand --service-name 'service.name of the spans [default: service.name from the resource attributes, else the program''s file name]'
             cand --resource-attributes 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win'
             cand --jsonlines-path 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]'
             cand --spill-path 'Where spans the collector did not acknowledge go (otlp exporter without jsonlines), same placeholders as --jsonlines-path; created only when needed [default: spill_ + the span file name template, e.g. spill_traces_*.jsonlines]'

@@ -25,7 +25,7 @@ function __fish_otel_run_using_subcommand
 end
 
 complete -c otel-run -n "__fish_otel_run_needs_command" -l traces-exporter -d 'Where otel-run\'s spans go: comma list of jsonlines, otlp, console, none [default: otlp if an OTLP endpoint is set, else jsonlines]' -r
-complete -c otel-run -n "__fish_otel_run_needs_command" -l service-name -d 'service.name of the spans [default: the program\'s file name]' -r
+complete -c otel-run -n "__fish_otel_run_needs_command" -l service-name -d 'service.name of the spans [default: service.name from the resource attributes, else the program\'s file name]' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l resource-attributes -d 'Extra resource attributes, `key=value,...` (percent-encoded values); merged with OTEL_RESOURCE_ATTRIBUTES, these win' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l jsonlines-path -d 'Span file path template: `*` = 8 random chars, {rank} {size} {job} {step} {host} {pid} [env: OTEL_EXPORTER_JSONLINES_PATH] [default: traces_*.jsonlines]' -r
 complete -c otel-run -n "__fish_otel_run_needs_command" -l spill-path -d 'Where spans the collector did not acknowledge go (otlp exporter without jsonlines), same placeholders as --jsonlines-path; created only when needed [default: spill_ + the span file name template, e.g. spill_traces_*.jsonlines]' -r

@@ -20,8 +20,9 @@ collector, so spans go to a file first and `otel-run replay` sends them later.
 
 Exit status (every subcommand; see src/error.rs):
   0      success; the launcher: the program exited 0
-  1      replay/merge/summary ran and failed: a bad input line (file:line: reason), an I/O
-         error, a collector that refused, could not be reached or rejected spans
+  1      replay/merge/summary/report ran and failed: a bad input line (file:line: reason), an
+         I/O error, a collector that refused, could not be reached or rejected spans; the
+         launcher: otel-run itself could not supervise the program (rare)
   2      usage: unknown flag, unusable flag or variable value, no program, an input that does not
          exist, is a directory or not a regular file, a glob matching nothing; nothing was done
   126    the program cannot be executed          127   the program was not found
@@ -85,11 +86,13 @@ Spans are deduplicated by (trace id, span id); copies with the same ids but othe
 reported as conflicts. Exact counts go to stderr at the end (files, spans read and written, \
 duplicates, conflicts, orphans, synthesized, torn and invalid lines).
 
-Memory does not grow with the input: --sort start keeps at most --buffer-size MiB of spans and \
-spills sorted runs to --temp-dir (64 KiB per run while merging them); --sort end opens every \
-file at once, with a 32 KiB read buffer and a reorder window of --buffer-size / files (16 to \
-256 KiB) each; the parent check keeps a quarter of --buffer-size and spills too. --sort none keeps 24 bytes per \
-span id to drop duplicates, and --repair with --sort end|none reads the input twice.";
+Memory does not grow with the input: --sort start keeps at most three quarters of --buffer-size \
+MiB of spans and spills sorted runs to --temp-dir (16 KiB to 1 MiB of read buffer per run while \
+merging them); --sort end merges at most 256 files at once (more in groups through sorted \
+temporary runs in --temp-dir), their read buffers and reorder windows sharing 4 MiB (a few KiB to \
+256 KiB each); the parent check keeps a quarter of --buffer-size (at most 4 MiB with --sort \
+end|none) and spills too. --sort none keeps 24 bytes per span id to drop duplicates, and \
+--repair with --sort end|none reads the input twice.";
 
 const MERGE_EXAMPLES: &str = "\
 Examples:
@@ -248,7 +251,8 @@ pub struct RunArgs {
     )]
     pub traces_exporter: Option<String>,
 
-    /// service.name of the spans [default: the program's file name]
+    /// service.name of the spans [default: service.name from the resource attributes, else the
+    /// program's file name]
     #[arg(
         long = "service-name",
         alias = "service_name",
@@ -336,7 +340,7 @@ pub struct RunArgs {
     )]
     pub grace_period: f64,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = None)]
     pub verbosity: Verbosity,
 
     /// The program to run and its arguments (everything from here on is the program's)
@@ -363,7 +367,9 @@ pub struct Verbosity {
 /// shown in --help: OTEL_EXPORTER_OTLP_HEADERS often holds a secret, and the generated files
 /// must not depend on the environment they were generated in.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command().mut_args(|a| a.hide_env_values(true))
+    <Cli as clap::CommandFactory>::command()
+        .mut_args(|a| a.hide_env_values(true))
+        .mut_subcommands(|c| c.mut_args(|a| a.hide_env_values(true)))
 }
 
 /// Parses the process arguments; errors and --help/--version exit the process as clap does.
@@ -472,7 +478,12 @@ fn sink_body_limit(s: &str) -> Result<u32, String> {
         .trim()
         .parse()
         .map_err(|e| format!("{e} (whole MiB, 1 to {max})"))?;
-    if !(1..=max).contains(&mib) {
+    if mib == 0 {
+        return Err(format!(
+            "0 MiB would refuse every request (whole MiB, 1 to {max})"
+        ));
+    }
+    if mib > max {
         return Err(format!(
             "{mib} MiB is not in 1..={max}: a larger request could make a span-file line longer \
              than the {} MiB every reader accepts",
@@ -543,6 +554,25 @@ mod tests {
         assert!(Exporters::parse("jsonl")
             .unwrap_err()
             .contains("unknown exporter \"jsonl\""));
+    }
+
+    #[test]
+    fn environment_values_are_hidden_in_every_help() {
+        // OTEL_EXPORTER_OTLP_HEADERS often holds a secret: `replay --help` printed it.
+        let cmd = command();
+        let mut hidden = 0;
+        for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            for a in c.get_arguments().filter(|a| a.get_env().is_some()) {
+                assert!(
+                    a.is_hide_env_values_set(),
+                    "{} --{}",
+                    c.get_name(),
+                    a.get_id()
+                );
+                hidden += 1;
+            }
+        }
+        assert!(hidden > 20, "only {hidden} arguments read the environment");
     }
 
     #[test]
