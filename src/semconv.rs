@@ -1,5 +1,5 @@
 //! Every attribute name otel-run writes, in one place, so they can follow the OpenTelemetry
-//! semantic conventions when conventions for batch jobs land (ARCHITECTURE.md §5).
+//! semantic conventions when conventions for batch jobs land (ARCHITECTURE.md §3).
 
 // Resource
 pub const SERVICE_NAME: &str = "service.name";

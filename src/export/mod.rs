@@ -16,11 +16,9 @@ pub mod python;
 use crate::cli::MergeFormat;
 use crate::format::{LineFormat, SpanFile};
 use crate::otlp::OtlpClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// One output format. A writer appends to a byte buffer; where the bytes go (a span file in one
 /// `write(2)`, merge's output, stderr) is the caller's business.
@@ -104,44 +102,6 @@ impl Outputs {
             let mut text = Vec::new();
             console::Console.write(&mut text, batch);
             let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &text);
-        }
-    }
-
-    /// Sends to the collector within `bound` (and the configured timeout); failures are reported
-    /// with where the spans can still be found.
-    pub async fn send_otlp(&self, batch: Vec<ResourceSpans>, bound: Duration) {
-        let Some(client) = &self.otlp else { return };
-        let count = crate::format::span_count(&batch);
-        let request = ExportTraceServiceRequest {
-            resource_spans: batch,
-        };
-        let endpoint = &client.config().endpoint;
-        match tokio::time::timeout(bound, client.export(request)).await {
-            Ok(Ok(outcome)) if outcome.rejected_spans > 0 => tracing::warn!(
-                "collector {endpoint} rejected {} of {count} spans: {}{}",
-                outcome.rejected_spans,
-                outcome.message,
-                self.replay_hint()
-            ),
-            Ok(Ok(_)) => tracing::debug!("sent {count} spans to {endpoint}"),
-            Ok(Err(e)) => tracing::warn!(
-                "could not send {count} spans to {endpoint}: {e}{}",
-                self.replay_hint()
-            ),
-            Err(_) => tracing::warn!(
-                "could not send {count} spans to {endpoint} within {bound:?}{}",
-                self.replay_hint()
-            ),
-        }
-    }
-
-    pub fn replay_hint(&self) -> String {
-        match (&self.path, self.file.lock().unwrap().is_some()) {
-            (Some(p), true) => format!(
-                "; they are in {0} (send them later with: otel-run replay {0})",
-                p.display()
-            ),
-            _ => String::new(),
         }
     }
 }
