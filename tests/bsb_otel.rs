@@ -258,14 +258,8 @@ fn bsb_otel_programs_join_the_job_trace_in_merge_and_replay() {
         // replay: rotel receives every span exactly as merge wrote it (the same adoption).
         let rotel = Rotel::start();
         let out = run(otel_run(d)
-            .args([
-                "replay",
-                "--keep-timestamps",
-                "--exporter-otlp-protocol",
-                "grpc",
-                "--exporter-otlp-endpoint",
-            ])
-            .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+            .args(["replay", "--keep-timestamps"])
+            .args(endpoint_args(&rotel, "grpc"))
             .arg("job_*.jsonlines"));
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{case}: {stderr}");

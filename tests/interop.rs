@@ -378,14 +378,8 @@ fn every_case_reads_round_trips_and_replays_with_its_value() {
     for file in &files {
         let rotel = Rotel::start();
         let out = run(otel_run(d)
-            .args([
-                "replay",
-                "--keep-timestamps",
-                "--exporter-otlp-protocol",
-                "grpc",
-                "--exporter-otlp-endpoint",
-            ])
-            .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+            .args(["replay", "--keep-timestamps"])
+            .args(endpoint_args(&rotel, "grpc"))
             .arg(file));
         assert_eq!(
             out.status.code(),
@@ -484,14 +478,8 @@ fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
     let files = job_files(d);
     let rotel = Rotel::start();
     let out = run(otel_run(d)
-        .args([
-            "replay",
-            "--keep-timestamps",
-            "--exporter-otlp-protocol",
-            "grpc",
-            "--exporter-otlp-endpoint",
-        ])
-        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .args(["replay", "--keep-timestamps"])
+        .args(endpoint_args(&rotel, "grpc"))
         .args(&files));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -527,15 +515,8 @@ fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
     // --no-adopt sends them as they are.
     let rotel = Rotel::start();
     let out = run(otel_run(d)
-        .args([
-            "replay",
-            "--no-adopt",
-            "--keep-timestamps",
-            "--exporter-otlp-protocol",
-            "grpc",
-            "--exporter-otlp-endpoint",
-        ])
-        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .args(["replay", "--no-adopt", "--keep-timestamps"])
+        .args(endpoint_args(&rotel, "grpc"))
         .args(&files));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     rotel.wait_spans(5);

@@ -306,20 +306,6 @@ fn replay(dir: &Path, args: &[&str]) -> Output {
     run(otel_run(dir).arg("replay").args(args))
 }
 
-fn endpoint_args(rotel: &Rotel, protocol: &str) -> Vec<String> {
-    let port = if protocol == "grpc" {
-        rotel.grpc
-    } else {
-        rotel.http
-    };
-    vec![
-        "--exporter-otlp-protocol".into(),
-        protocol.into(),
-        "--exporter-otlp-endpoint".into(),
-        format!("http://127.0.0.1:{port}"),
-    ]
-}
-
 fn args<'a>(fixed: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
     fixed
         .iter()

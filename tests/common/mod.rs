@@ -263,6 +263,21 @@ pub fn exit_within(cmd: &mut Command, limit: Duration) -> Output {
     spawn_to_files(cmd).finish(limit, "the process")
 }
 
+/// `--exporter-otlp-protocol` and `--exporter-otlp-endpoint` for `rotel`'s port of `protocol`.
+pub fn endpoint_args(rotel: &Rotel, protocol: &str) -> Vec<String> {
+    let port = if protocol == "grpc" {
+        rotel.grpc
+    } else {
+        rotel.http
+    };
+    vec![
+        "--exporter-otlp-protocol".into(),
+        protocol.into(),
+        "--exporter-otlp-endpoint".into(),
+        format!("http://127.0.0.1:{port}"),
+    ]
+}
+
 /// Checks the files of one launch: one trace, one step root from rank 0 (when `step` is
 /// expected), exactly `n` process spans with ranks 0..n, each under the step root.
 pub fn assert_one_job_trace(dir: &Path, n: i64, step: bool) -> Vec<Found> {
