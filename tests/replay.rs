@@ -194,22 +194,6 @@ fn rich(otlp: bool, seed: u8) -> Vec<ResourceSpans> {
     ]
 }
 
-/// The python format holds microseconds, as OpenTelemetry Python writes them (exact nanoseconds
-/// are the otlp format's): times truncated as its writer truncates them.
-fn micros(data: &mut [ResourceSpans]) {
-    for span in data
-        .iter_mut()
-        .flat_map(|rs| &mut rs.scope_spans)
-        .flat_map(|ss| &mut ss.spans)
-    {
-        span.start_time_unix_nano -= span.start_time_unix_nano % 1000;
-        span.end_time_unix_nano -= span.end_time_unix_nano % 1000;
-        for e in &mut span.events {
-            e.time_unix_nano -= e.time_unix_nano % 1000;
-        }
-    }
-}
-
 fn write_file(path: &Path, format: LineFormat, data: &[ResourceSpans]) {
     let mut buf = Vec::new();
     render(&mut buf, format, data);

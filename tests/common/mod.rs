@@ -278,6 +278,22 @@ pub fn endpoint_args(rotel: &Rotel, protocol: &str) -> Vec<String> {
     ]
 }
 
+/// The python format holds microseconds, as OpenTelemetry Python writes them (exact nanoseconds
+/// are the otlp format's): times truncated as its writer truncates them.
+pub fn micros(data: &mut [ResourceSpans]) {
+    for span in data
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        span.start_time_unix_nano -= span.start_time_unix_nano % 1000;
+        span.end_time_unix_nano -= span.end_time_unix_nano % 1000;
+        for e in &mut span.events {
+            e.time_unix_nano -= e.time_unix_nano % 1000;
+        }
+    }
+}
+
 /// Checks the files of one launch: one trace, one step root from rank 0 (when `step` is
 /// expected), exactly `n` process spans with ranks 0..n, each under the step root.
 pub fn assert_one_job_trace(dir: &Path, n: i64, step: bool) -> Vec<Found> {
