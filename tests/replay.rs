@@ -609,8 +609,11 @@ fn collector_killed_mid_replay_reports_exactly_what_it_accepted() {
         rotel.wait_spans(1);
         // SIGTERM: rotel acknowledges a request before its debug exporter prints it, so after
         // a SIGKILL its log could miss acknowledged spans; on SIGTERM it prints what it holds.
-        let kill = run(Command::new("kill").args(["-TERM", &rotel.child.id().to_string()]));
-        assert!(kill.status.success());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(rotel.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         rotel.child.wait().unwrap();
         let mut stderr = String::new();
         let read = child.stderr.take().unwrap().read_to_string(&mut stderr);
