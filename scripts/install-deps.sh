@@ -4,7 +4,9 @@
 #     side (runtime + mpicc), libclang-dev (bindgen, for rsmpi in the MPI example sim),
 #     hyperfine and time (benchmarks), gcc (mpicc needs it), nodejs (unless a node is
 #     on PATH: it runs Perfetto's WebAssembly trace processor for the merge tests and drives the
-#     report page in the report tests), chromium (opens `otel-run report` pages headless);
+#     report page in the report tests), chromium (opens `otel-run report` pages headless),
+#     openssl (certificates for the TLS replay tests), python3 at /usr/bin (tests/attack.rs runs
+#     it as user nobody); setpriv, prlimit and flock come from util-linux (Essential: always there);
 #   * a Python venv (default target/venv, override with OTEL_RUN_VENV) with the exact pins of
 #     scripts/requirements-test.txt: the real OpenTelemetry Python SDK + OTLP exporters,
 #     opentelemetry-instrument, and rotel (a real OTLP collector binary shipped in a wheel);
@@ -35,7 +37,9 @@ if [ "${OTEL_RUN_SKIP_APT:-0}" != 1 ]; then
   want=(munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev mpich libmpich-dev libclang-dev hyperfine time gcc openssl chromium)
   # The venv needs ensurepip (Debian splits it into python3-venv) when the base python is Debian's;
   # rotel-agent is linked against libpython3.11.so.1.0, which only the libpython3.11 package ships.
-  command -v "$BASE_PY" >/dev/null || want+=(python3)
+  # tests/attack.rs runs /usr/bin/python3 as another user (setpriv), who cannot reach a python
+  # under root's home (pyenv, rustup-style installs): Debian's own interpreter must be there too.
+  { command -v "$BASE_PY" >/dev/null && [ -x /usr/bin/python3 ]; } || want+=(python3)
   if command -v "$BASE_PY" >/dev/null && ! "$BASE_PY" -c 'import ensurepip, venv' 2>/dev/null; then
     want+=(python3-venv)
   fi

@@ -258,14 +258,8 @@ fn bsb_otel_programs_join_the_job_trace_in_merge_and_replay() {
         // replay: rotel receives every span exactly as merge wrote it (the same adoption).
         let rotel = Rotel::start();
         let out = run(otel_run(d)
-            .args([
-                "replay",
-                "--keep-timestamps",
-                "--exporter-otlp-protocol",
-                "grpc",
-                "--exporter-otlp-endpoint",
-            ])
-            .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+            .args(["replay", "--keep-timestamps"])
+            .args(endpoint_args(&rotel, "grpc"))
             .arg("job_*.jsonlines"));
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{case}: {stderr}");
@@ -314,12 +308,7 @@ fn bsb_otel_writers_and_otel_run_never_tear_a_shared_line() {
     .arg(support("bsb_writers.py"))
     .arg("3")
     .arg(&stop);
-    let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
-    let mut child = cmd
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap())
-        .spawn()
-        .unwrap();
+    let spawned = spawn_to_files(&mut cmd);
     let file = d.join("shared.jsonl");
     let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
     wait_for(Duration::from_secs(120), "5 MB from the writers", || {
@@ -327,7 +316,7 @@ fn bsb_otel_writers_and_otel_run_never_tear_a_shared_line() {
     });
     let at_signal = size();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(spawned.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
@@ -353,20 +342,9 @@ fn bsb_otel_writers_and_otel_run_never_tear_a_shared_line() {
         || size() >= at_provisional + (5 << 20),
     );
     std::fs::write(&stop, "").unwrap();
-    let mut status = None;
-    wait_for(Duration::from_secs(120), "the program to finish", || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut s = String::new();
-        f.seek(std::io::SeekFrom::Start(0)).unwrap();
-        f.read_to_string(&mut s).unwrap();
-        s
-    };
-    let (stdout, stderr) = (read(out), read(err));
-    assert_eq!(status.unwrap().code(), Some(0), "{stderr}");
+    let out = spawned.finish(Duration::from_secs(120), "the program");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     let written: usize = stdout.trim().parse().unwrap_or_else(|_| panic!("{stdout}"));
     // Every line whole: otel-run's reader fails the test on any bad line.
     let spans = read_spans(&file);

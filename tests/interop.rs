@@ -29,38 +29,6 @@ fn python_line(span_id: &str, attrs: &str) -> String {
     )
 }
 
-/// What rotel's detailed log prints for a value.
-fn printed(v: &Value) -> String {
-    match v {
-        Value::StringValue(s) => format!("Str({s})"),
-        Value::BoolValue(b) => format!("Bool({b})"),
-        Value::IntValue(i) => format!("Int({i})"),
-        Value::DoubleValue(d) if d.is_nan() => "Double(NaN)".into(),
-        Value::DoubleValue(d) => format!("Double({d})"),
-        Value::ArrayValue(a) => format!(
-            "Slice({})",
-            a.values
-                .iter()
-                .map(|v| printed(v.value.as_ref().unwrap()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Value::KvlistValue(l) => format!(
-            "Map({})",
-            l.values
-                .iter()
-                .map(|kv| format!(
-                    "{}:{}",
-                    kv.key,
-                    printed(kv.value.as_ref().unwrap().value.as_ref().unwrap())
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => panic!("no case uses {other:?}"),
-    }
-}
-
 /// Values compare as OTLP holds them, NaN equal to NaN.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -378,14 +346,8 @@ fn every_case_reads_round_trips_and_replays_with_its_value() {
     for file in &files {
         let rotel = Rotel::start();
         let out = run(otel_run(d)
-            .args([
-                "replay",
-                "--keep-timestamps",
-                "--exporter-otlp-protocol",
-                "grpc",
-                "--exporter-otlp-endpoint",
-            ])
-            .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+            .args(["replay", "--keep-timestamps"])
+            .args(endpoint_args(&rotel, "grpc"))
             .arg(file));
         assert_eq!(
             out.status.code(),
@@ -397,7 +359,7 @@ fn every_case_reads_round_trips_and_replays_with_its_value() {
         rotel.wait_spans(cases.len());
         let log = rotel.output();
         for c in &cases {
-            let want = format!("-> {}: {}", c.key, printed(&c.want));
+            let want = format!("-> {}: {}", c.key, printed::value(Some(&c.want)));
             assert!(
                 log.contains(&want),
                 "{} ({}): rotel did not print {want:?}:\n{log}",
@@ -484,14 +446,8 @@ fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
     let files = job_files(d);
     let rotel = Rotel::start();
     let out = run(otel_run(d)
-        .args([
-            "replay",
-            "--keep-timestamps",
-            "--exporter-otlp-protocol",
-            "grpc",
-            "--exporter-otlp-endpoint",
-        ])
-        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .args(["replay", "--keep-timestamps"])
+        .args(endpoint_args(&rotel, "grpc"))
         .args(&files));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -527,15 +483,8 @@ fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
     // --no-adopt sends them as they are.
     let rotel = Rotel::start();
     let out = run(otel_run(d)
-        .args([
-            "replay",
-            "--no-adopt",
-            "--keep-timestamps",
-            "--exporter-otlp-protocol",
-            "grpc",
-            "--exporter-otlp-endpoint",
-        ])
-        .arg(format!("http://127.0.0.1:{}", rotel.grpc))
+        .args(["replay", "--no-adopt", "--keep-timestamps"])
+        .args(endpoint_args(&rotel, "grpc"))
         .args(&files));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     rotel.wait_spans(5);

@@ -194,22 +194,6 @@ fn rich(otlp: bool, seed: u8) -> Vec<ResourceSpans> {
     ]
 }
 
-/// The python format holds microseconds, as OpenTelemetry Python writes them (exact nanoseconds
-/// are the otlp format's): times truncated as its writer truncates them.
-fn micros(data: &mut [ResourceSpans]) {
-    for span in data
-        .iter_mut()
-        .flat_map(|rs| &mut rs.scope_spans)
-        .flat_map(|ss| &mut ss.spans)
-    {
-        span.start_time_unix_nano -= span.start_time_unix_nano % 1000;
-        span.end_time_unix_nano -= span.end_time_unix_nano % 1000;
-        for e in &mut span.events {
-            e.time_unix_nano -= e.time_unix_nano % 1000;
-        }
-    }
-}
-
 fn write_file(path: &Path, format: LineFormat, data: &[ResourceSpans]) {
     let mut buf = Vec::new();
     render(&mut buf, format, data);
@@ -304,20 +288,6 @@ fn launcher_files(dir: &Path) -> Vec<PathBuf> {
 
 fn replay(dir: &Path, args: &[&str]) -> Output {
     run(otel_run(dir).arg("replay").args(args))
-}
-
-fn endpoint_args(rotel: &Rotel, protocol: &str) -> Vec<String> {
-    let port = if protocol == "grpc" {
-        rotel.grpc
-    } else {
-        rotel.http
-    };
-    vec![
-        "--exporter-otlp-protocol".into(),
-        protocol.into(),
-        "--exporter-otlp-endpoint".into(),
-        format!("http://127.0.0.1:{port}"),
-    ]
 }
 
 fn args<'a>(fixed: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
@@ -639,8 +609,11 @@ fn collector_killed_mid_replay_reports_exactly_what_it_accepted() {
         rotel.wait_spans(1);
         // SIGTERM: rotel acknowledges a request before its debug exporter prints it, so after
         // a SIGKILL its log could miss acknowledged spans; on SIGTERM it prints what it holds.
-        let kill = run(Command::new("kill").args(["-TERM", &rotel.child.id().to_string()]));
-        assert!(kill.status.success());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(rotel.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         rotel.child.wait().unwrap();
         let mut stderr = String::new();
         let read = child.stderr.take().unwrap().read_to_string(&mut stderr);

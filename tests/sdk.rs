@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
@@ -20,21 +20,7 @@ fn child(dir: &Path) -> Command {
 
 /// Runs to completion within `limit` (polling, so a hang fails instead of blocking the suite).
 fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
-    let mut c = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    while c.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            panic!("still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c.wait_with_output().unwrap()
+    exit_within(cmd.stdin(Stdio::null()), limit)
 }
 
 #[test]
@@ -293,14 +279,7 @@ fn sigterm_ends_open_spans_as_errors_and_dies_of_the_signal() {
         }
         // SAFETY: signalling the child this test started.
         unsafe { libc::kill(c.id() as i32, sig) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "{name}: still running");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_exit(&mut c, Duration::from_secs(10), name);
         assert_eq!(
             status.signal(),
             Some(sig),

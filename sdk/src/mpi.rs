@@ -72,50 +72,54 @@ impl CollectiveTracer {
         }
         comm.process_at_rank(0).broadcast_into(&mut buf[..]);
         let parent = SpanId::from_bytes(buf[16..24].try_into().expect("8 bytes"));
-        let mut t = CollectiveTracer {
-            tracer: crate::tracer(),
-            trace_id: TraceId::from_bytes(buf[..16].try_into().expect("16 bytes")),
-            parent: (parent != SpanId::INVALID).then_some(parent),
-            sampled: buf[24] == 1,
-            world_ranks: Vec::new(),
-            rank: 0,
-            size: 0,
-            seq: RefCell::new(HashMap::new()),
-            local: Cell::new(0),
-        };
-        t.bind(comm);
-        t
+        Self::on(
+            comm,
+            crate::tracer(),
+            TraceId::from_bytes(buf[..16].try_into().expect("16 bytes")),
+            (parent != SpanId::INVALID).then_some(parent),
+            buf[24] == 1,
+        )
     }
 
-    fn bind<C: Communicator>(&mut self, comm: &C) {
-        let group = comm.group();
+    /// A tracer over `comm` in a trace already agreed on, with fresh sequence counters.
+    fn on<C: Communicator>(
+        comm: &C,
+        tracer: SdkTracer,
+        trace_id: TraceId,
+        parent: Option<SpanId>,
+        sampled: bool,
+    ) -> CollectiveTracer {
         let world = SimpleCommunicator::world().group();
         let ranks: Vec<i32> = (0..comm.size()).collect();
-        self.world_ranks = group
+        let world_ranks = comm
+            .group()
             .translate_ranks(&ranks, &world)
             .into_iter()
             .map(|r| r.unwrap_or(-1))
             .collect();
-        self.rank = comm.rank();
-        self.size = comm.size();
+        CollectiveTracer {
+            tracer,
+            trace_id,
+            parent,
+            sampled,
+            world_ranks,
+            rank: comm.rank(),
+            size: comm.size(),
+            seq: RefCell::new(HashMap::new()),
+            local: Cell::new(0),
+        }
     }
 
     /// A tracer sharing spans across `comm` (e.g. a sub-communicator) in the same trace. Local:
     /// no communication. Its sequence counters are its own, keyed by `comm`'s group of ranks.
     pub fn use_communicator<C: Communicator>(&self, comm: &C) -> CollectiveTracer {
-        let mut t = CollectiveTracer {
-            tracer: self.tracer.clone(),
-            trace_id: self.trace_id,
-            parent: self.parent,
-            sampled: self.sampled,
-            world_ranks: Vec::new(),
-            rank: 0,
-            size: 0,
-            seq: RefCell::new(HashMap::new()),
-            local: Cell::new(0),
-        };
-        t.bind(comm);
-        t
+        Self::on(
+            comm,
+            self.tracer.clone(),
+            self.trace_id,
+            self.parent,
+            self.sampled,
+        )
     }
 
     /// While the returned guard lives, `trace` opens ordinary per-rank spans.

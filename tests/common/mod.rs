@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn bin() -> &'static str {
@@ -204,31 +204,93 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Runs `cmd` to its exit, polling; a process still running after `limit` fails the test. Output
-/// goes to files, so a chatty process cannot block on a full pipe while we poll.
-pub fn exit_within(cmd: &mut Command, limit: Duration) -> Output {
+/// Waits for `child` to exit, polling; one still running after `limit` is killed (so a hung test
+/// leaves nothing behind) and fails the test, naming `what`.
+pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process whose stdout and stderr go to files, so a chatty one cannot block on a full pipe
+/// while the test polls it (or signals it, or waits for its files to grow).
+pub struct Spawned {
+    pub child: Child,
+    out: std::fs::File,
+    err: std::fs::File,
+}
+
+pub fn spawn_to_files(cmd: &mut Command) -> Spawned {
     let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
-    let mut child = cmd
+    let child = cmd
         .stdout(out.try_clone().unwrap())
         .stderr(err.try_clone().unwrap())
         .spawn()
         .unwrap();
-    let mut status = None;
-    wait_for(limit, "the process to exit", || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut b = Vec::new();
-        f.seek(std::io::SeekFrom::Start(0)).unwrap();
-        f.read_to_end(&mut b).unwrap();
-        b
+    Spawned { child, out, err }
+}
+
+impl Spawned {
+    /// Waits for the exit (see [`wait_exit`]) and returns what the process printed.
+    pub fn finish(mut self, limit: Duration, what: &str) -> Output {
+        let status = wait_exit(&mut self.child, limit, what);
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut b = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_end(&mut b).unwrap();
+            b
+        };
+        Output {
+            status,
+            stdout: read(self.out),
+            stderr: read(self.err),
+        }
+    }
+}
+
+/// Runs `cmd` to its exit; a process still running after `limit` is killed and fails the test.
+pub fn exit_within(cmd: &mut Command, limit: Duration) -> Output {
+    spawn_to_files(cmd).finish(limit, "the process")
+}
+
+/// `--exporter-otlp-protocol` and `--exporter-otlp-endpoint` for `rotel`'s port of `protocol`.
+pub fn endpoint_args(rotel: &Rotel, protocol: &str) -> Vec<String> {
+    let port = if protocol == "grpc" {
+        rotel.grpc
+    } else {
+        rotel.http
     };
-    Output {
-        status: status.unwrap(),
-        stdout: read(out),
-        stderr: read(err),
+    vec![
+        "--exporter-otlp-protocol".into(),
+        protocol.into(),
+        "--exporter-otlp-endpoint".into(),
+        format!("http://127.0.0.1:{port}"),
+    ]
+}
+
+/// The python format holds microseconds, as OpenTelemetry Python writes them (exact nanoseconds
+/// are the otlp format's): times truncated as its writer truncates them.
+pub fn micros(data: &mut [ResourceSpans]) {
+    for span in data
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        span.start_time_unix_nano -= span.start_time_unix_nano % 1000;
+        span.end_time_unix_nano -= span.end_time_unix_nano % 1000;
+        for e in &mut span.events {
+            e.time_unix_nano -= e.time_unix_nano % 1000;
+        }
     }
 }
 

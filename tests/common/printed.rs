@@ -63,7 +63,8 @@ pub fn printed(output: &str) -> BTreeMap<String, Vec<Printed>> {
     out
 }
 
-fn value(v: Option<&Value>) -> String {
+/// What rotel's detailed log prints for a value.
+pub fn value(v: Option<&Value>) -> String {
     let list = |values: &[AnyValue]| {
         values
             .iter()
