@@ -618,12 +618,11 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
 
     // Chrome output counts time from its first span, which must be the earliest (see
     // format::chrome): it is always written in start order.
-    let order = if args.format == MergeFormat::Chrome {
+    let sort = if args.format == MergeFormat::Chrome {
         SortOrder::Start
     } else {
         args.sort
     };
-    let sort = order;
     let streaming = sort != SortOrder::Start;
     // The streaming orders hold no spans: their memory is the merge's windows and the facts.
     let plan = stream::Plan::new(
@@ -662,7 +661,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     }
     let mut reading = Reading {
         filter,
-        sort: order,
+        sort,
         skip_invalid: args.input.skip_invalid,
         facts: Some(Facts::new(
             ExtSorter::new(fact_budget, temp_dir.clone(), descriptors.runs),
@@ -701,7 +700,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             .filter_map(|rs| {
                 let span = record::the_span(rs)?;
                 Some(Record {
-                    time: sort_time(order, span),
+                    time: sort_time(sort, span),
                     ids: record::ids(&span.trace_id, &span.span_id),
                     hash: record::content_hash(rs, &mut Vec::new()),
                     data: record::encode(rs, None),
