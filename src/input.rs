@@ -92,6 +92,34 @@ pub fn open_lines(input: &Input, capacity: usize) -> anyhow::Result<Lines<Box<dy
     Ok(open_stream_with_buffer(input.name(), raw, capacity))
 }
 
+/// Like [`open_lines`] with the read buffers `buffer` makes (merge's buffers that always end in a
+/// whole line): the input opened by name, gzip detected by its magic bytes and decompressed
+/// through a second such buffer.
+pub(crate) fn open_lines_with<B: BufRead + 'static>(
+    input: &Input,
+    buffer: impl Fn(Box<dyn Read>) -> B,
+) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
+    let raw: Box<dyn Read> = match input {
+        Input::Stdin => Box::new(std::io::stdin().lock()),
+        Input::File(p) => {
+            Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
+        }
+    };
+    let mut buffered = buffer(raw);
+    let is_gzip = buffered
+        .fill_buf()
+        .map(|b| b.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    let reader: Box<dyn BufRead> = if is_gzip {
+        Box::new(buffer(Box::new(flate2::bufread::MultiGzDecoder::new(
+            buffered,
+        ))))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(Lines::new(input.name(), reader))
+}
+
 /// Like [`open`] for any byte stream (replay reads stdin through a copy to a spool file, so it can
 /// read it twice); `name` is what line errors say.
 pub fn open_stream(name: String, raw: Box<dyn Read>) -> Reader<Box<dyn BufRead>> {
