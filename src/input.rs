@@ -83,36 +83,46 @@ pub fn open(input: &Input) -> anyhow::Result<Reader<Box<dyn BufRead>>> {
 /// Opens an input for raw line reading with read buffers of `capacity` bytes: a merge that holds a
 /// thousand files open at once wants small ones.
 pub fn open_lines(input: &Input, capacity: usize) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
+    open_lines_with(input, |raw| BufReader::with_capacity(capacity, raw))
+}
+
+/// Like [`open_lines`] with the read buffers `buffer` makes (merge's buffers that always end in a
+/// whole line).
+pub(crate) fn open_lines_with<B: BufRead + 'static>(
+    input: &Input,
+    buffer: impl Fn(Box<dyn Read>) -> B,
+) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
     let raw: Box<dyn Read> = match input {
         Input::Stdin => Box::new(std::io::stdin().lock()),
         Input::File(p) => {
             Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
         }
     };
-    Ok(open_stream_with_buffer(input.name(), raw, capacity))
+    Ok(stream_lines(input.name(), raw, buffer))
 }
 
 /// Like [`open`] for any byte stream (replay reads stdin through a copy to a spool file, so it can
 /// read it twice); `name` is what line errors say.
 pub fn open_stream(name: String, raw: Box<dyn Read>) -> Reader<Box<dyn BufRead>> {
-    open_stream_with_buffer(name, raw, 256 * 1024).into()
+    stream_lines(name, raw, |raw| BufReader::with_capacity(256 * 1024, raw)).into()
 }
 
-fn open_stream_with_buffer(
+/// `raw`'s lines through a buffer `buffer` makes, gzip detected by its magic bytes and
+/// decompressed through a second such buffer.
+fn stream_lines<B: BufRead + 'static>(
     name: String,
     raw: Box<dyn Read>,
-    capacity: usize,
+    buffer: impl Fn(Box<dyn Read>) -> B,
 ) -> Lines<Box<dyn BufRead>> {
-    let mut buffered = BufReader::with_capacity(capacity, raw);
+    let mut buffered = buffer(raw);
     let is_gzip = buffered
         .fill_buf()
         .map(|b| b.starts_with(&[0x1f, 0x8b]))
         .unwrap_or(false);
     let reader: Box<dyn BufRead> = if is_gzip {
-        Box::new(BufReader::with_capacity(
-            capacity,
-            flate2::bufread::MultiGzDecoder::new(buffered),
-        ))
+        Box::new(buffer(Box::new(flate2::bufread::MultiGzDecoder::new(
+            buffered,
+        ))))
     } else {
         Box::new(buffered)
     };

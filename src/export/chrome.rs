@@ -110,21 +110,10 @@ impl Chrome {
                 complete(out, &mut args, span, category, pid, tid, origin);
                 for e in &span.events {
                     self.separate(out);
-                    out.extend_from_slice(b"{\"args\":");
                     args.clear();
                     args.extend(e.attributes.iter().map(Arg::attribute));
-                    object(out, &mut args);
-                    out.extend_from_slice(b",\"cat\":");
-                    string(out, category);
-                    out.extend_from_slice(b",\"name\":");
-                    string(out, &e.name);
-                    out.extend_from_slice(b",\"ph\":\"i\",\"pid\":");
-                    number(out, pid);
-                    out.extend_from_slice(b",\"s\":\"t\",\"tid\":");
-                    number(out, tid);
-                    out.extend_from_slice(b",\"ts\":");
-                    micros(out, e.time_unix_nano.saturating_sub(origin));
-                    out.push(b'}');
+                    let ts = e.time_unix_nano.saturating_sub(origin);
+                    event(out, &mut args, category, &e.name, None, (pid, tid), ts);
                 }
             }
         }
@@ -217,24 +206,46 @@ fn complete<'a>(
             args.push(("otel.status_description", Arg::Str(&status.message)));
         }
     }
+    let dur = span
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano);
+    let ts = span.start_time_unix_nano.saturating_sub(origin);
+    event(out, args, category, &span.name, Some(dur), (pid, tid), ts);
+}
+
+/// One event, its keys in byte order: a complete event (`X`) with its duration, or without one an
+/// instant event (`i`) scoped to its thread. Times in nanoseconds.
+fn event<'a>(
+    out: &mut Vec<u8>,
+    args: &mut [(&'a str, Arg<'a>)],
+    category: &str,
+    name: &str,
+    dur: Option<u64>,
+    (pid, tid): (u64, u64),
+    ts: u64,
+) {
     out.extend_from_slice(b"{\"args\":");
     object(out, args);
     out.extend_from_slice(b",\"cat\":");
     string(out, category);
-    out.extend_from_slice(b",\"dur\":");
-    micros(
-        out,
-        span.end_time_unix_nano
-            .saturating_sub(span.start_time_unix_nano),
-    );
+    if let Some(dur) = dur {
+        out.extend_from_slice(b",\"dur\":");
+        micros(out, dur);
+    }
     out.extend_from_slice(b",\"name\":");
-    string(out, &span.name);
-    out.extend_from_slice(b",\"ph\":\"X\",\"pid\":");
+    string(out, name);
+    match dur {
+        Some(_) => out.extend_from_slice(b",\"ph\":\"X\",\"pid\":"),
+        None => out.extend_from_slice(b",\"ph\":\"i\",\"pid\":"),
+    }
     number(out, pid);
-    out.extend_from_slice(b",\"tid\":");
+    match dur {
+        Some(_) => out.extend_from_slice(b",\"tid\":"),
+        None => out.extend_from_slice(b",\"s\":\"t\",\"tid\":"),
+    }
     number(out, tid);
     out.extend_from_slice(b",\"ts\":");
-    micros(out, span.start_time_unix_nano.saturating_sub(origin));
+    micros(out, ts);
     out.push(b'}');
 }
 

@@ -156,7 +156,7 @@ pub fn merge_runs(runs: Vec<File>, dir: &Path, budget: usize) -> anyhow::Result<
 }
 
 /// Read buffer per run when `runs` runs share `budget` bytes.
-pub fn run_buffer(budget: usize, runs: usize) -> usize {
+fn run_buffer(budget: usize, runs: usize) -> usize {
     (budget / runs.max(1)).clamp(RUN_BUFFER_MIN, RUN_BUFFER_MAX)
 }
 

@@ -173,7 +173,7 @@ impl Reading {
                 self.counts.lines += 1;
                 self.counts.spans += 1;
                 Ok(match full {
-                    Some(rs) => self.adopted_span(file, rs, sink),
+                    Some(rs) => self.resource_span(file, rs, sink),
                     None => {
                         let content =
                             |_: &mut Vec<u8>| (record::line_hash(raw), record::encode_line(raw));
@@ -205,30 +205,20 @@ impl Reading {
             homes.learn(file as usize, &[], &data);
         }
         let mut result = Ok(());
-        record::explode(data, |mut rs| {
-            let adopted = match &self.homes {
-                Some(homes) => homes.adopt(file as usize, &mut rs, None),
-                None => 0,
-            };
-            let Some(span) = record::the_span(&rs).filter(|_| result.is_ok()) else {
-                return;
-            };
-            let content = |scratch: &mut Vec<u8>| {
-                (
-                    record::content_hash(&rs, scratch),
-                    record::encode(&rs, None),
-                )
-            };
-            result = self.span(file, span, rs.resource.as_ref(), adopted, content, sink);
+        record::explode(data, |rs| {
+            if result.is_ok() {
+                result = self.resource_span(file, rs, sink);
+            }
         });
         result
     }
 
-    /// A python line's span read in full because it moves into its rank's trace.
-    fn adopted_span(
+    /// One span in its resource and scope, read in full (an otlp line's, or a python line's that
+    /// moves into its rank's trace): re-homed if it belongs there, then recorded.
+    fn resource_span(
         &mut self,
         file: u32,
-        mut rs: opentelemetry_proto::tonic::trace::v1::ResourceSpans,
+        mut rs: ResourceSpans,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let adopted = match &self.homes {
@@ -628,12 +618,11 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
 
     // Chrome output counts time from its first span, which must be the earliest (see
     // format::chrome): it is always written in start order.
-    let order = if args.format == MergeFormat::Chrome {
+    let sort = if args.format == MergeFormat::Chrome {
         SortOrder::Start
     } else {
         args.sort
     };
-    let sort = order;
     let streaming = sort != SortOrder::Start;
     // The streaming orders hold no spans: their memory is the merge's windows and the facts.
     let plan = stream::Plan::new(
@@ -672,7 +661,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     }
     let mut reading = Reading {
         filter,
-        sort: order,
+        sort,
         skip_invalid: args.input.skip_invalid,
         facts: Some(Facts::new(
             ExtSorter::new(fact_budget, temp_dir.clone(), descriptors.runs),
@@ -711,7 +700,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             .filter_map(|rs| {
                 let span = record::the_span(rs)?;
                 Some(Record {
-                    time: sort_time(order, span),
+                    time: sort_time(sort, span),
                     ids: record::ids(&span.trace_id, &span.span_id),
                     hash: record::content_hash(rs, &mut Vec::new()),
                     data: record::encode(rs, None),

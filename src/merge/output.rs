@@ -127,20 +127,10 @@ impl Output {
         Ok(())
     }
 
-    /// Writes one record's span: a python line as it was read when the output is python too.
+    /// Writes one record's span, decoded. (A python line for a python output never comes here:
+    /// the emitter copies those into `write_lines` chunks.)
     pub fn write_record(&mut self, r: &Record) -> anyhow::Result<()> {
-        match r.python_line() {
-            Some(line) if self.format == MergeFormat::Python => {
-                self.written += 1;
-                self.buf.extend_from_slice(line);
-                self.buf.push(b'\n');
-                if self.buf.len() >= FLUSH_AT {
-                    self.flush_buf()?;
-                }
-                Ok(())
-            }
-            _ => self.write(r.decode()?),
-        }
+        self.write(r.decode()?)
     }
 
     /// Writes one span (a `ResourceSpans` holding it alone).

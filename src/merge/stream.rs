@@ -17,9 +17,8 @@ use super::whole_lines::WholeLines;
 use super::Reading;
 use crate::format::Lines;
 use crate::input::{self, Input};
-use anyhow::Context;
 use std::collections::VecDeque;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::PathBuf;
 
 /// Read buffers and reorder windows of all the files merged at once, together.
@@ -138,7 +137,7 @@ fn open(inputs: &[Input], first: usize, plan: &Plan) -> anyhow::Result<(Vec<File
     let mut files = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
         files.push(FileStream {
-            lines: open_lines(input, read)?,
+            lines: input::open_lines_with(input, |raw| WholeLines::with_capacity(read, raw))?,
             file: (first + i) as u32,
             window: VecDeque::new(),
             bytes: 0,
@@ -148,31 +147,6 @@ fn open(inputs: &[Input], first: usize, plan: &Plan) -> anyhow::Result<(Vec<File
         });
     }
     Ok((files, window))
-}
-
-/// An input's lines through a [`WholeLines`] buffer of `capacity` bytes, gzip decompressed
-/// (detected by its magic bytes, as every reader does).
-fn open_lines(input: &Input, capacity: usize) -> anyhow::Result<Lines<Box<dyn BufRead>>> {
-    let raw: Box<dyn Read> = match input {
-        Input::Stdin => Box::new(std::io::stdin().lock()),
-        Input::File(p) => Box::new(
-            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
-        ),
-    };
-    let mut buffered = WholeLines::with_capacity(capacity, raw);
-    let is_gzip = buffered
-        .fill_buf()
-        .map(|b| b.starts_with(&[0x1f, 0x8b]))
-        .unwrap_or(false);
-    let reader: Box<dyn BufRead> = if is_gzip {
-        Box::new(WholeLines::with_capacity(
-            capacity,
-            flate2::bufread::MultiGzDecoder::new(buffered),
-        ))
-    } else {
-        Box::new(buffered)
-    };
-    Ok(Lines::new(input.name(), reader))
 }
 
 /// One merge over open files (and `added`).

@@ -4,9 +4,9 @@
 //! Spans are read once (through the shared input reader) into one compact record per span; at
 //! the end they are grouped into rows (the step root on top, then one row per rank grouped by
 //! host), sorted by start, given their depth inside the row, and written as the columnar JSON
-//! model (ARCHITECTURE.md §16; its fields are documented on `Page` and `RowOut` below) inside report.html next to report.js and report.css (embedded at
-//! build time). Memory is ~100 bytes per span plus the interned strings: the whole job has to
-//! fit into the page anyway.
+//! model (ARCHITECTURE.md §16; its fields are documented on `Page` and `RowOut` below) inside
+//! report.html next to report.js and report.css (embedded at build time). Memory is ~100 bytes
+//! per span plus the interned strings: the whole job has to fit into the page anyway.
 
 use crate::cli::{InputArgs, ReportArgs};
 use crate::input::{self, Counts};
