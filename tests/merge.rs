@@ -590,17 +590,8 @@ fn merging_is_order_independent_and_idempotent() {
         let mut ranks: Vec<Vec<ResourceSpans>> = (0..6).map(|r| g.rank(trace, r, 40)).collect();
         // The python format holds microseconds (as OpenTelemetry Python writes them): the same
         // span in a python and an otlp file is a duplicate only at that resolution.
-        for span in ranks
-            .iter_mut()
-            .flatten()
-            .flat_map(|rs| &mut rs.scope_spans)
-            .flat_map(|ss| &mut ss.spans)
-        {
-            span.start_time_unix_nano -= span.start_time_unix_nano % 1000;
-            span.end_time_unix_nano -= span.end_time_unix_nano % 1000;
-            for e in &mut span.events {
-                e.time_unix_nano -= e.time_unix_nano % 1000;
-            }
+        for rank in &mut ranks {
+            common::micros(rank);
         }
         // a: ranks 0-2, b: ranks 2-4 (rank 2 duplicated) in otlp lines, c: rank 5 and a
         // conflicting copy of one span of rank 0 (same ids, other end time).

@@ -1,6 +1,6 @@
 //! `otel-run merge`: many rank span files → one file (python, otlp or Chrome trace-event JSON),
 //! deduplicated, in start or end order, optionally repaired, in memory that does not grow with
-//! the input (ARCHITECTURE.md §2, §4).
+//! the input (ARCHITECTURE.md §10).
 //!
 //! Every span becomes a [`record::Record`]; the order comes from an external sort (`--sort
 //! start`), a streaming k-way merge of the rank files (`--sort end`, [`stream`]) or the input
