@@ -976,7 +976,11 @@ fn accept(
         }
     }
     let adopted = if cfg.adopt {
-        adopt(&mut batch, &cfg.trace_id, &cfg.process_span_id)
+        let home = crate::adopt::Home {
+            trace_id: cfg.trace_id,
+            span_id: cfg.process_span_id,
+        };
+        crate::adopt::rehome_batch(&mut batch, &home)
     } else {
         0
     };
@@ -1022,26 +1026,6 @@ fn accept(
     })
 }
 
-/// Re-homes spans of other traces into the job's trace (ARCHITECTURE.md §6): the trace id becomes the
-/// job's, the original is kept as an attribute, and parentless spans hang under the process span.
-/// Spans already in the job's trace (children that honour TRACEPARENT) are left unchanged.
-/// Returns how many spans were adopted.
-pub fn adopt(batch: &mut [ResourceSpans], trace_id: &TraceId, process_span_id: &SpanId) -> u64 {
-    let home = crate::adopt::Home {
-        trace_id: *trace_id,
-        span_id: *process_span_id,
-    };
-    let mut adopted = 0;
-    for rs in batch {
-        for ss in &mut rs.scope_spans {
-            for span in &mut ss.spans {
-                adopted += crate::adopt::rehome(span, &home) as u64;
-            }
-        }
-    }
-    adopted
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -1072,7 +1056,6 @@ fn gzip_encoded(headers: &http::HeaderMap, header: &str) -> Result<bool, Refusal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{attr, semconv};
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
 
     fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
@@ -1082,35 +1065,6 @@ mod tests {
             parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn adoption_rehomes_foreign_traces_only() {
-        let job = [9u8; 16];
-        let process = [7u8; 8];
-        let mut batch = vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![span(1, 1, None), span(1, 2, Some(1)), span(9, 3, Some(7))],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }];
-        assert_eq!(adopt(&mut batch, &job, &process), 2);
-        let spans = &batch[0].scope_spans[0].spans;
-        assert!(spans.iter().all(|s| s.trace_id == job));
-        assert_eq!(
-            spans[0].parent_span_id, process,
-            "root goes under the process span"
-        );
-        assert_eq!(spans[1].parent_span_id, vec![1; 8], "inner parents intact");
-        assert_eq!(
-            attr::get_str(&spans[0].attributes, semconv::ORIGINAL_TRACE_ID),
-            Some(hex(&[1; 16]).as_str())
-        );
-        assert!(
-            spans[2].attributes.is_empty(),
-            "spans already in the job's trace are unchanged"
-        );
     }
 
     #[test]
