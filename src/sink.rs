@@ -622,11 +622,7 @@ pub fn decode_grpc_request(
     body: &[u8],
     limit: usize,
 ) -> Result<ExportTraceServiceRequest, String> {
-    let gzip = match grpc_encoding.trim() {
-        "" | "identity" => false,
-        "gzip" => true,
-        other => return Err(format!("grpc-encoding {other:?}")),
-    };
+    let gzip = gzip_encoding("grpc-encoding", Some(grpc_encoding)).map_err(|r| r.message)?;
     decode_grpc_body(gzip, Bytes::copy_from_slice(body), limit).map_err(|r| r.message)
 }
 
@@ -634,6 +630,19 @@ pub fn decode_grpc_request(
 enum Wire {
     Protobuf,
     Json,
+}
+
+/// The OTLP/HTTP encoding a content type names (its parameters, like `charset`, ignored).
+fn wire_of(content_type: &str) -> Result<Wire, Refusal> {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Wire::Protobuf),
+        "application/json" => Ok(Wire::Json),
+        other => Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            format!("content type {other:?} (want application/x-protobuf or application/json)"),
+        )),
+    }
 }
 
 /// A refusal: HTTP status and gRPC code with a message.
@@ -673,17 +682,7 @@ async fn http_export(
             format!("no such path {path} (traces go to /v1/traces)"),
         ));
     }
-    let wire = match content_type.split(';').next().unwrap_or("").trim() {
-        "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
-        "application/json" => Wire::Json,
-        other => {
-            return Err(refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::InvalidArgument,
-                format!("content type {other:?} (want application/x-protobuf or application/json)"),
-            ))
-        }
-    };
+    let wire = wire_of(content_type)?;
     let gzip = gzip_encoded(req.headers(), "content-encoding")?;
     let limit = state.config.body_limit;
     let body = read_body(req.into_body(), limit).await?;
@@ -819,16 +818,8 @@ pub fn decode_http_request(
     body: &[u8],
     limit: usize,
 ) -> Result<ExportTraceServiceRequest, String> {
-    let wire = match content_type.split(';').next().unwrap_or("").trim() {
-        "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
-        "application/json" => Wire::Json,
-        other => return Err(format!("content type {other:?}")),
-    };
-    let gzip = match content_encoding.trim() {
-        "" | "identity" => false,
-        "gzip" => true,
-        other => return Err(format!("content-encoding {other:?}")),
-    };
+    let wire = wire_of(content_type).map_err(|r| r.message)?;
+    let gzip = gzip_encoding("content-encoding", Some(content_encoding)).map_err(|r| r.message)?;
     decode_body(wire, gzip, Bytes::copy_from_slice(body), limit).map_err(|r| r.message)
 }
 
@@ -1038,11 +1029,12 @@ pub fn new_token() -> String {
 /// Whether the body is gzip-compressed, from `header` (`grpc-encoding` or `content-encoding`);
 /// any other encoding is refused, as the sink decodes only these two.
 fn gzip_encoded(headers: &http::HeaderMap, header: &str) -> Result<bool, Refusal> {
-    match headers
-        .get(header)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
+    gzip_encoding(header, headers.get(header).and_then(|v| v.to_str().ok()))
+}
+
+/// [`gzip_encoded`] of the header's value, for the fuzz entry points too.
+fn gzip_encoding(header: &str, value: Option<&str>) -> Result<bool, Refusal> {
+    match value.map(str::trim) {
         None | Some("identity") | Some("") => Ok(false),
         Some("gzip") => Ok(true),
         Some(other) => Err(refuse(
