@@ -1,10 +1,10 @@
 //! The loopback OTLP sink: a tiny OTLP receiver on 127.0.0.1 for the child's own SDK, so spans
 //! from any language land in the rank's span file with no code change.
 //!
-//! One ephemeral port serves OTLP/gRPC (tonic's generated `TraceServiceServer`, HTTP/2 cleartext)
-//! and OTLP/HTTP (`POST /v1/traces`, protobuf or JSON, optionally gzip), because children pick
-//! their transport from build features and defaults we cannot see. hyper accepts both HTTP/1 and
-//! HTTP/2 on the socket; each request is routed by its content type. Every request must carry the
+//! One ephemeral port serves OTLP/gRPC (the unary Export call, HTTP/2 cleartext, framed and
+//! decoded here) and OTLP/HTTP (`POST /v1/traces`, protobuf or JSON, optionally gzip), because
+//! children pick their transport from build features and defaults we cannot see. hyper accepts
+//! both HTTP/1 and HTTP/2 on the socket; each request is routed by its content type. Every request must carry the
 //! per-launch token that only the child's environment holds; bodies are limited after
 //! decompression; malformed input is answered with an error and the sink keeps serving. It runs
 //! on otel-run's current-thread runtime: no threads, no polling — an idle sink costs nothing.
@@ -428,25 +428,24 @@ async fn route(
             Ok(_permit) => http_export(req, &state, &content_type).await,
         }
     };
+    // Every answer but the handlers' Ok is a refusal: counted from the refusal itself, not
+    // read back out of the response it became.
+    let refused = result.is_err();
     let response = match result {
         Ok(response) => response,
-        Err(r) if is_grpc => tonic::Status::new(r.grpc, r.message).into_http(),
-        Err(r) => http_error(&content_type, r),
-    };
-    // A refused gRPC call is a trailers-only answer: its status is in the headers.
-    let refused = if is_grpc {
-        tonic::Status::from_header_map(response.headers())
-            .filter(|s| s.code() != Code::Ok)
-            .map(|s| format!("gRPC {:?}: {}", s.code(), s.message()))
-    } else {
-        (response.status() != StatusCode::OK).then(|| format!("HTTP {}", response.status()))
+        Err(r) if is_grpc => {
+            tracing::debug!("sink: refused a request (gRPC {:?}: {})", r.grpc, r.message);
+            // A trailers-only answer: the status is in the headers.
+            tonic::Status::new(r.grpc, r.message).into_http()
+        }
+        Err(r) => {
+            tracing::debug!("sink: refused a request (HTTP {})", r.http);
+            http_error(&content_type, r)
+        }
     };
     let mut stats = state.stats.lock().unwrap();
     stats.requests += 1;
-    if let Some(why) = refused {
-        stats.requests_refused += 1;
-        tracing::debug!("sink: refused a request ({why})");
-    }
+    stats.requests_refused += refused as u64;
     Ok(response)
 }
 
