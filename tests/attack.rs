@@ -3,6 +3,7 @@
 //! count and time and uses loopback only.
 
 mod common;
+use common::attack_support::Tmpfs;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::Link, ResourceSpans, ScopeSpans, Span};
@@ -263,38 +264,6 @@ fn multi_member_gzip_bodies_are_read_whole() {
             names.contains(&want.to_string()),
             "{want} missing: {names:?}"
         );
-    }
-}
-
-/// A tmpfs of `size`, mounted for the test and unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .expect("mount(8)");
-        assert!(
-            out.status.success(),
-            "the disk-full test mounts a tmpfs and needs root (run the suite as root, as scripts/test.sh does): {}",
-            text(&out.stderr)
-        );
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 

@@ -3,6 +3,7 @@
 //! spilled to a per-rank file that the printed `otel-run replay` command delivers, each span once.
 
 mod common;
+use common::attack_support::Tmpfs;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -284,36 +285,10 @@ fn srun_with_a_dead_collector_spills_one_file_per_rank() {
     assert_eq!(traces.len(), 1, "one job trace: {traces:?}");
 }
 
-/// A small tmpfs, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: PathBuf, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(&path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("mount(8)");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (CAP_SYS_ADMIN): {}",
-            text(&out.stderr)
-        );
-        Tmpfs(path)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_for_the_spill_file_says_how_many_spans_were_lost() {
     let dir = tempdir();
-    let disk = Tmpfs::mount(dir.path().join("small"), "64k");
+    let disk = Tmpfs::mount(&dir.path().join("small"), "64k");
     let refused = refused_port();
     let mut cmd = otel_run(dir.path());
     cmd.args([

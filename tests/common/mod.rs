@@ -431,3 +431,4 @@ impl Drop for Rotel {
         self.stop();
     }
 }
+pub mod attack_support;
