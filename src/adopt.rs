@@ -49,6 +49,20 @@ pub fn rehome(span: &mut Span, home: &Home) -> bool {
     true
 }
 
+/// [`rehome`] for every span of a batch (the sink's, whose one home is its rank's process span);
+/// how many were adopted.
+pub fn rehome_batch(batch: &mut [ResourceSpans], home: &Home) -> u64 {
+    let mut adopted = 0;
+    for rs in batch {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                adopted += rehome(span, home) as u64;
+            }
+        }
+    }
+    adopted
+}
+
 /// Where spans of other traces are re-homed, learned from the process spans of the inputs.
 #[derive(Default)]
 pub struct Homes {
@@ -358,11 +372,26 @@ mod tests {
             linked.links[1].trace_id, [5; 16],
             "other traces' links stay"
         );
-        let (mut root, mut child, mut own) =
-            (span(1, 1, None), span(1, 2, Some(1)), span(9, 3, Some(7)));
-        assert!(rehome(&mut root, &home));
-        assert!(rehome(&mut child, &home));
-        assert!(!rehome(&mut own, &home), "already in the job's trace");
+        // A batch as the sink receives it: two spans of a foreign trace, one of the job's.
+        let mut batch = vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(1, 1, None), span(1, 2, Some(1)), span(9, 3, Some(7))],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        assert_eq!(
+            rehome_batch(&mut batch, &home),
+            2,
+            "the foreign root and child; not the span already in the job's trace"
+        );
+        let [root, child, own] = &batch[0].scope_spans[0].spans[..] else {
+            panic!("three spans")
+        };
+        assert!(batch[0].scope_spans[0]
+            .spans
+            .iter()
+            .all(|s| s.trace_id == home.trace_id));
         assert_eq!(
             root.parent_span_id, [7; 8],
             "root goes under the process span"

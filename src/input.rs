@@ -155,17 +155,20 @@ pub fn read_all(
     for input in inputs {
         let mut reader = open(input)?;
         counts.files += 1;
-        read_one(&mut reader, skip_invalid, counts, &mut each)?;
+        read_one(&mut reader, skip_invalid, counts, &mut |r, line, data| {
+            each(r.name(), line, data)
+        })?;
     }
     Ok(())
 }
 
-/// Reads one opened input (see [`read_all`]).
+/// Reads one opened input (see [`read_all`]); `each` also gets the reader, for what it knows
+/// beside the line's data (its name, the line's shared resource).
 pub fn read_one<R: BufRead>(
     reader: &mut Reader<R>,
     skip_invalid: bool,
     counts: &mut Counts,
-    each: &mut impl FnMut(&str, u64, TracesData) -> anyhow::Result<()>,
+    each: &mut impl FnMut(&Reader<R>, u64, TracesData) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     loop {
         match reader.next_data() {
@@ -173,7 +176,7 @@ pub fn read_one<R: BufRead>(
             Ok(Some((line, data))) => {
                 counts.lines += 1;
                 counts.spans += crate::format::span_count(&data.resource_spans) as u64;
-                each(reader.name(), line, data)?;
+                each(reader, line, data)?;
             }
             Err(e) => handle_bad_line(e, skip_invalid, counts)?,
         }

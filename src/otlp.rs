@@ -542,27 +542,22 @@ fn grpc_error(status: &tonic::Status) -> ExportError {
         status.message()
     );
     // Connection failures carry their cause (refused, TLS, DNS) only in the source chain, whose
-    // layers often repeat each other's text.
-    let mut source = std::error::Error::source(status);
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = inner.source();
-    }
-    // A status the server sent has no source; one made on this side (connection failures,
-    // resets, timeouts) carries its cause. tonic's connector wraps every failure to connect
-    // (TCP, DNS, TLS) in ConnectError: then nothing was sent.
+    // layers often repeat each other's text. A status the server sent has no source; one made on
+    // this side (connection failures, resets, timeouts) carries its cause. tonic's connector
+    // wraps every failure to connect (TCP, DNS, TLS) in ConnectError: then nothing was sent.
     let mut delivery = Delivery::Answered;
     let mut source = std::error::Error::source(status);
     while let Some(inner) = source {
         if inner.downcast_ref::<tonic::ConnectError>().is_some() {
             delivery = Delivery::NotSent;
-            break;
+        } else if delivery == Delivery::Answered {
+            delivery = Delivery::Unanswered;
         }
-        delivery = Delivery::Unanswered;
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = inner.source();
     }
     ExportError {

@@ -433,19 +433,11 @@ fn scan_one<R: BufRead>(
     counts: &mut Counts,
     each: &mut impl FnMut(&[KeyValue], TracesData),
 ) -> anyhow::Result<()> {
-    loop {
-        match reader.next_data() {
-            Ok(None) => return Ok(()),
-            Ok(Some((_, data))) => {
-                counts.lines += 1;
-                counts.spans += crate::format::span_count(&data.resource_spans) as u64;
-                let shared = reader.shared_resource().cloned();
-                let resource = shared.as_ref().map(|r| &r.resource.attributes[..]);
-                each(resource.unwrap_or(&[]), data);
-            }
-            Err(e) => input::handle_bad_line(e, skip_invalid, counts)?,
-        }
-    }
+    input::read_one(reader, skip_invalid, counts, &mut |r, _, data| {
+        let resource = r.shared_resource().map(|s| &s.resource.attributes[..]);
+        each(resource.unwrap_or(&[]), data);
+        Ok(())
+    })
 }
 
 fn spans(resource_spans: &[ResourceSpans]) -> impl Iterator<Item = &Span> {

@@ -1,10 +1,10 @@
 //! The loopback OTLP sink: a tiny OTLP receiver on 127.0.0.1 for the child's own SDK, so spans
 //! from any language land in the rank's span file with no code change.
 //!
-//! One ephemeral port serves OTLP/gRPC (tonic's generated `TraceServiceServer`, HTTP/2 cleartext)
-//! and OTLP/HTTP (`POST /v1/traces`, protobuf or JSON, optionally gzip), because children pick
-//! their transport from build features and defaults we cannot see. hyper accepts both HTTP/1 and
-//! HTTP/2 on the socket; each request is routed by its content type. Every request must carry the
+//! One ephemeral port serves OTLP/gRPC (the unary Export call, HTTP/2 cleartext, framed and
+//! decoded here) and OTLP/HTTP (`POST /v1/traces`, protobuf or JSON, optionally gzip), because
+//! children pick their transport from build features and defaults we cannot see. hyper accepts
+//! both HTTP/1 and HTTP/2 on the socket; each request is routed by its content type. Every request must carry the
 //! per-launch token that only the child's environment holds; bodies are limited after
 //! decompression; malformed input is answered with an error and the sink keeps serving. It runs
 //! on otel-run's current-thread runtime: no threads, no polling — an idle sink costs nothing.
@@ -428,25 +428,24 @@ async fn route(
             Ok(_permit) => http_export(req, &state, &content_type).await,
         }
     };
+    // Every answer but the handlers' Ok is a refusal: counted from the refusal itself, not
+    // read back out of the response it became.
+    let refused = result.is_err();
     let response = match result {
         Ok(response) => response,
-        Err(r) if is_grpc => tonic::Status::new(r.grpc, r.message).into_http(),
-        Err(r) => http_error(&content_type, r),
-    };
-    // A refused gRPC call is a trailers-only answer: its status is in the headers.
-    let refused = if is_grpc {
-        tonic::Status::from_header_map(response.headers())
-            .filter(|s| s.code() != Code::Ok)
-            .map(|s| format!("gRPC {:?}: {}", s.code(), s.message()))
-    } else {
-        (response.status() != StatusCode::OK).then(|| format!("HTTP {}", response.status()))
+        Err(r) if is_grpc => {
+            tracing::debug!("sink: refused a request (gRPC {:?}: {})", r.grpc, r.message);
+            // A trailers-only answer: the status is in the headers.
+            tonic::Status::new(r.grpc, r.message).into_http()
+        }
+        Err(r) => {
+            tracing::debug!("sink: refused a request (HTTP {})", r.http);
+            http_error(&content_type, r)
+        }
     };
     let mut stats = state.stats.lock().unwrap();
     stats.requests += 1;
-    if let Some(why) = refused {
-        stats.requests_refused += 1;
-        tracing::debug!("sink: refused a request ({why})");
-    }
+    stats.requests_refused += refused as u64;
     Ok(response)
 }
 
@@ -622,11 +621,7 @@ pub fn decode_grpc_request(
     body: &[u8],
     limit: usize,
 ) -> Result<ExportTraceServiceRequest, String> {
-    let gzip = match grpc_encoding.trim() {
-        "" | "identity" => false,
-        "gzip" => true,
-        other => return Err(format!("grpc-encoding {other:?}")),
-    };
+    let gzip = gzip_encoding("grpc-encoding", Some(grpc_encoding)).map_err(|r| r.message)?;
     decode_grpc_body(gzip, Bytes::copy_from_slice(body), limit).map_err(|r| r.message)
 }
 
@@ -634,6 +629,19 @@ pub fn decode_grpc_request(
 enum Wire {
     Protobuf,
     Json,
+}
+
+/// The OTLP/HTTP encoding a content type names (its parameters, like `charset`, ignored).
+fn wire_of(content_type: &str) -> Result<Wire, Refusal> {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Wire::Protobuf),
+        "application/json" => Ok(Wire::Json),
+        other => Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            format!("content type {other:?} (want application/x-protobuf or application/json)"),
+        )),
+    }
 }
 
 /// A refusal: HTTP status and gRPC code with a message.
@@ -673,17 +681,7 @@ async fn http_export(
             format!("no such path {path} (traces go to /v1/traces)"),
         ));
     }
-    let wire = match content_type.split(';').next().unwrap_or("").trim() {
-        "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
-        "application/json" => Wire::Json,
-        other => {
-            return Err(refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::InvalidArgument,
-                format!("content type {other:?} (want application/x-protobuf or application/json)"),
-            ))
-        }
-    };
+    let wire = wire_of(content_type)?;
     let gzip = gzip_encoded(req.headers(), "content-encoding")?;
     let limit = state.config.body_limit;
     let body = read_body(req.into_body(), limit).await?;
@@ -819,16 +817,8 @@ pub fn decode_http_request(
     body: &[u8],
     limit: usize,
 ) -> Result<ExportTraceServiceRequest, String> {
-    let wire = match content_type.split(';').next().unwrap_or("").trim() {
-        "application/x-protobuf" | "application/protobuf" => Wire::Protobuf,
-        "application/json" => Wire::Json,
-        other => return Err(format!("content type {other:?}")),
-    };
-    let gzip = match content_encoding.trim() {
-        "" | "identity" => false,
-        "gzip" => true,
-        other => return Err(format!("content-encoding {other:?}")),
-    };
+    let wire = wire_of(content_type).map_err(|r| r.message)?;
+    let gzip = gzip_encoding("content-encoding", Some(content_encoding)).map_err(|r| r.message)?;
     decode_body(wire, gzip, Bytes::copy_from_slice(body), limit).map_err(|r| r.message)
 }
 
@@ -976,7 +966,11 @@ fn accept(
         }
     }
     let adopted = if cfg.adopt {
-        adopt(&mut batch, &cfg.trace_id, &cfg.process_span_id)
+        let home = crate::adopt::Home {
+            trace_id: cfg.trace_id,
+            span_id: cfg.process_span_id,
+        };
+        crate::adopt::rehome_batch(&mut batch, &home)
     } else {
         0
     };
@@ -1022,26 +1016,6 @@ fn accept(
     })
 }
 
-/// Re-homes spans of other traces into the job's trace (ARCHITECTURE.md §6): the trace id becomes the
-/// job's, the original is kept as an attribute, and parentless spans hang under the process span.
-/// Spans already in the job's trace (children that honour TRACEPARENT) are left unchanged.
-/// Returns how many spans were adopted.
-pub fn adopt(batch: &mut [ResourceSpans], trace_id: &TraceId, process_span_id: &SpanId) -> u64 {
-    let home = crate::adopt::Home {
-        trace_id: *trace_id,
-        span_id: *process_span_id,
-    };
-    let mut adopted = 0;
-    for rs in batch {
-        for ss in &mut rs.scope_spans {
-            for span in &mut ss.spans {
-                adopted += crate::adopt::rehome(span, &home) as u64;
-            }
-        }
-    }
-    adopted
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -1054,11 +1028,12 @@ pub fn new_token() -> String {
 /// Whether the body is gzip-compressed, from `header` (`grpc-encoding` or `content-encoding`);
 /// any other encoding is refused, as the sink decodes only these two.
 fn gzip_encoded(headers: &http::HeaderMap, header: &str) -> Result<bool, Refusal> {
-    match headers
-        .get(header)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
+    gzip_encoding(header, headers.get(header).and_then(|v| v.to_str().ok()))
+}
+
+/// [`gzip_encoded`] of the header's value, for the fuzz entry points too.
+fn gzip_encoding(header: &str, value: Option<&str>) -> Result<bool, Refusal> {
+    match value.map(str::trim) {
         None | Some("identity") | Some("") => Ok(false),
         Some("gzip") => Ok(true),
         Some(other) => Err(refuse(
@@ -1072,7 +1047,6 @@ fn gzip_encoded(headers: &http::HeaderMap, header: &str) -> Result<bool, Refusal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{attr, semconv};
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
 
     fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
@@ -1082,35 +1056,6 @@ mod tests {
             parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn adoption_rehomes_foreign_traces_only() {
-        let job = [9u8; 16];
-        let process = [7u8; 8];
-        let mut batch = vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![span(1, 1, None), span(1, 2, Some(1)), span(9, 3, Some(7))],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }];
-        assert_eq!(adopt(&mut batch, &job, &process), 2);
-        let spans = &batch[0].scope_spans[0].spans;
-        assert!(spans.iter().all(|s| s.trace_id == job));
-        assert_eq!(
-            spans[0].parent_span_id, process,
-            "root goes under the process span"
-        );
-        assert_eq!(spans[1].parent_span_id, vec![1; 8], "inner parents intact");
-        assert_eq!(
-            attr::get_str(&spans[0].attributes, semconv::ORIGINAL_TRACE_ID),
-            Some(hex(&[1; 16]).as_str())
-        );
-        assert!(
-            spans[2].attributes.is_empty(),
-            "spans already in the job's trace are unchanged"
-        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! count and time and uses loopback only.
 
 mod common;
+use common::attack_support::{gzip, http_post, request, Tmpfs};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::Link, ResourceSpans, ScopeSpans, Span};
@@ -128,31 +129,6 @@ impl Drop for Live {
     }
 }
 
-/// One HTTP/1.1 request over a plain socket; returns the status code and the whole answer.
-fn http_post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut req = format!(
-        "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    (code, text)
-}
-
 fn span(name: &str, id: u8) -> Span {
     Span {
         trace_id: vec![3; 16],
@@ -162,25 +138,6 @@ fn span(name: &str, id: u8) -> Span {
         end_time_unix_nano: 1_700_000_000_000_000_001,
         ..Default::default()
     }
-}
-
-fn request(spans: Vec<Span>) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
 }
 
 /// `otel-run replay --dry-run FILE`: reads the file end to end, exactly as a collector would get it.
@@ -263,38 +220,6 @@ fn multi_member_gzip_bodies_are_read_whole() {
             names.contains(&want.to_string()),
             "{want} missing: {names:?}"
         );
-    }
-}
-
-/// A tmpfs of `size`, mounted for the test and unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .expect("mount(8)");
-        assert!(
-            out.status.success(),
-            "the disk-full test mounts a tmpfs and needs root (run the suite as root, as scripts/test.sh does): {}",
-            text(&out.stderr)
-        );
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 

@@ -3,10 +3,10 @@
 //! unauthenticated, oversized and malformed requests are refused and the sink keeps serving.
 
 mod common;
+use common::attack_support::{gzip, http_post, request};
 use common::*;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use serde_json::Value as Json;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -298,54 +298,15 @@ impl LiveSink {
     }
 }
 
-/// One HTTP/1.1 request over a plain socket; returns the status code.
-fn http_post(port: u16, headers: &[(&str, &str)], body: &[u8]) -> u16 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body); // the sink may close early on an oversized body
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let head = String::from_utf8_lossy(&resp);
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"))
-}
-
 fn valid_request(name: &str) -> Vec<u8> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use prost::Message;
-    let span = Span {
+    request(vec![opentelemetry_proto::tonic::trace::v1::Span {
         trace_id: vec![3; 16],
         span_id: vec![4; 8],
         name: name.into(),
         start_time_unix_nano: 1,
         end_time_unix_nano: 2,
         ..Default::default()
-    };
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![span],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
+    }])
 }
 
 #[test]
@@ -405,7 +366,7 @@ fn bad_requests_are_refused_and_the_sink_keeps_serving() {
         ),
     ];
     for (what, headers, body, want) in &cases {
-        assert_eq!(http_post(sink.port, headers, body), *want, "{what}");
+        assert_eq!(http_post(sink.port, headers, body).0, *want, "{what}");
     }
     // gRPC refusals, through a real HTTP/2 client.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -3,6 +3,7 @@
 //! spilled to a per-rank file that the printed `otel-run replay` command delivers, each span once.
 
 mod common;
+use common::attack_support::Tmpfs;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,19 @@ fn replay(args: &[String]) -> Output {
     exit_within(cmd.args(args), WATCHDOG)
 }
 
+/// `otel-run -v` in `dir`, forwarding to an OTLP/HTTP collector on `port` of localhost.
+fn forwarding(dir: &Path, port: u16) -> Command {
+    let mut cmd = otel_run(dir);
+    cmd.args([
+        "-v",
+        "--traces-exporter",
+        "otlp",
+        "--exporter-otlp-endpoint",
+    ])
+    .arg(format!("http://127.0.0.1:{port}"));
+    cmd
+}
+
 /// A program of `n` extra spans through a real SDK: the Python SDK or the Rust SDK.
 fn program(cmd: &mut Command, language: &str, n: u32) {
     // The SDKs drop spans when their queue overflows; the test is about otel-run's losses.
@@ -99,14 +113,7 @@ fn collector_never_started_everything_is_spilled_then_replayed_once() {
     for language in ["python", "rust"] {
         let dir = tempdir();
         let (grpc, http) = (free_port(), free_port());
-        let mut cmd = otel_run(dir.path());
-        cmd.args([
-            "-v",
-            "--traces-exporter",
-            "otlp",
-            "--exporter-otlp-endpoint",
-        ])
-        .arg(format!("http://127.0.0.1:{http}"));
+        let mut cmd = forwarding(dir.path(), http);
         program(&mut cmd, language, 10_000);
         let out = exit_within(&mut cmd, WATCHDOG);
         let stderr = text(&out.stderr);
@@ -229,14 +236,7 @@ fn silent_collector_is_bounded_and_everything_spilled() {
         }
     });
     let dir = tempdir();
-    let mut cmd = otel_run(dir.path());
-    cmd.args([
-        "-v",
-        "--traces-exporter",
-        "otlp",
-        "--exporter-otlp-endpoint",
-    ])
-    .arg(format!("http://127.0.0.1:{port}"));
+    let mut cmd = forwarding(dir.path(), port);
     program(&mut cmd, "python", 1000);
     let out = exit_within(&mut cmd, WATCHDOG);
     let stderr = text(&out.stderr);
@@ -284,54 +284,21 @@ fn srun_with_a_dead_collector_spills_one_file_per_rank() {
     assert_eq!(traces.len(), 1, "one job trace: {traces:?}");
 }
 
-/// A small tmpfs, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: PathBuf, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(&path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("mount(8)");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (CAP_SYS_ADMIN): {}",
-            text(&out.stderr)
-        );
-        Tmpfs(path)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_for_the_spill_file_says_how_many_spans_were_lost() {
     let dir = tempdir();
-    let disk = Tmpfs::mount(dir.path().join("small"), "64k");
+    let disk = Tmpfs::mount(&dir.path().join("small"), "64k");
     let refused = refused_port();
-    let mut cmd = otel_run(dir.path());
-    cmd.args([
-        "-v",
-        "--traces-exporter",
-        "otlp",
-        "--exporter-otlp-endpoint",
-    ])
-    .arg(format!("http://127.0.0.1:{}", refused.port))
-    .arg("--spill-path")
-    .arg(disk.0.join("spill_{rank}.jsonl"))
-    .args(["--", "sh", "-c"])
-    .arg(format!(
-        "{} {} 2000; exit 7",
-        python(),
-        support("py_child.py").display()
-    ))
-    .env("OTEL_BSP_MAX_QUEUE_SIZE", "100000");
+    let mut cmd = forwarding(dir.path(), refused.port);
+    cmd.arg("--spill-path")
+        .arg(disk.0.join("spill_{rank}.jsonl"))
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "{} {} 2000; exit 7",
+            python(),
+            support("py_child.py").display()
+        ))
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "100000");
     let out = exit_within(&mut cmd, WATCHDOG);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "the program's status: {stderr}");

@@ -493,3 +493,4 @@ impl Drop for Rotel {
         self.stop();
     }
 }
+pub mod attack_support;
