@@ -7,8 +7,8 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 fn probe() -> PathBuf {
     example("signal_probe")
@@ -72,20 +72,6 @@ fn scancel(job: &str) {
         Command::new("scancel").arg(job).status().unwrap().success(),
         "scancel {job}"
     );
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// An endpoint that refuses connections for the whole test binary's life (the probes without
@@ -163,13 +149,13 @@ fn scancel_delivers_sigterm_once_and_keeps_every_span() {
     let mut child = launch(plain.path(), &launcher, false, false);
     let job = wait_job(plain.path(), 2);
     scancel(&job);
-    let plain_status = wait_exit(&mut child, Duration::from_secs(30));
+    let plain_status = wait_exit(&mut child, Duration::from_secs(30), "otel-run");
 
     let dir = tempdir();
     let mut child = launch(dir.path(), &launcher, true, false);
     let job = wait_job(dir.path(), 2);
     scancel(&job);
-    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let status = wait_exit(&mut child, Duration::from_secs(30), "otel-run");
     assert_eq!(
         status.code(),
         plain_status.code(),
@@ -216,7 +202,7 @@ fn scancel_of_a_program_ignoring_sigterm_keeps_spans_before_the_sigkill() {
     scancel(&job);
     // Only Slurm's SIGKILL after KillWait can end it: the probe ignores SIGTERM and otel-run's
     // grace (10 s) is longer than KillWait (5 s).
-    wait_exit(&mut child, Duration::from_secs(30));
+    wait_exit(&mut child, Duration::from_secs(30), "otel-run");
     for seen in probe_signals(dir.path()) {
         assert_eq!(
             seen.iter().filter(|s| *s == "SIGTERM").count(),
@@ -266,7 +252,7 @@ fn time_limit_keeps_every_span() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    wait_exit(&mut child, Duration::from_secs(60));
+    wait_exit(&mut child, Duration::from_secs(60), "otel-run");
     for seen in probe_signals(dir.path()) {
         assert!(seen.iter().any(|s| s == "SIGTERM"), "{seen:?}");
     }
@@ -290,7 +276,7 @@ fn mpi_launchers_receiving_sigterm() {
         wait_ready(dir.path(), 2);
         // SAFETY: signalling the launcher this test started.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        wait_exit(&mut child, Duration::from_secs(30));
+        wait_exit(&mut child, Duration::from_secs(30), "otel-run");
         // mpiexec may return before its ranks have finished; they finish on their own.
         wait_for(Duration::from_secs(15), "both ranks' process spans", || {
             read_dir_spans(dir.path())
@@ -345,7 +331,7 @@ fn targeted_kill_is_forwarded_exactly_once() {
     let dir = tempdir();
     let mut child = plain_run(dir.path(), &[], false);
     kill(&child, libc::SIGTERM);
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let status = wait_exit(&mut child, Duration::from_secs(20), "otel-run");
     assert_eq!(status.code(), Some(143));
     assert_eq!(probe_signals(dir.path()), vec![vec!["SIGTERM".to_string()]]);
     let spans = read_dir_spans(dir.path());
@@ -361,7 +347,7 @@ fn repeated_sigterm_does_not_escalate_and_the_grace_period_ends_it() {
     kill(&child, libc::SIGTERM);
     wait_probe_signals(dir.path(), 1);
     kill(&child, libc::SIGTERM);
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let status = wait_exit(&mut child, Duration::from_secs(20), "otel-run");
     // The status message below says the grace period, not the second SIGTERM, ended it.
     assert_eq!(status.code(), Some(137), "otel-run had to kill the program");
     assert_eq!(probe_signals(dir.path())[0], vec!["SIGTERM", "SIGTERM"]);
@@ -392,7 +378,7 @@ fn second_sigint_ends_the_program_at_once() {
     kill(&child, libc::SIGINT);
     wait_probe_signals(dir.path(), 1);
     kill(&child, libc::SIGINT);
-    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let status = wait_exit(&mut child, Duration::from_secs(60), "otel-run");
     assert_eq!(status.code(), Some(137));
     let spans = read_dir_spans(dir.path());
     let p = spans.iter().find(|s| role(s) == Some("process")).unwrap();
@@ -433,7 +419,7 @@ fn forward_policy_never_and_always() {
             wait_probe_signals(dir.path(), 1);
         }
         kill(&child, libc::SIGTERM);
-        wait_exit(&mut child, Duration::from_secs(20));
+        wait_exit(&mut child, Duration::from_secs(20), "otel-run");
         let seen = &probe_signals(dir.path())[0];
         assert_eq!(
             seen.iter().filter(|s| *s == "SIGUSR1").count(),
@@ -449,7 +435,7 @@ fn sigkill_of_otel_run_leaves_whole_lines_and_no_orphan() {
     let mut child = plain_run(dir.path(), &[], false);
     // plain_run returned after the probe's first acknowledged export: spans are in the file.
     kill(&child, libc::SIGKILL);
-    wait_exit(&mut child, Duration::from_secs(10));
+    wait_exit(&mut child, Duration::from_secs(10), "otel-run");
     let probe_pid = by_pid(dir.path(), "ready")[0].0;
     wait_for(
         Duration::from_secs(5),
@@ -514,7 +500,7 @@ fn a_flood_of_signals_keeps_the_process_span_exact_and_bounded() {
         send(libc::SIGUSR1);
     }
     kill(&child, libc::SIGINT);
-    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let status = wait_exit(&mut child, Duration::from_secs(60), "otel-run");
     assert_eq!(status.code(), Some(137));
     let spans = read_dir_spans(dir.path());
     let procs: Vec<_> = spans

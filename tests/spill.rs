@@ -194,13 +194,9 @@ fn collector_killed_and_restarted_received_plus_spilled_is_everything_once() {
     wait_for(WATCHDOG, "a spilled batch", || !all_spilled(d).is_empty());
     let second = Rotel::start_on(grpc, http);
     std::fs::write(d.join("go3"), "").unwrap();
-    let mut status = None;
-    wait_for(WATCHDOG, "otel-run to exit", || {
-        status = run.try_wait().unwrap();
-        status.is_some()
-    });
+    let status = wait_exit(&mut run, WATCHDOG, "otel-run");
     let stderr = std::fs::read_to_string(d.join("stderr")).unwrap();
-    assert_eq!(status.unwrap().code(), Some(0), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
 
     let total = 3 * 2004 + 1;
     let spilled = all_spilled(d);
