@@ -336,6 +336,21 @@ fn failure_counts(stderr: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Requests answered "retry" until the export timeout: each ends answered with a retryable
+/// error, unless a retry was still on its way when the timeout came, which makes it "sent without
+/// an answer" (the collector may have it). Which of the two depends on timing, so both are
+/// accepted; every span is counted exactly once, in one of them, and nothing else.
+fn retried_until_the_timeout(stderr: &str) {
+    let found = failure_counts(stderr);
+    assert!(
+        found
+            .keys()
+            .all(|k| k == ANSWERED_RETRYABLE || k == UNANSWERED),
+        "{stderr}"
+    );
+    assert_eq!(found.values().sum::<u64>(), 6, "{stderr}");
+}
+
 fn counts(parts: &[(&str, u64)]) -> BTreeMap<String, u64> {
     parts.iter().map(|(w, n)| (w.to_string(), *n)).collect()
 }
@@ -974,17 +989,21 @@ fn error_answers_are_counted_as_answered_not_unanswered() {
         assert_eq!(out.status.code(), Some(1), "{status}: {stderr}");
         assert!(stderr.contains(&format!("HTTP {status}")), "{stderr}");
         assert_eq!(sent_of(&stderr), (0, 6), "{status}: {stderr}");
-        assert_eq!(
-            failure_counts(&stderr),
-            counts(&[(what, 6)]),
-            "{status}: {stderr}"
-        );
-        assert!(
-            stderr.contains(&format!(
-                "6 spans read, 0 sent, 0 rejected, 6 {what}, 0 lines"
-            )),
-            "{status}: {stderr}"
-        );
+        if batch == "2" {
+            retried_until_the_timeout(&stderr);
+        } else {
+            assert_eq!(
+                failure_counts(&stderr),
+                counts(&[(what, 6)]),
+                "{status}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!(
+                    "6 spans read, 0 sent, 0 rejected, 6 {what}, 0 lines"
+                )),
+                "{status}: {stderr}"
+            );
+        }
         assert!(
             server.requests() >= if batch == "2" { 3 } else { 1 },
             "{status}"
@@ -996,11 +1015,7 @@ fn error_answers_are_counted_as_answered_not_unanswered() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("Unavailable"), "{stderr}");
-    assert_eq!(
-        failure_counts(&stderr),
-        counts(&[(ANSWERED_RETRYABLE, 6)]),
-        "{stderr}"
-    );
+    retried_until_the_timeout(&stderr);
     assert!(collector.requests().len() >= 3, "{stderr}");
 }
 
