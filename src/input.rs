@@ -143,6 +143,21 @@ pub struct Counts {
     pub adopted: u64,
 }
 
+impl Counts {
+    /// `--skip-invalid` that skipped every line leaves nothing to `what` (send, merge, summarise):
+    /// an error, since exit 0 with nothing done would read as success. (`invalid` counts only
+    /// lines skipped by --skip-invalid; without it the first bad line is already an error.)
+    pub fn require_spans(&self, what: &str) -> anyhow::Result<()> {
+        if self.spans == 0 && self.invalid > 0 {
+            anyhow::bail!(
+                "--skip-invalid skipped all {} bad lines and left no span to {what}",
+                self.invalid
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Reads every input in order, calling `each` for every line's data. A torn last line is skipped
 /// with a warning; any other bad line ends the read with `file:line: reason` unless
 /// `skip_invalid`, in which case it is reported on stderr and counted.

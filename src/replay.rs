@@ -226,13 +226,7 @@ fn replay(args: &ReplayArgs, quiet: bool) -> Result<Summary, Failure> {
         dry_run: args.dry_run,
         adopted: 0,
     };
-    if args.input.skip_invalid && scan.counts.spans == 0 && scan.counts.invalid > 0 {
-        return Err(anyhow!(
-            "--skip-invalid skipped all {} bad lines and left no span to send",
-            scan.counts.invalid
-        )
-        .into());
-    }
+    scan.counts.require_spans("send")?;
     let Some(client) = client else {
         return Ok(summary);
     };

@@ -33,13 +33,8 @@ fn run(args: SummaryArgs) -> anyhow::Result<()> {
             Ok(())
         },
     )?;
-    if args.input.skip_invalid && counts.spans == 0 && counts.invalid > 0 {
-        // An empty table would read as "nothing ran", not as "nothing could be read".
-        anyhow::bail!(
-            "--skip-invalid skipped all {} bad lines and left no span to summarise",
-            counts.invalid
-        );
-    }
+    // An empty table would read as "nothing ran", not as "nothing could be read".
+    counts.require_spans("summarise")?;
     let text = match args.format {
         SummaryFormat::Table => summary.table(colour()),
         SummaryFormat::Csv => summary.csv(),

@@ -133,13 +133,7 @@ impl Reading {
     /// `--skip-invalid` that skipped every line leaves nothing to merge: an error (before the
     /// output is renamed into place), not an empty file and exit 0.
     fn not_all_skipped(&self) -> anyhow::Result<()> {
-        if self.skip_invalid && self.counts.spans == 0 && self.counts.invalid > 0 {
-            return Err(anyhow!(
-                "--skip-invalid skipped all {} bad lines and left no span to merge (nothing written)",
-                self.counts.invalid
-            ));
-        }
-        Ok(())
+        self.counts.require_spans("merge (nothing written)")
     }
 
     /// One raw line: a python line read as a sketch (it is copied through as read, or read again
