@@ -545,6 +545,10 @@ fn console_exporter_prints_the_programs_spans() {
         span_files(dir.path()).is_empty(),
         "console only: no span file"
     );
+    assert!(
+        !stderr.contains("discarded"),
+        "printed spans are not discarded:\n{stderr}"
+    );
 
     let dir = tempdir();
     let out = exit_within(
@@ -565,5 +569,9 @@ fn console_exporter_prints_the_programs_spans() {
     assert!(
         span_files(dir.path()).is_empty(),
         "console only: no span file"
+    );
+    assert!(
+        !stderr.contains("discarded"),
+        "printed spans are not discarded:\n{stderr}"
     );
 }

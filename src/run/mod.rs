@@ -151,7 +151,12 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
                 });
                 let stats = sink.shutdown(bound).await;
                 received = stats.spans_received - stats.spans_rejected;
-                report_sink(stats, plan.span_path.is_some(), outputs.otlp.is_some());
+                report_sink(
+                    stats,
+                    plan.span_path.is_some(),
+                    outputs.otlp.is_some(),
+                    outputs.console,
+                );
             }
             // The counts go on the process span, so forwarding of the program's spans ends first.
             forward_deadline = deadline;
@@ -192,6 +197,7 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
             sink.shutdown(SINK_DRAIN).await,
             plan.span_path.is_some(),
             outputs.otlp.is_some(),
+            outputs.console,
         );
     }
     if let Some(mut f) = forwarder {
@@ -220,7 +226,8 @@ async fn launch(mut plan: Plan) -> anyhow::Result<i32> {
 }
 
 /// Reports what the sink received, and anything it could not do.
-fn report_sink(stats: SinkStats, to_file: bool, forwarding: bool) {
+/// `printed`: the console exporter showed the spans, so they were not discarded.
+fn report_sink(stats: SinkStats, to_file: bool, forwarding: bool, printed: bool) {
     tracing::info!(
         "sink: {} requests, {} spans received, {} written, {} adopted into the job trace, {} refused requests",
         stats.requests,
@@ -241,9 +248,9 @@ fn report_sink(stats: SinkStats, to_file: bool, forwarding: bool) {
             stats.spans_received - stats.spans_written - stats.spans_rejected
         );
     }
-    if !to_file && !forwarding && stats.spans_received > 0 {
+    if !to_file && !forwarding && !printed && stats.spans_received > 0 {
         tracing::warn!(
-            "sink: {} of the program's spans were received and discarded: no jsonlines or otlp exporter",
+            "sink: {} of the program's spans were received and discarded: no jsonlines, otlp or console exporter",
             stats.spans_received
         );
     }
