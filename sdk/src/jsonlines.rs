@@ -392,6 +392,20 @@ mod tests {
         assert_eq!(safe_component("a/b"), "a_b");
         assert_eq!(safe_component(""), "_");
         assert_eq!(safe_component("12345.0"), "12345.0");
+        // The same table as in src/format/path.rs (the launcher): the two copies of the rule must agree.
+        for (value, safe_name) in [
+            ("../x", "_._x"),
+            ("..", "_."),
+            ("a/b", "a_b"),
+            ("", "_"),
+            (".hidden", "_hidden"),
+            ("12345.0", "12345.0"),
+            ("n1.cluster-a", "n1.cluster-a"),
+            ("a b+c\\d", "a_b+c_d"),
+            ("nœud\0", "n_ud_"),
+        ] {
+            assert_eq!(safe_component(value), safe_name, "{value:?}");
+        }
     }
 
     fn span() -> SpanData {
