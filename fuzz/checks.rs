@@ -66,7 +66,14 @@ fn render_and_parse(data: &TracesData, fmt: Format) -> TracesData {
     all
 }
 
+/// Also: the scanner (the readers' fast path) reads exactly what serde reads, or leaves the line
+/// to serde.
 pub fn python_line(data: &[u8]) {
+    if let Ok(line) = std::str::from_utf8(data) {
+        if let Err(e) = format::python::scanner_agrees(line) {
+            panic!("the scanner and serde disagree: {e}");
+        }
+    }
     line_round_trip(data, Format::Python);
 }
 

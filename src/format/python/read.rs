@@ -73,9 +73,10 @@ fn read<A: Keep>(
 }
 
 /// Whether the scanner reads `line` (`Ok(false)`: it leaves it to serde) and, if it does, whether
-/// it reads exactly what serde reads in every [`Detail`] (`Err` says how they differ). For tests.
-#[cfg(test)]
-pub(crate) fn scanner_agrees(line: &str) -> Result<bool, String> {
+/// it reads exactly what serde reads in every [`Detail`] (`Err` says how they differ). For the
+/// unit tests and the `python_line` fuzz target, which checks it on every input.
+#[doc(hidden)]
+pub fn scanner_agrees(line: &str) -> Result<bool, String> {
     let mut taken = Vec::new();
     for detail in [Detail::Full, Detail::SharedResource, Detail::Sketch] {
         let (fast, serde) = match detail {
