@@ -67,12 +67,19 @@ fn render_and_parse(data: &TracesData, fmt: Format) -> TracesData {
 }
 
 /// Also: the scanner (the readers' fast path) reads exactly what serde reads, or leaves the line
-/// to serde.
+/// to serde; merge's sketch reading accepts exactly the python lines a sketch parse accepts.
 pub fn python_line(data: &[u8]) {
     if let Ok(line) = std::str::from_utf8(data) {
         if let Err(e) = format::python::scanner_agrees(line) {
             panic!("the scanner and serde disagree: {e}");
         }
+    }
+    if !format::is_otlp_line(data) {
+        assert_eq!(
+            format::python::sketch(data).is_ok(),
+            format::parse(data, Detail::Sketch).is_ok(),
+            "sketch() and parse(Sketch) disagree"
+        );
     }
     line_round_trip(data, Format::Python);
 }
