@@ -7,6 +7,7 @@
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use otel_run::export::{render, Format};
 use otel_run::format::{self, Detail};
+use prost::Message;
 
 /// The targets, by name: the name is also the corpus directory under `fuzz/corpus/`.
 /// A target's check: panics on a bug.
@@ -35,7 +36,12 @@ fn line_round_trip(data: &[u8], fmt: Format) {
     };
     let once = render_and_parse(&parsed, fmt);
     let twice = render_and_parse(&once, fmt);
-    assert_eq!(once, twice, "a span changed through a second round trip");
+    // Compared encoded: NaN doubles are not equal to themselves.
+    assert_eq!(
+        once.encode_to_vec(),
+        twice.encode_to_vec(),
+        "a span changed through a second round trip: {once:?} -> {twice:?}"
+    );
 }
 
 /// Renders `data` in `fmt` and parses every line back into one `TracesData`.
@@ -60,7 +66,21 @@ fn render_and_parse(data: &TracesData, fmt: Format) -> TracesData {
     all
 }
 
+/// Also: the scanner (the readers' fast path) reads exactly what serde reads, or leaves the line
+/// to serde; merge's sketch reading accepts exactly the python lines a sketch parse accepts.
 pub fn python_line(data: &[u8]) {
+    if let Ok(line) = std::str::from_utf8(data) {
+        if let Err(e) = format::python::scanner_agrees(line) {
+            panic!("the scanner and serde disagree: {e}");
+        }
+    }
+    if !format::is_otlp_line(data) {
+        assert_eq!(
+            format::python::sketch(data).is_ok(),
+            format::parse(data, Detail::Sketch).is_ok(),
+            "sketch() and parse(Sketch) disagree"
+        );
+    }
     line_round_trip(data, Format::Python);
 }
 
@@ -87,7 +107,6 @@ pub fn sink_request(data: &[u8]) {
 /// message). What decodes re-encodes, in a plain frame, to a body that decodes to the same
 /// encoding again (compared encoded: NaN doubles are not equal to themselves).
 pub fn grpc_request(data: &[u8]) {
-    use prost::Message;
     let Some((&sel, body)) = data.split_first() else {
         return;
     };

@@ -141,11 +141,8 @@ pub fn write_line(out: &mut Vec<u8>, span: &SpanData, resource_json: &str) {
     }
     out.extend_from_slice(b"},\"attributes\":");
     write_attrs(out, &span.attributes);
-    out.extend_from_slice(b",\"events\":[");
-    for (i, e) in span.events.events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b",\"events\":");
+    write_list(out, &span.events.events, |out, e| {
         out.extend_from_slice(b"{\"name\":");
         write_str(out, &e.name);
         out.extend_from_slice(b",\"timestamp\":");
@@ -153,12 +150,9 @@ pub fn write_line(out: &mut Vec<u8>, span: &SpanData, resource_json: &str) {
         out.extend_from_slice(b",\"attributes\":");
         write_attrs(out, &e.attributes);
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"links\":[");
-    for (i, l) in span.links.links.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    });
+    out.extend_from_slice(b",\"links\":");
+    write_list(out, &span.links.links, |out, l| {
         out.extend_from_slice(b"{\"context\":");
         let lc = &l.span_context;
         write_context(
@@ -170,8 +164,8 @@ pub fn write_line(out: &mut Vec<u8>, span: &SpanData, resource_json: &str) {
         out.extend_from_slice(b",\"attributes\":");
         write_attrs(out, &l.attributes);
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"resource\":");
+    });
+    out.extend_from_slice(b",\"resource\":");
     out.extend_from_slice(resource_json.as_bytes());
     out.extend_from_slice(b",\"instrumentation_scope\":{\"name\":");
     let scope = &span.instrumentation_scope;
@@ -249,30 +243,32 @@ fn write_f64(out: &mut Vec<u8>, v: f64) {
     }
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) {
-    fn list<T>(out: &mut Vec<u8>, items: &[T], mut f: impl FnMut(&mut Vec<u8>, &T)) {
-        out.push(b'[');
-        for (i, x) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            f(out, x);
+/// `[item,item,…]`, `f` writing each item.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut f: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        out.push(b']');
+        f(out, x);
     }
+    out.push(b']');
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::I64(n) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::F64(f) => write_f64(out, *f),
         Value::String(s) => write_str(out, s.as_str()),
-        Value::Array(Array::Bool(a)) => list(out, a, |o, b| {
+        Value::Array(Array::Bool(a)) => write_list(out, a, |o, b| {
             o.extend_from_slice(if *b { b"true" } else { b"false" })
         }),
         Value::Array(Array::I64(a)) => {
-            list(out, a, |o, n| o.extend_from_slice(n.to_string().as_bytes()))
+            write_list(out, a, |o, n| o.extend_from_slice(n.to_string().as_bytes()))
         }
-        Value::Array(Array::F64(a)) => list(out, a, |o, f| write_f64(o, *f)),
-        Value::Array(Array::String(a)) => list(out, a, |o, s| write_str(o, s.as_str())),
+        Value::Array(Array::F64(a)) => write_list(out, a, |o, f| write_f64(o, *f)),
+        Value::Array(Array::String(a)) => write_list(out, a, |o, s| write_str(o, s.as_str())),
         // Future value kinds (the enum is non-exhaustive): their display form beats a lost attribute.
         other => write_str(out, &other.to_string()),
     }
@@ -396,6 +392,20 @@ mod tests {
         assert_eq!(safe_component("a/b"), "a_b");
         assert_eq!(safe_component(""), "_");
         assert_eq!(safe_component("12345.0"), "12345.0");
+        // The same table as in src/format/path.rs (the launcher): the two copies of the rule must agree.
+        for (value, safe_name) in [
+            ("../x", "_._x"),
+            ("..", "_."),
+            ("a/b", "a_b"),
+            ("", "_"),
+            (".hidden", "_hidden"),
+            ("12345.0", "12345.0"),
+            ("n1.cluster-a", "n1.cluster-a"),
+            ("a b+c\\d", "a_b+c_d"),
+            ("nœud\0", "n_ud_"),
+        ] {
+            assert_eq!(safe_component(value), safe_name, "{value:?}");
+        }
     }
 
     fn span() -> SpanData {

@@ -24,16 +24,9 @@ use std::fmt;
 /// Parses one otlp-format line and checks what defaults would let through silently (ids).
 pub fn parse_line(line: &[u8]) -> Result<TracesData, String> {
     let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
-    let data: TracesIn = match serde_json::from_str(text) {
-        Ok(data) => data,
-        Err(e) => match repair::rewrite(text, true) {
-            None => return Err(e.to_string()),
-            Some(fixed) => {
-                let _markers = repair::Markers::on();
-                serde_json::from_str(&fixed).map_err(|_| e.to_string())?
-            }
-        },
-    };
+    let data: TracesIn = repair::tolerant(text, true, |text| {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    })?;
     let data = TracesData {
         resource_spans: data.resource_spans,
     };

@@ -163,6 +163,24 @@ mod tests {
     }
 
     #[test]
+    fn the_safe_file_name_rule() {
+        // The same table as in sdk/src/jsonlines.rs: the two copies of the rule must agree.
+        for (value, safe_name) in [
+            ("../x", "_._x"),
+            ("..", "_."),
+            ("a/b", "a_b"),
+            ("", "_"),
+            (".hidden", "_hidden"),
+            ("12345.0", "12345.0"),
+            ("n1.cluster-a", "n1.cluster-a"),
+            ("a b+c\\d", "a_b+c_d"),
+            ("nœud\0", "n_ud_"),
+        ] {
+            assert_eq!(safe(value), safe_name, "{value:?}");
+        }
+    }
+
+    #[test]
     fn program_files_sit_beside_the_rank_file() {
         for (rank, program) in [
             (

@@ -74,10 +74,31 @@ impl Drop for Markers {
     }
 }
 
+/// Reads `line` as it is; if that fails and the line holds what Python's `json` writes but JSON
+/// does not allow (bare `NaN`/`Infinity`, lone surrogates), reads it again rewritten, markers in
+/// force. The first error stands when the rewrite does not help. `keeps`: values are kept, so
+/// lossy readings are counted.
+pub(crate) fn tolerant<T>(
+    line: &str,
+    keeps: bool,
+    read: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    match read(line) {
+        Ok(v) => Ok(v),
+        Err(e) => match rewrite(line, keeps) {
+            None => Err(e),
+            Some(fixed) => {
+                let _markers = Markers::on();
+                read(&fixed).map_err(|_| e)
+            }
+        },
+    }
+}
+
 /// `line` rewritten for a strict JSON reader, with the number of lone surrogates replaced; `None`
 /// when there is nothing to rewrite (the line's error stands). `count` adds the surrogates to the
 /// process's count (readings that keep values).
-pub(crate) fn rewrite(line: &str, count: bool) -> Option<String> {
+fn rewrite(line: &str, count: bool) -> Option<String> {
     let b = line.as_bytes();
     let has_bare =
         memchr::memmem::find(b, b"NaN").is_some() || memchr::memmem::find(b, b"Infinity").is_some();

@@ -644,3 +644,71 @@ fn the_scanner_reads_what_serde_reads() {
     assert!(agrees(&variants[14]), "whitespace around");
     assert!(agrees(&variants[18]), "instrumentation_scope");
 }
+
+/// What the otlp reader once refused or could get wrong: integers beyond i64 (a double, not an
+/// error), non-integral intValues, and nesting deeper than serde's limit (an error, not a crash).
+#[test]
+fn otlp_lines_with_big_integers_and_deep_nesting() {
+    let line = |value: &str| {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"00f067aa0ba902b7","attributes":[{{"key":"v","value":{value}}}]}}]}}]}}]}}"#
+        )
+    };
+    let value = |v: &str| -> Result<Option<Value>, String> {
+        let data = otlp_json::parse_line(line(v).as_bytes())?;
+        let span = &data.resource_spans[0].scope_spans[0].spans[0];
+        Ok(span.attributes[0].value.as_ref().unwrap().value.clone())
+    };
+    for (v, want) in [
+        (
+            r#"{"intValue":"-9223372036854775808"}"#,
+            Value::IntValue(i64::MIN),
+        ),
+        (
+            r#"{"intValue":9223372036854775807}"#,
+            Value::IntValue(i64::MAX),
+        ),
+        (
+            r#"{"intValue":"9223372036854775808"}"#,
+            Value::DoubleValue(9223372036854775808.0),
+        ),
+        (
+            r#"{"intValue":9223372036854775808}"#,
+            Value::DoubleValue(9223372036854775808.0),
+        ),
+        (
+            r#"{"intValue":"-18446744073709551616"}"#,
+            Value::DoubleValue(-18446744073709551616.0),
+        ),
+        (
+            r#"{"intValue":18446744073709551616}"#,
+            Value::DoubleValue(18446744073709551616.0),
+        ),
+    ] {
+        assert_eq!(value(v), Ok(Some(want)), "{v}");
+    }
+    for v in [
+        r#"{"intValue":1.5}"#,
+        r#"{"intValue":"1.5"}"#,
+        r#"{"intValue":"1e3"}"#,
+        r#"{"intValue":""}"#,
+    ] {
+        let e = value(v).unwrap_err();
+        assert!(e.contains("is not an integer"), "{v}: {e}");
+    }
+    let deep = format!(
+        "{}{{\"intValue\":1}}{}",
+        r#"{"arrayValue":{"values":["#.repeat(100),
+        "]}}".repeat(100)
+    );
+    let e = value(&deep).unwrap_err();
+    assert!(e.contains("recursion limit"), "{e}");
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let python = format!(
+        r#"{{"name": "s", "context": {{"trace_id": "0x0af7651916cd43dd8448eb211c80319c", "span_id": "0x00f067aa0ba902b7"}}, "attributes": {{"deep": {deep}}}}}"#
+    );
+    for detail in [Detail::Full, Detail::SharedResource, Detail::Sketch] {
+        let e = parse(python.as_bytes(), detail).unwrap_err();
+        assert!(e.contains("recursion limit"), "{detail:?}: {e}");
+    }
+}

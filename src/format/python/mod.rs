@@ -7,6 +7,8 @@ pub(crate) mod read;
 mod resource;
 mod scan;
 
+#[doc(hidden)]
+pub use read::scanner_agrees;
 pub use read::{parse, parse_line, sketch};
 pub use resource::SharedResource;
 

@@ -41,31 +41,10 @@ pub fn parse(
     // One UTF-8 check for the whole line instead of one per string.
     let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
     let keeps = detail != Detail::Sketch;
-    tolerant(line, keeps, |line| match detail {
+    repair::tolerant(line, keeps, |line| match detail {
         Detail::Sketch => read::<RoleOnly>(line, detail),
         Detail::Full | Detail::SharedResource => read::<AllAttributes>(line, detail),
     })
-}
-
-/// Reads `line` as it is; if that fails and the line holds what Python's `json` writes but JSON
-/// does not allow (bare `NaN`/`Infinity`, lone surrogates), reads it again rewritten
-/// ([`repair`]). The first error stands when the rewrite does not help. `keeps`: values are kept,
-/// so lossy readings are counted.
-fn tolerant<T>(
-    line: &str,
-    keeps: bool,
-    read: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, String> {
-    match read(line) {
-        Ok(v) => Ok(v),
-        Err(e) => match repair::rewrite(line, keeps) {
-            None => Err(e),
-            Some(fixed) => {
-                let _markers = repair::Markers::on();
-                read(&fixed).map_err(|_| e)
-            }
-        },
-    }
 }
 
 /// What attribute maps keep. Both kinds check every value the same way.
@@ -82,7 +61,7 @@ pub(crate) trait Keep: DeserializeOwned {
 /// `ResourceSpans` around them: merge reads millions of these and needs only the span.
 pub fn sketch(line: &[u8]) -> Result<(Span, Arc<SharedResource>), String> {
     let line = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
-    let (span, _, found) = tolerant(line, false, read_span::<RoleOnly>)?;
+    let (span, _, found) = repair::tolerant(line, false, read_span::<RoleOnly>)?;
     Ok((span, found.unwrap_or_default()))
 }
 
@@ -94,9 +73,10 @@ fn read<A: Keep>(
 }
 
 /// Whether the scanner reads `line` (`Ok(false)`: it leaves it to serde) and, if it does, whether
-/// it reads exactly what serde reads in every [`Detail`] (`Err` says how they differ). For tests.
-#[cfg(test)]
-pub(crate) fn scanner_agrees(line: &str) -> Result<bool, String> {
+/// it reads exactly what serde reads in every [`Detail`] (`Err` says how they differ). For the
+/// unit tests and the `python_line` fuzz target, which checks it on every input.
+#[doc(hidden)]
+pub fn scanner_agrees(line: &str) -> Result<bool, String> {
     let mut taken = Vec::new();
     for detail in [Detail::Full, Detail::SharedResource, Detail::Sketch] {
         let (fast, serde) = match detail {

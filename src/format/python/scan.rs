@@ -114,58 +114,63 @@ impl<'a> Scan<'a> {
 
     /// A string or null, as serde reads an `Option<Text>`.
     fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
+        self.or_null(Scan::text)
+    }
+
+    /// Null, or what `f` reads: as serde reads an `Option`.
+    fn or_null<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         match self.null() {
             true => Some(None),
-            false => self.text().map(Some),
+            false => f(self).map(Some),
         }
+    }
+
+    /// An array of what `f` reads.
+    fn list<T>(&mut self, mut f: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        self.array(|s| {
+            out.push(f(s)?);
+            Some(())
+        })?;
+        Some(out)
     }
 
     /// An object: `f` reads the value of each key.
     fn object(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        self.enter()?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            let key = self.str()?;
-            self.eat(b':')?;
-            f(self, key)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.items(b'{', b'}', |s| {
+            let key = s.str()?;
+            s.eat(b':')?;
+            f(s, key)
+        })
     }
 
     /// An array: `f` reads each element.
-    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
+    fn array(&mut self, f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.items(b'[', b']', f)
+    }
+
+    /// `open`, items separated by commas (`f` reads each), `close`; nesting bounded.
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut f: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
         self.enter()?;
-        if self.peek()? == b']' {
-            self.i += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            f(self)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Some(());
+        if self.peek()? != close {
+            loop {
+                f(self)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    c if c == close => break,
+                    _ => return None,
                 }
-                _ => return None,
             }
         }
+        self.i += 1;
+        self.depth -= 1;
+        Some(())
     }
 
     fn enter(&mut self) -> Option<()> {
@@ -175,10 +180,7 @@ impl<'a> Scan<'a> {
 
     /// An object of attributes, or null, as serde reads an `Option<A>`.
     fn attributes<A: Keep>(&mut self) -> Option<Option<A>> {
-        match self.null() {
-            true => Some(None),
-            false => A::scan(self).map(Some),
-        }
+        self.or_null(A::scan)
     }
 
     /// An object of attributes, every one kept, in file order ([`super::read::AllAttributes`]).
@@ -234,14 +236,9 @@ impl<'a> Scan<'a> {
                 Value::BoolValue(false)
             }
             b'n' if self.null() => return Some(AnyValue { value: None }),
-            b'[' => {
-                let mut values = Vec::with_capacity(4);
-                self.array(|s| {
-                    values.push(s.any()?);
-                    Some(())
-                })?;
-                Value::ArrayValue(ArrayValue { values })
-            }
+            b'[' => Value::ArrayValue(ArrayValue {
+                values: self.list(Scan::any)?,
+            }),
             b'{' => Value::KvlistValue(KeyValueList {
                 values: self.attribute_map()?,
             }),
@@ -356,114 +353,103 @@ impl<'a> Scan<'a> {
     }
 
     fn status(&mut self) -> Option<Option<StatusIn<'a>>> {
-        if self.null() {
-            return Some(None);
-        }
-        let (mut code, mut description) = (None, None);
-        self.object(|s, key| {
-            match key {
-                "status_code" if code.is_none() => code = Some(s.text()?),
-                "description" if description.is_none() => description = Some(s.opt_text()?),
-                _ => return None,
-            }
-            Some(())
-        })?;
-        Some(Some(StatusIn {
-            status_code: code?,
-            description: description.flatten(),
-        }))
+        self.or_null(|s| {
+            let (mut code, mut description) = (None, None);
+            s.object(|s, key| {
+                match key {
+                    "status_code" if code.is_none() => code = Some(s.text()?),
+                    "description" if description.is_none() => description = Some(s.opt_text()?),
+                    _ => return None,
+                }
+                Some(())
+            })?;
+            Some(StatusIn {
+                status_code: code?,
+                description: description.flatten(),
+            })
+        })
     }
 
     fn events<A: Keep>(&mut self) -> Option<Option<Vec<EventIn<'a, A>>>> {
-        if self.null() {
-            return Some(None);
-        }
-        let mut out = Vec::new();
-        self.array(|s| {
-            let (mut name, mut timestamp, mut attributes) = (None, None, None);
-            s.object(|s, key| {
-                match key {
-                    "name" if name.is_none() => name = Some(s.text()?),
-                    "timestamp" if timestamp.is_none() => timestamp = Some(s.text()?),
-                    "attributes" if attributes.is_none() => attributes = Some(s.attributes()?),
-                    _ => return None,
-                }
-                Some(())
-            })?;
-            out.push(EventIn {
-                name: name?,
-                timestamp: timestamp?,
-                attributes: attributes.flatten(),
-            });
-            Some(())
-        })?;
-        Some(Some(out))
+        self.or_null(|s| s.list(Scan::event))
     }
 
-    fn links<A: Keep>(&mut self) -> Option<Option<Vec<LinkIn<'a, A>>>> {
-        if self.null() {
-            return Some(None);
-        }
-        let mut out = Vec::new();
-        self.array(|s| {
-            let (mut context, mut attributes) = (None, None);
-            s.object(|s, key| {
-                match key {
-                    "context" if context.is_none() => context = Some(s.context()?),
-                    "attributes" if attributes.is_none() => attributes = Some(s.attributes()?),
-                    _ => return None,
-                }
-                Some(())
-            })?;
-            out.push(LinkIn {
-                context: context?,
-                attributes: attributes.flatten(),
-            });
-            Some(())
-        })?;
-        Some(Some(out))
-    }
-
-    fn scope<A: Keep>(&mut self) -> Option<Option<ScopeIn<'a, A>>> {
-        if self.null() {
-            return Some(None);
-        }
-        let (mut name, mut version, mut schema_url, mut attributes) = (None, None, None, None);
+    fn event<A: Keep>(&mut self) -> Option<EventIn<'a, A>> {
+        let (mut name, mut timestamp, mut attributes) = (None, None, None);
         self.object(|s, key| {
             match key {
-                "name" if name.is_none() => name = Some(s.opt_text()?),
-                "version" if version.is_none() => version = Some(s.opt_text()?),
-                "schema_url" if schema_url.is_none() => schema_url = Some(s.opt_text()?),
+                "name" if name.is_none() => name = Some(s.text()?),
+                "timestamp" if timestamp.is_none() => timestamp = Some(s.text()?),
                 "attributes" if attributes.is_none() => attributes = Some(s.attributes()?),
                 _ => return None,
             }
             Some(())
         })?;
-        Some(Some(ScopeIn {
-            name: name.flatten(),
-            version: version.flatten(),
-            schema_url: schema_url.flatten(),
+        Some(EventIn {
+            name: name?,
+            timestamp: timestamp?,
             attributes: attributes.flatten(),
-        }))
+        })
+    }
+
+    fn links<A: Keep>(&mut self) -> Option<Option<Vec<LinkIn<'a, A>>>> {
+        self.or_null(|s| s.list(Scan::link))
+    }
+
+    fn link<A: Keep>(&mut self) -> Option<LinkIn<'a, A>> {
+        let (mut context, mut attributes) = (None, None);
+        self.object(|s, key| {
+            match key {
+                "context" if context.is_none() => context = Some(s.context()?),
+                "attributes" if attributes.is_none() => attributes = Some(s.attributes()?),
+                _ => return None,
+            }
+            Some(())
+        })?;
+        Some(LinkIn {
+            context: context?,
+            attributes: attributes.flatten(),
+        })
+    }
+
+    fn scope<A: Keep>(&mut self) -> Option<Option<ScopeIn<'a, A>>> {
+        self.or_null(|s| {
+            let (mut name, mut version, mut schema_url, mut attributes) = (None, None, None, None);
+            s.object(|s, key| {
+                match key {
+                    "name" if name.is_none() => name = Some(s.opt_text()?),
+                    "version" if version.is_none() => version = Some(s.opt_text()?),
+                    "schema_url" if schema_url.is_none() => schema_url = Some(s.opt_text()?),
+                    "attributes" if attributes.is_none() => attributes = Some(s.attributes()?),
+                    _ => return None,
+                }
+                Some(())
+            })?;
+            Some(ScopeIn {
+                name: name.flatten(),
+                version: version.flatten(),
+                schema_url: schema_url.flatten(),
+                attributes: attributes.flatten(),
+            })
+        })
     }
 
     /// The resource, already parsed: one seen on an earlier line is recognised by its text
     /// without reading it again; a new one is read (and remembered) by `resource::shared`.
     fn resource(&mut self) -> Option<Option<ResourceIn<'a>>> {
-        if self.null() {
-            return Some(None);
-        }
-        if self.peek()? != b'{' {
-            return None;
-        }
-        if let Some((len, found)) = resource::known_prefix(&self.s[self.i..]) {
-            self.i += len;
-            return Some(Some(ResourceIn::Found(found)));
-        }
-        let start = self.i;
-        self.skip()?;
-        let found = resource::shared(&self.s[start..self.i]).ok()?;
-        Some(Some(ResourceIn::Found(found)))
+        self.or_null(|s| {
+            if s.peek()? != b'{' {
+                return None;
+            }
+            if let Some((len, found)) = resource::known_prefix(&s.s[s.i..]) {
+                s.i += len;
+                return Some(ResourceIn::Found(found));
+            }
+            let start = s.i;
+            s.skip()?;
+            let found = resource::shared(&s.s[start..s.i]).ok()?;
+            Some(ResourceIn::Found(found))
+        })
     }
 
     fn span<A: Keep>(&mut self) -> Option<SpanIn<'a, A>> {
