@@ -78,7 +78,7 @@ fn resource_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResourceSpans>,
         .map(|rs| ResourceSpans {
             resource: rs.resource.map(|r| Resource {
                 attributes: r.attributes.0,
-                dropped_attributes_count: r.dropped_attributes_count.0 as u32,
+                dropped_attributes_count: r.dropped_attributes_count.0,
                 entity_refs: r
                     .entity_refs
                     .unwrap_or_default()
@@ -100,7 +100,7 @@ fn resource_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResourceSpans>,
                         name: s.name.unwrap_or_default(),
                         version: s.version.unwrap_or_default(),
                         attributes: s.attributes.0,
-                        dropped_attributes_count: s.dropped_attributes_count.0 as u32,
+                        dropped_attributes_count: s.dropped_attributes_count.0,
                     }),
                     spans: ss.spans.unwrap_or_default(),
                     schema_url: ss.schema_url.unwrap_or_default(),
@@ -128,7 +128,7 @@ struct ResourceIn {
     #[serde(default)]
     attributes: Attrs,
     #[serde(default)]
-    dropped_attributes_count: Num,
+    dropped_attributes_count: Num32,
     #[serde(default)]
     entity_refs: Option<Vec<EntityRefIn>>,
 }
@@ -167,7 +167,7 @@ struct ScopeIn {
     #[serde(default)]
     attributes: Attrs,
     #[serde(default)]
-    dropped_attributes_count: Num,
+    dropped_attributes_count: Num32,
 }
 
 fn spans<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Span>>, D::Error> {
@@ -187,7 +187,7 @@ struct SpanIn<'a> {
     #[serde(default, borrow)]
     parent_span_id: Option<Text<'a>>,
     #[serde(default)]
-    flags: Num,
+    flags: Num32,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -199,15 +199,15 @@ struct SpanIn<'a> {
     #[serde(default)]
     attributes: Attrs,
     #[serde(default)]
-    dropped_attributes_count: Num,
+    dropped_attributes_count: Num32,
     #[serde(default, borrow)]
     events: Option<Vec<EventIn<'a>>>,
     #[serde(default)]
-    dropped_events_count: Num,
+    dropped_events_count: Num32,
     #[serde(default, borrow)]
     links: Option<Vec<LinkIn<'a>>>,
     #[serde(default)]
-    dropped_links_count: Num,
+    dropped_links_count: Num32,
     #[serde(default)]
     status: Option<StatusIn>,
 }
@@ -219,13 +219,13 @@ impl SpanIn<'_> {
             span_id: hex(self.span_id.as_deref()),
             trace_state: self.trace_state.unwrap_or_default(),
             parent_span_id: hex(self.parent_span_id.as_deref()),
-            flags: self.flags.0 as u32,
+            flags: self.flags.0,
             name: self.name.unwrap_or_default(),
             kind: self.kind.0,
             start_time_unix_nano: self.start_time_unix_nano.0,
             end_time_unix_nano: self.end_time_unix_nano.0,
             attributes: self.attributes.0,
-            dropped_attributes_count: self.dropped_attributes_count.0 as u32,
+            dropped_attributes_count: self.dropped_attributes_count.0,
             events: self
                 .events
                 .unwrap_or_default()
@@ -234,10 +234,10 @@ impl SpanIn<'_> {
                     time_unix_nano: e.time_unix_nano.0,
                     name: e.name.unwrap_or_default(),
                     attributes: e.attributes.0,
-                    dropped_attributes_count: e.dropped_attributes_count.0 as u32,
+                    dropped_attributes_count: e.dropped_attributes_count.0,
                 })
                 .collect(),
-            dropped_events_count: self.dropped_events_count.0 as u32,
+            dropped_events_count: self.dropped_events_count.0,
             links: self
                 .links
                 .unwrap_or_default()
@@ -247,11 +247,11 @@ impl SpanIn<'_> {
                     span_id: hex(l.span_id.as_deref()),
                     trace_state: l.trace_state.unwrap_or_default(),
                     attributes: l.attributes.0,
-                    dropped_attributes_count: l.dropped_attributes_count.0 as u32,
-                    flags: l.flags.0 as u32,
+                    dropped_attributes_count: l.dropped_attributes_count.0,
+                    flags: l.flags.0,
                 })
                 .collect(),
-            dropped_links_count: self.dropped_links_count.0 as u32,
+            dropped_links_count: self.dropped_links_count.0,
             status: self.status.map(|s| Status {
                 message: s.message.unwrap_or_default(),
                 code: s.code.0,
@@ -284,7 +284,7 @@ struct EventIn<'a> {
     #[serde(default)]
     attributes: Attrs,
     #[serde(default)]
-    dropped_attributes_count: Num,
+    dropped_attributes_count: Num32,
     #[serde(skip)]
     _line: std::marker::PhantomData<&'a ()>,
 }
@@ -301,9 +301,9 @@ struct LinkIn<'a> {
     #[serde(default)]
     attributes: Attrs,
     #[serde(default)]
-    dropped_attributes_count: Num,
+    dropped_attributes_count: Num32,
     #[serde(default)]
-    flags: Num,
+    flags: Num32,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +351,20 @@ impl<'de> Deserialize<'de> for Num {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A `uint32` field (flags, dropped counts): a [`Num`] that fits, else the line is refused, never
+/// silently wrapped.
+#[derive(Default)]
+struct Num32(u32);
+
+impl<'de> Deserialize<'de> for Num32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Num(v) = Num::deserialize(d)?;
+        u32::try_from(v)
+            .map(Num32)
+            .map_err(|_| de::Error::custom(format!("{v} does not fit this 32-bit field")))
     }
 }
 

@@ -712,3 +712,34 @@ fn otlp_lines_with_big_integers_and_deep_nesting() {
         assert!(e.contains("recursion limit"), "{detail:?}: {e}");
     }
 }
+
+/// `uint32` fields (flags, dropped counts) beyond 32 bits were once cast and wrapped silently
+/// (4294967296 dropped attributes read as 0): now the line is refused with the value named.
+#[test]
+fn otlp_32_bit_fields_are_refused_beyond_their_range_not_wrapped() {
+    let line = |field: &str, v: &str| {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"00f067aa0ba902b7","{field}":{v}}}]}}]}}]}}"#
+        )
+    };
+    for field in [
+        "flags",
+        "droppedAttributesCount",
+        "droppedEventsCount",
+        "droppedLinksCount",
+    ] {
+        let data = otlp_json::parse_line(line(field, "\"4294967295\"").as_bytes()).unwrap();
+        let span = &data.resource_spans[0].scope_spans[0].spans[0];
+        let got = match field {
+            "flags" => span.flags,
+            "droppedAttributesCount" => span.dropped_attributes_count,
+            "droppedEventsCount" => span.dropped_events_count,
+            _ => span.dropped_links_count,
+        };
+        assert_eq!(got, u32::MAX, "{field}");
+        for v in ["4294967296", "\"4294967296\""] {
+            let e = otlp_json::parse_line(line(field, v).as_bytes()).unwrap_err();
+            assert!(e.contains("4294967296 does not fit"), "{field} {v}: {e}");
+        }
+    }
+}
