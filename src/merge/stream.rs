@@ -21,13 +21,16 @@ use std::collections::VecDeque;
 use std::io::BufRead;
 use std::path::PathBuf;
 
-/// Read buffers and reorder windows of all the files merged at once, together.
-pub const BUDGET: usize = 4 << 20;
+/// Read buffers and reorder windows of all the files merged at once, together: 8 MiB lets 1,024
+/// files (a few racks' ranks) merge in one pass with 8 KiB each, so the output thread decodes and
+/// renders while the files are still being merged; in passes, nothing is written until the last
+/// group's run is done, and otlp/chrome output took 1.5x as long (scripts/bench-merge.sh).
+pub const BUDGET: usize = 8 << 20;
 /// Files merged at once at most, even when descriptors and memory allow more: a merge of
 /// thousands of files at once spends its time on cache misses (each record comes from another
-/// file's buffer), and was slower, measured, than merging groups of a few hundred into runs and
-/// then the runs (scripts/bench-merge.sh).
-const MAX_FAN_IN: usize = 256;
+/// file's buffer); at 4,096 files, groups of 256 or 1,024 then a merge of the runs measured the
+/// same, and faster than one 4,096-way merge (scripts/bench-merge.sh).
+const MAX_FAN_IN: usize = 1024;
 /// Per file: a read buffer of a few lines at least (the read is one system call per buffer), at
 /// most what keeps a few files fast; the window in the same way.
 const READ_MIN: usize = 4 << 10;
