@@ -9,6 +9,7 @@
 
 mod extsort;
 mod output;
+mod read_ahead;
 mod record;
 mod repair;
 mod stream;
@@ -136,54 +137,75 @@ impl Reading {
         self.counts.require_spans("merge (nothing written)")
     }
 
-    /// One raw line: a python line read as a sketch (it is copied through as read, or read again
-    /// in full when written in another format), an otlp line in full.
+    /// One raw line: parsed as far as it goes without merge's state ([`parse_raw`]), then
+    /// recorded.
     fn raw_line(
         &mut self,
         file: u32,
         line: Line,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let raw = line.text;
-        let result = if is_otlp_line(raw) {
-            crate::format::parse_line(raw).map(|data| self.otlp_line(file, data, sink))
-        } else {
-            python::sketch(raw).and_then(|(span, resource)| {
-                // A line whose span moves into its rank's trace is read in full and re-encoded;
-                // every other line is copied through as read.
-                let attrs = &resource.resource.attributes;
-                let full = match &mut self.homes {
-                    Some(homes) => {
-                        homes.learn_span(file as usize, attrs, &span);
-                        homes.needs_adoption(file as usize, attrs, &span)
-                    }
-                    None => false,
-                };
-                let full = if full {
-                    Some(python::parse_line(raw)?)
-                } else {
-                    None
-                };
-                self.counts.lines += 1;
-                self.counts.spans += 1;
-                Ok(match full {
-                    Some(rs) => self.resource_span(file, rs, sink),
-                    None => {
-                        let content =
-                            |_: &mut Vec<u8>| (record::line_hash(raw), record::encode_line(raw));
-                        self.span(file, &span, Some(&resource.resource), 0, content, sink)
-                    }
-                })
-            })
-        };
+        let result = parse_raw(line.text)
+            .and_then(|mut p| self.parsed_line(file, &mut Text::Lent(line.text), &mut p, sink));
+        self.settle(&line, result)
+    }
+
+    /// Counts a line's outcome: a line that does not read is a `file:line` error (or skipped).
+    fn settle(
+        &mut self,
+        line: &Line,
+        result: Result<anyhow::Result<()>, String>,
+    ) -> anyhow::Result<()> {
         self.progress.tick(self.counts.spans);
         match result {
             Ok(done) => done,
             Err(reason) => {
-                let e = line.error(crate::format::with_hint(raw, reason));
+                let e = line.error(crate::format::with_hint(line.text, reason));
                 input::handle_bad_line(e, self.skip_invalid, &mut self.counts)
             }
         }
+    }
+
+    /// A line [`parse_raw`] read: the spans of an otlp line, or a python line's span, which is
+    /// copied through as read (its `text` becomes the record's data) unless it moves into its
+    /// rank's trace: then it is read in full and re-encoded. `Err`: the line does not read (and
+    /// `text` is still there to say so).
+    fn parsed_line(
+        &mut self,
+        file: u32,
+        text: &mut Text,
+        parsed: &mut Parsed,
+        sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
+    ) -> Result<anyhow::Result<()>, String> {
+        let (span, resource) = match parsed {
+            Parsed::Otlp(data) => return Ok(self.otlp_line(file, std::mem::take(data), sink)),
+            Parsed::Python(span, resource) => (&*span, &**resource),
+        };
+        let attrs = &resource.resource.attributes;
+        let full = match &mut self.homes {
+            Some(homes) => {
+                homes.learn_span(file as usize, attrs, span);
+                homes.needs_adoption(file as usize, attrs, span)
+            }
+            None => false,
+        };
+        let full = if full {
+            Some(python::parse_line(text.raw())?)
+        } else {
+            None
+        };
+        self.counts.lines += 1;
+        self.counts.spans += 1;
+        Ok(match full {
+            Some(rs) => self.resource_span(file, rs, sink),
+            None => {
+                let content = |_: &mut Vec<u8>| {
+                    let hash = record::line_hash(text.raw());
+                    (hash, text.take_data())
+                };
+                self.span(file, span, Some(&resource.resource), 0, content, sink)
+            }
+        })
     }
 
     /// The spans of an otlp line, each in its resource and scope, as otel-run would write it.
@@ -263,25 +285,90 @@ impl Reading {
         sink(record)
     }
 
-    /// Reads every input once, in order.
+    /// Reads every input once, in order: the files are read and their lines parsed on a
+    /// thread of their own ([`read_ahead`]), which leaves this one the merge's state (filter,
+    /// adoption, facts, the sort buffer).
     fn read_all(
         &mut self,
         inputs: &[Input],
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        for (i, input) in inputs.iter().enumerate() {
-            let mut lines = input::open_lines(input, 256 * 1024)?;
-            loop {
-                match lines.next_line(|line| self.raw_line(i as u32, line, sink)) {
-                    Ok(None) => break,
-                    Ok(Some(done)) => done?,
-                    Err(e) => input::handle_bad_line(e, self.skip_invalid, &mut self.counts)?,
+        let names: Vec<String> = inputs.iter().map(Input::name).collect();
+        let mut ahead = read_ahead::ReadAhead::start(inputs.to_vec());
+        while let Some(mut batch) = ahead.next_batch()? {
+            for item in &mut batch {
+                match item {
+                    read_ahead::Item::Line {
+                        file,
+                        no,
+                        complete,
+                        parsed,
+                        data,
+                    } => {
+                        let mut text = Text::Copied(std::mem::take(data));
+                        let result = self.parsed_line(*file, &mut text, parsed, sink);
+                        let line = Line {
+                            name: &names[*file as usize],
+                            no: *no,
+                            text: text.raw(),
+                            complete: *complete,
+                        };
+                        self.settle(&line, result)?;
+                    }
+                    read_ahead::Item::Bad(e) => {
+                        self.progress.tick(self.counts.spans);
+                        input::handle_bad_line(e.clone(), self.skip_invalid, &mut self.counts)?
+                    }
+                    read_ahead::Item::FileDone => {
+                        self.counts.files += 1;
+                        self.progress.file_done();
+                    }
                 }
             }
-            self.counts.files += 1;
-            self.progress.file_done();
+            ahead.recycle(batch);
         }
         Ok(())
+    }
+}
+
+/// A line parsed as far as it goes without merge's state: an otlp line in full, a python line as
+/// a sketch (it is copied through as read, or read again in full when written in another format).
+// Python lines are nearly every line: boxing their span would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Parsed {
+    Otlp(TracesData),
+    Python(Span, std::sync::Arc<python::SharedResource>),
+}
+
+/// A python line's text: as the line reader lent it, or as the read-ahead thread copied it (as
+/// record data, behind its tag: it becomes the record's data without another copy).
+enum Text<'a> {
+    Lent(&'a [u8]),
+    Copied(Vec<u8>),
+}
+
+impl Text<'_> {
+    fn raw(&self) -> &[u8] {
+        match self {
+            Text::Lent(raw) => raw,
+            Text::Copied(data) => record::python_text(data).unwrap_or_default(),
+        }
+    }
+
+    /// The record data (taken: once).
+    fn take_data(&mut self) -> Vec<u8> {
+        match self {
+            Text::Lent(raw) => record::encode_line(raw),
+            Text::Copied(data) => std::mem::take(data),
+        }
+    }
+}
+
+pub(crate) fn parse_raw(raw: &[u8]) -> Result<Parsed, String> {
+    if is_otlp_line(raw) {
+        crate::format::parse_line(raw).map(Parsed::Otlp)
+    } else {
+        python::sketch(raw).map(|(span, resource)| Parsed::Python(span, resource))
     }
 }
 
@@ -713,13 +800,18 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             let mut sorter = ExtSorter::new(span_budget, temp_dir.clone(), descriptors.runs);
             reading.read_all(&inputs, &mut |r| sorter.push(r))?;
             report.runs = sorter.runs();
-            let analysis = reading
-                .facts
-                .take()
-                .expect("set above")
-                .analyse(args.repair)?;
-            let mut extra = added(&analysis).into_iter().peekable();
-            let mut emitter = Emitter::new(out, &analysis.replaced, false, true);
+            let facts = reading.facts.take().expect("set above");
+            // Without --repair the parent check only counts (it adds and replaces nothing): it
+            // runs on a thread of its own while the spans are written, and is waited for before
+            // the output is completed (an error in it still leaves no output behind).
+            let (repairs, checking) = if args.repair {
+                (facts.analyse(true)?, None)
+            } else {
+                let check = std::thread::spawn(move || facts.analyse(false));
+                (Analysis::default(), Some(check))
+            };
+            let mut extra = added(&repairs).into_iter().peekable();
+            let mut emitter = Emitter::new(out, &repairs.replaced, false, true);
             for r in sorter.finish()? {
                 let r = r?;
                 while extra.peek().is_some_and(|e| *e < r) {
@@ -731,8 +823,16 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 emitter.push(e)?;
             }
             reading.not_all_skipped()?;
+            let checked = match checking {
+                Some(check) => Some(
+                    check
+                        .join()
+                        .map_err(|_| anyhow!("the parent check thread panicked"))??,
+                ),
+                None => None,
+            };
             report.written = emitter.finish()?;
-            report.analysis = analysis;
+            report.analysis = checked.unwrap_or(repairs);
         }
         (SortOrder::End, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();

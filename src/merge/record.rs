@@ -73,10 +73,7 @@ impl Record {
 
     /// The python line this span was read from, if it was.
     pub fn python_line(&self) -> Option<&[u8]> {
-        match self.data.split_first() {
-            Some((&PYTHON_LINE, line)) => Some(line),
-            _ => None,
-        }
+        python_text(&self.data)
     }
 
     /// `time ids hash file len data`, little-endian: the spill file layout.
@@ -177,6 +174,14 @@ pub fn encode_line(line: &[u8]) -> Vec<u8> {
     data.push(PYTHON_LINE);
     data.extend_from_slice(line);
     data
+}
+
+/// The python line in record data made by [`encode_line`].
+pub fn python_text(data: &[u8]) -> Option<&[u8]> {
+    match data.split_first() {
+        Some((&PYTHON_LINE, line)) => Some(line),
+        _ => None,
+    }
 }
 
 /// A span's record data: its python line when it has one, else its protobuf encoding.
