@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Check)] = &[
 
 /// A line that parses renders in its format and parses again; one round trip reaches the
 /// canonical form (absent status or resource become empty ones), after that nothing changes.
+/// Whatever parses is also written by the otlp writer exactly as by its serde oracle.
 fn line_round_trip(data: &[u8], fmt: Format) {
     for detail in [Detail::Sketch, Detail::SharedResource] {
         let _ = format::parse(data, detail);
@@ -34,6 +35,10 @@ fn line_round_trip(data: &[u8], fmt: Format) {
     let Ok((parsed, _)) = format::parse(data, Detail::Full) else {
         return;
     };
+    // The otlp writer writes what its serde oracle writes, for whatever either reader reads.
+    if let Err(e) = otel_run::export::otlp::agrees_with_serde(&parsed.resource_spans) {
+        panic!("{e}");
+    }
     let once = render_and_parse(&parsed, fmt);
     let twice = render_and_parse(&once, fmt);
     // Compared encoded: NaN doubles are not equal to themselves.

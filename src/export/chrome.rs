@@ -11,6 +11,7 @@
 //! months. Viewers drop negative times, so the first span must be the earliest: write in start
 //! order.
 
+use super::json::{hex, number, string};
 use super::SpanWriter;
 use crate::semconv;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
@@ -329,28 +330,6 @@ fn micros(out: &mut Vec<u8>, nanos: u64) {
     } else {
         number(out, nanos as f64 / 1000.0)
     }
-}
-
-/// A JSON string, escaped by serde_json.
-fn string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("serialising a string to memory");
-}
-
-/// A number or boolean, printed by serde_json (a finite double; integers as integers).
-fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
-    serde_json::to_writer(&mut *out, &n).expect("serialising a number to memory");
-}
-
-/// Lowercase hex in quotes (nothing to escape).
-fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2 + 2);
-    out.push(b'"');
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize]);
-        out.push(DIGITS[(b & 15) as usize]);
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod chrome;
 pub mod console;
+mod json;
 mod nonfinite;
 pub mod otlp;
 pub mod python;
