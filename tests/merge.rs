@@ -824,6 +824,72 @@ fn filters_and_bad_input() {
     assert!(text(&out.stderr).contains("stdin"));
 }
 
+/// The orders that read every file through once read on several threads, each every n-th file:
+/// what they find still comes in input order, as from one reader (the first bad line named is
+/// the first in input order; skipped lines are warned about in that order and counted exactly).
+#[test]
+fn bad_lines_in_several_files_come_in_input_order() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut g = Gen::new(11);
+    let trace: [u8; 16] = g.rng.random();
+    // bad line: file a at line 40, b at line 2 (b's reader meets it first), c none, d at line 7.
+    for (name, rank, bad_at) in [
+        ("a", 0, Some(40)),
+        ("b", 1, Some(2)),
+        ("c", 2, None),
+        ("d", 3, Some(7)),
+    ] {
+        let path = d.join(format!("{name}.jsonl"));
+        write(&path, LineFormat::Python, &g.rank(trace, rank, 60));
+        if let Some(at) = bad_at {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.insert(at - 1, "{\"name\": 1}");
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        }
+    }
+    for sort in ["start", "none"] {
+        let out = merge(
+            d,
+            &["a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl", "--sort", sort],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("a.jsonl:40: "), "--sort {sort}: {err}");
+        assert!(!err.contains("b.jsonl:2: "), "--sort {sort}: {err}");
+
+        let out = merge(
+            d,
+            &[
+                "a.jsonl",
+                "b.jsonl",
+                "c.jsonl",
+                "d.jsonl",
+                "--sort",
+                sort,
+                "--skip-invalid",
+            ],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let s = stats(&err);
+        assert_eq!(
+            (s["files"], s["invalid"], s["written"]),
+            (4, 3, 4 * 61),
+            "{err}"
+        );
+        let at = |needle: &str| {
+            err.find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {err}"))
+        };
+        assert!(
+            at("a.jsonl:40: ") < at("b.jsonl:2: ") && at("b.jsonl:2: ") < at("d.jsonl:7: "),
+            "--sort {sort}: warnings in input order: {err}"
+        );
+    }
+}
+
 /// `-o` naming a device or a pipe writes into it: renaming a temporary file over it (what `-o`
 /// does for files) would replace `/dev/null` itself when run as root.
 #[test]
