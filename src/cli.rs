@@ -88,7 +88,7 @@ duplicates, conflicts, orphans, synthesized, torn and invalid lines).
 
 Memory does not grow with the input: --sort start keeps at most three quarters of --buffer-size \
 MiB of spans and spills sorted runs to --temp-dir (16 KiB to 1 MiB of read buffer per run while \
-merging them); --sort end merges at most 1,024 files at once (more in groups through sorted \
+merging them); --sort end merges at most 256 files at once, 1,024 for --format otlp (more in groups through sorted \
 temporary runs in --temp-dir), their read buffers and reorder windows sharing 8 MiB (a few KiB to \
 256 KiB each); the parent check keeps a quarter of --buffer-size (at most 4 MiB with --sort \
 end|none) and spills too. --sort none keeps 24 bytes per span id to drop duplicates, and \

@@ -709,6 +709,10 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let plan = stream::Plan::new(
         stream::BUDGET.min(span_budget),
         descriptors.files,
+        match args.format {
+            MergeFormat::Python => stream::FAN_IN_COPYING,
+            MergeFormat::Otlp | MergeFormat::Chrome => stream::FAN_IN_RENDERING,
+        },
         temp_dir.clone(),
     );
     if streaming {

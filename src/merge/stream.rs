@@ -21,16 +21,19 @@ use std::collections::VecDeque;
 use std::io::BufRead;
 use std::path::PathBuf;
 
-/// Read buffers and reorder windows of all the files merged at once, together: 8 MiB lets 1,024
-/// files (a few racks' ranks) merge in one pass with 8 KiB each, so the output thread decodes and
-/// renders while the files are still being merged; in passes, nothing is written until the last
-/// group's run is done, and otlp/chrome output took 1.5x as long (scripts/bench-merge.sh).
+/// Read buffers and reorder windows of all the files merged at once, together: 8 KiB a file at
+/// [`FAN_IN_RENDERING`] files.
 pub const BUDGET: usize = 8 << 20;
-/// Files merged at once at most, even when descriptors and memory allow more: a merge of
+/// Files merged at once at most, even when descriptors and memory allow more. A merge of
 /// thousands of files at once spends its time on cache misses (each record comes from another
-/// file's buffer); at 4,096 files, groups of 256 or 1,024 then a merge of the runs measured the
-/// same, and faster than one 4,096-way merge (scripts/bench-merge.sh).
-const MAX_FAN_IN: usize = 1024;
+/// file's buffer): merging groups into sorted runs, then the runs, costs less CPU — but nothing is
+/// written until the last group's run is done. So it depends on what the output thread does
+/// (scripts/bench-merge.sh, 1,024 files, 256 MB): when it only copies python lines, groups of 256
+/// were 8% faster than one 1,024-way merge; when it decodes and renders each span (otlp), one
+/// pass let it work beside the reading and was 1.4x as fast. At 4,096 files, groups of 256 or
+/// 1,024 measured the same, and faster than one 4,096-way merge.
+pub const FAN_IN_COPYING: usize = 256;
+pub const FAN_IN_RENDERING: usize = 1024;
 /// Per file: a read buffer of a few lines at least (the read is one system call per buffer), at
 /// most what keeps a few files fast; the window in the same way.
 const READ_MIN: usize = 4 << 10;
@@ -49,12 +52,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// At most `max_open` files at once, and no more than `budget` gives each its minimum.
-    pub fn new(budget: usize, max_open: usize, temp_dir: PathBuf) -> Plan {
+    /// At most `max_fan_in` files at once ([`FAN_IN_COPYING`] or [`FAN_IN_RENDERING`]), at most
+    /// `max_open`, and no more than `budget` gives each its minimum.
+    pub fn new(budget: usize, max_open: usize, max_fan_in: usize, temp_dir: PathBuf) -> Plan {
         let by_memory = budget / (READ_MIN + WINDOW_MIN);
         Plan {
             budget,
-            fan_in: by_memory.min(max_open).clamp(2, MAX_FAN_IN),
+            fan_in: by_memory.min(max_open).min(max_fan_in).max(2),
             temp_dir,
         }
     }
