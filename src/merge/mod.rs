@@ -411,7 +411,7 @@ impl<'a> Emitter<'a> {
             .copies_python_lines()
             .then(|| (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0));
         Emitter {
-            writer: Writer::start(out, decode_ahead),
+            writer: Writer::start(out, if decode_ahead { decoders() } else { 0 }),
             batch: Vec::with_capacity(BATCH),
             lines,
             prev: None,
@@ -494,52 +494,60 @@ impl<'a> Emitter<'a> {
 /// What the writer thread gets, in order.
 enum Chunk {
     Records(Vec<Record>),
-    /// Records decoded by the decoder thread.
-    Spans(Vec<ResourceSpans>),
-    /// The decoder's error at the record after the last `Spans`.
-    Failed(anyhow::Error),
-    /// The decoder's last chunk: without it the spans stopped short (the decoder panicked).
+    /// Records decoded by a decoder thread, and the error at the record after the last of them
+    /// (the decoder stops there).
+    Decoded(Vec<ResourceSpans>, Option<anyhow::Error>),
+    /// A decoder's last chunk: without it the spans stopped short (the decoder panicked).
     End,
     /// Python lines ready to write, and how many.
     Lines(Vec<u8>, u64),
 }
 
-/// Decoded batches waiting for the writer: a decoded span takes several times its record's
-/// memory, so few.
+/// Decoded batches waiting for the writer, per decoder: a decoded span takes several times its
+/// record's memory, so few.
 const DECODED_IN_FLIGHT: usize = 2;
+/// Decoder threads at most.
+const MAX_DECODERS: usize = 4;
 
 /// The threads that decode, render and write. When the output renders spans (otlp, chrome) after
-/// the reading is over (`--sort start`), a decoder thread turns records into spans ahead of the
-/// writer: decoding (a python line parsed again) and rendering each cost about as much, and both
-/// get a core. In the streaming orders the reading thread has the other core already, and a
-/// third busy thread gained nothing measurable on two cores. Bounded channels of batches keep
-/// the memory flat.
+/// the reading is over (`--sort start`), decoder threads turn records into spans ahead of the
+/// writer: decoding (a python line parsed again) costs more than rendering, and on a machine with
+/// more cores than two, more decoders keep up with the writer. Batches go to the decoders in
+/// turn and come back from them in the same turn, so in order. In the streaming orders the
+/// reading thread has the other core already, and a third busy thread gained nothing measurable
+/// on two cores. Bounded channels of batches keep the memory flat.
 struct Writer {
-    tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
-    decoder: Option<std::thread::JoinHandle<()>>,
+    /// The writer's channel, or the decoders' (batch i goes to decoder i mod n).
+    txs: Vec<std::sync::mpsc::SyncSender<Chunk>>,
+    next: usize,
+    decoders: Vec<std::thread::JoinHandle<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<u64>>>,
     /// Set when the merge failed: the output must not be completed (renamed into place).
     abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// The decoder thread: records in, spans out, in order; stops at the first record that does not
-/// decode, after handing on the spans before it and the error.
+/// A decoder thread: records in, spans out, one chunk out for each chunk in; stops at the first
+/// record that does not decode, after handing on the spans before it and the error.
 fn decode_chunks(rx: std::sync::mpsc::Receiver<Chunk>, tx: std::sync::mpsc::SyncSender<Chunk>) {
     for chunk in rx {
         let chunk = match chunk {
             Chunk::Records(batch) => {
                 let mut spans = Vec::with_capacity(batch.len());
+                let mut failed = None;
                 for r in &batch {
                     match r.decode() {
                         Ok(rs) => spans.push(rs),
                         Err(e) => {
-                            let _ = tx.send(Chunk::Spans(spans));
-                            let _ = tx.send(Chunk::Failed(e.into()));
-                            return;
+                            failed = Some(e.into());
+                            break;
                         }
                     }
                 }
-                Chunk::Spans(spans)
+                let stop = failed.is_some();
+                if tx.send(Chunk::Decoded(spans, failed)).is_err() || stop {
+                    return;
+                }
+                continue;
             }
             other => other,
         };
@@ -551,39 +559,71 @@ fn decode_chunks(rx: std::sync::mpsc::Receiver<Chunk>, tx: std::sync::mpsc::Sync
     let _ = tx.send(Chunk::End);
 }
 
+/// Decoder threads when the reading is over: a core for each but the writer's, 1 to 4.
+fn decoders() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .clamp(1, MAX_DECODERS)
+}
+
 impl Writer {
-    fn start(mut out: Output, decode_ahead: bool) -> Self {
+    /// `decoders`: decoder threads ahead of the writer (0: the writer decodes; never for a
+    /// python output, whose lines are copied).
+    fn start(mut out: Output, decoders: usize) -> Self {
         // A few chunks in flight: enough to keep both sides busy, little memory.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
-        let (decoder, rx) = if out.copies_python_lines() || !decode_ahead {
-            (None, rx)
+        let (txs, rxs, decoders) = if out.copies_python_lines() || decoders == 0 {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
+            (vec![tx], vec![rx], Vec::new())
         } else {
-            let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(DECODED_IN_FLIGHT);
-            let decoder = std::thread::spawn(move || decode_chunks(rx, decoded_tx));
-            (Some(decoder), decoded_rx)
+            let n = decoders;
+            let mut txs = Vec::new();
+            let mut rxs = Vec::new();
+            let mut decoders = Vec::new();
+            for _ in 0..n {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8 / n + 1);
+                let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(DECODED_IN_FLIGHT);
+                decoders.push(std::thread::spawn(move || decode_chunks(rx, decoded_tx)));
+                txs.push(tx);
+                rxs.push(decoded_rx);
+            }
+            (txs, rxs, decoders)
         };
+        let decoding = !decoders.is_empty();
         let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let aborted = abort.clone();
-        let mut ended = decoder.is_none();
         let thread = std::thread::spawn(move || {
-            for chunk in rx {
+            // Chunks in turn from each channel; a decoder's End means every chunk has come
+            // (batches went to the decoders in the same turn), and the others' End follow.
+            let mut ended = 0;
+            let mut i = 0;
+            while let Ok(chunk) = rxs[i % rxs.len()].recv() {
+                i += 1;
                 match chunk {
                     Chunk::Records(batch) => {
                         for r in batch {
                             out.write_record(&r)?;
                         }
                     }
-                    Chunk::Spans(spans) => {
+                    Chunk::Decoded(spans, failed) => {
                         for rs in spans {
                             out.write(rs)?;
                         }
+                        if let Some(e) = failed {
+                            return Err(e);
+                        }
                     }
-                    Chunk::Failed(e) => return Err(e),
-                    Chunk::End => ended = true,
+                    Chunk::End => {
+                        ended += 1;
+                        if ended == rxs.len() {
+                            break;
+                        }
+                    }
                     Chunk::Lines(lines, count) => out.write_lines(&lines, count)?,
                 }
             }
-            if aborted.load(std::sync::atomic::Ordering::SeqCst) || !ended {
+            let complete = !decoding || ended == rxs.len();
+            if aborted.load(std::sync::atomic::Ordering::SeqCst) || !complete {
                 // Dropping `out` unfinished removes its temporary file.
                 return Err(anyhow!("merge aborted"));
             }
@@ -592,15 +632,17 @@ impl Writer {
             Ok(written)
         });
         Writer {
-            tx: Some(tx),
-            decoder,
+            txs,
+            next: 0,
+            decoders,
             thread: Some(thread),
             abort,
         }
     }
 
     fn send(&mut self, chunk: Chunk) -> anyhow::Result<()> {
-        let tx = self.tx.as_ref().expect("open until finish");
+        let tx = &self.txs[self.next % self.txs.len().max(1)];
+        self.next += 1;
         if tx.send(chunk).is_err() {
             // The writer stopped on an error: finish() reports it.
             return Err(self
@@ -612,10 +654,11 @@ impl Writer {
     }
 
     fn join(&mut self) -> anyhow::Result<u64> {
-        self.tx = None;
-        // The decoder ends once it has handed on what it got (or the writer stopped), then the
-        // writer ends.
-        if let Some(Err(_)) = self.decoder.take().map(|d| d.join()) {
+        self.txs.clear();
+        // The decoders end once they have handed on what they got (or the writer stopped), then
+        // the writer ends.
+        let panicked = self.decoders.drain(..).any(|d| d.join().is_err());
+        if panicked {
             let _ = self.thread.take().map(|t| t.join());
             return Err(anyhow!("span decoder thread panicked"));
         }
@@ -989,6 +1032,65 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Batches go to the decoders in turn and come back in the same turn: any number of decoders
+    /// writes the same bytes, and a record that does not decode stops the output (no file left).
+    #[test]
+    fn decoders_keep_the_order_and_stop_at_a_bad_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |i: u32| {
+            format!(
+                r#"{{"name": "s{i}", "context": {{"trace_id": "0x{:032x}", "span_id": "0x{:016x}"}}, "start_time": "2024-01-01T00:00:{:02}Z", "end_time": "2024-01-01T00:00:59Z"}}"#,
+                i + 1,
+                i + 1,
+                i % 60
+            )
+        };
+        let records = |bad: Option<u32>| -> Vec<Record> {
+            (0..1000u32)
+                .map(|i| Record {
+                    time: i as u64,
+                    ids: [0; 24],
+                    hash: 0,
+                    data: match bad == Some(i) {
+                        true => b"?".to_vec(),
+                        false => record::encode_line(line(i).as_bytes()),
+                    },
+                    file: 0,
+                })
+                .collect()
+        };
+        let write = |decoders: usize, bad: Option<u32>| {
+            let path = dir.path().join(format!("out{decoders}-{bad:?}.jsonl"));
+            let out = Output::create(Some(&path), MergeFormat::Otlp, &[]).unwrap();
+            let mut writer = Writer::start(out, decoders);
+            let mut rest = records(bad);
+            // Batches of uneven sizes, as the emitter's last one is.
+            for size in [1, 7, 512, 3].iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let batch: Vec<Record> = rest.drain(..(*size).min(rest.len())).collect();
+                if writer.send(Chunk::Records(batch)).is_err() {
+                    break;
+                }
+            }
+            let result = writer.finish();
+            (result, std::fs::read(&path).ok())
+        };
+        let (written, one) = write(0, None);
+        assert_eq!(written.unwrap(), 1000);
+        let one = one.unwrap();
+        for n in 1..=4 {
+            let (written, bytes) = write(n, None);
+            assert_eq!(written.unwrap(), 1000, "{n} decoders");
+            assert!(bytes.unwrap() == one, "{n} decoders: the same bytes");
+            let (failed, bytes) = write(n, Some(600));
+            let e = failed.unwrap_err().to_string();
+            assert!(e.contains("corrupt temporary record"), "{n} decoders: {e}");
+            assert!(bytes.is_none(), "{n} decoders: no output after an error");
+        }
+    }
 
     #[test]
     fn rank_lists() {
