@@ -890,6 +890,52 @@ fn bad_lines_in_several_files_come_in_input_order() {
     }
 }
 
+/// Stdin is read like a file, in its place among the inputs; a bad line on a pipe that stays
+/// open stops the merge at once (the reading thread waiting on the pipe does not hold it up).
+#[test]
+fn stdin_is_merged_in_its_place_and_a_bad_line_on_an_open_pipe_stops_at_once() {
+    use std::io::Write;
+    let dir = tempdir();
+    let d = dir.path();
+    let mut g = Gen::new(5);
+    let trace: [u8; 16] = g.rng.random();
+    for (name, rank) in [("a", 0), ("b", 1), ("c", 2)] {
+        write(
+            &d.join(format!("{name}.jsonl")),
+            LineFormat::Python,
+            &g.rank(trace, rank, 30),
+        );
+    }
+    let files = merged_bytes(d, &["a.jsonl", "b.jsonl", "c.jsonl", "--sort", "start"]);
+    let mut cmd = otel_run(d);
+    cmd.args(["merge", "-q", "a.jsonl", "-", "c.jsonl", "--sort", "start"])
+        .stdin(std::fs::File::open(d.join("b.jsonl")).unwrap());
+    let out = cmd.output().unwrap(); // not run(), which gives the child no stdin
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == files, "stdin in its place: the same output");
+
+    let mut cmd = otel_run(d);
+    cmd.args(["merge", "-", "--sort", "start", "-o", "out.jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"name\": 1}\n").unwrap();
+    stdin.flush().unwrap();
+    // The pipe stays open (`stdin` lives to the end of the test).
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(20),
+        "merge of a bad line on stdin",
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("<stdin>:1: "), "{err}");
+    assert!(!d.join("out.jsonl").exists());
+    drop(stdin);
+}
+
 /// `-o` naming a device or a pipe writes into it: renaming a temporary file over it (what `-o`
 /// does for files) would replace `/dev/null` itself when run as root.
 #[test]

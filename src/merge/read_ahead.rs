@@ -200,11 +200,14 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Adds `item`, read from a line of `bytes`; true when the batch is full.
+    /// Adds `item`, read from a line of `bytes`; true when the batch is to go: full, or ending
+    /// in a bad line (the merge may stop there, and a slow pipe on stdin must not keep that
+    /// waiting for more lines).
     fn push(&mut self, item: Item, bytes: usize) -> bool {
         self.bytes += bytes;
+        let bad = matches!(item, Item::Bad(_));
         self.items.push(item);
-        self.items.len() >= BATCH_LINES || self.bytes >= BATCH_BYTES
+        bad || self.items.len() >= BATCH_LINES || self.bytes >= BATCH_BYTES
     }
 
     fn send(&mut self, tx: &SyncSender<Message>) -> Result<(), ()> {
