@@ -87,6 +87,23 @@ enum FileHome {
 }
 
 impl Homes {
+    /// Adds what a scan of later inputs found: what is known already wins, as the earlier
+    /// inputs' process spans do in one pass.
+    fn absorb(&mut self, later: Homes) {
+        for (key, home) in later.by_rank {
+            self.by_rank.entry(key).or_insert(home);
+        }
+        if self.by_file.len() < later.by_file.len() {
+            self.by_file.resize(later.by_file.len(), FileHome::None);
+        }
+        for (file, found) in later.by_file.into_iter().enumerate() {
+            if found != FileHome::None {
+                self.by_file[file] = found;
+            }
+        }
+        self.traces.extend(later.traces);
+    }
+
     /// Notes `span` of input `file` if it is a process span.
     pub fn learn_span(&mut self, file: usize, resource: &[KeyValue], span: &Span) {
         if attr::get_str(&span.attributes, semconv::SPAN_ROLE) != Some(semconv::ROLE_PROCESS) {
@@ -197,20 +214,58 @@ const ROLE_KEY: &[u8] = b"\"otel_run.span\"";
 /// (otel-run's own spans, a few per rank) are parsed. Stdin cannot be read twice; its process
 /// spans are learned as it is read ([`Homes::learn_span`]). Unreadable or bad lines are left to
 /// the reading pass, which reports them.
+///
+/// Many files are scanned by several threads (one per core, at most 4), each a contiguous share
+/// of the inputs; their findings are joined in input order, so the first process span of a rank
+/// wins as in one pass. A scan is mostly opening and reading files, and at 4,096 rank files it was
+/// a tenth of `merge --sort start`.
 pub fn scan(inputs: &[Input]) -> anyhow::Result<Homes> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_SCAN_THREADS)
+        .min(inputs.len().div_ceil(MIN_FILES_PER_THREAD))
+        .max(1);
+    let share = inputs.len().div_ceil(threads).max(1);
+    let parts: Vec<anyhow::Result<Homes>> = std::thread::scope(|scope| {
+        let scans: Vec<_> = inputs
+            .chunks(share)
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || scan_part(i * share, part)))
+            .collect();
+        scans
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("adoption scan panicked")))
+            })
+            .collect()
+    });
+    let mut homes = Homes::default();
+    for part in parts {
+        homes.absorb(part?);
+    }
+    homes.link_program_files(inputs);
+    Ok(homes)
+}
+
+/// Scan threads at most, and files a thread is worth.
+const MAX_SCAN_THREADS: usize = 4;
+const MIN_FILES_PER_THREAD: usize = 64;
+
+/// Scans `inputs`, the first of which is input number `first`.
+fn scan_part(first: usize, inputs: &[Input]) -> anyhow::Result<Homes> {
     let finder = memchr::memmem::Finder::new(ROLE_KEY);
     let mut homes = Homes::default();
     // One buffer for every file: a fresh 1 MiB per file was zeroed each time (glibc serves it
     // from the heap once a freed one has raised its mmap threshold), 4 GiB of memset at 4,096
     // files, more than the rest of the scan.
     let mut buf = vec![0u8; SCAN_CHUNK];
-    for (file, input) in inputs.iter().enumerate() {
+    for (i, input) in inputs.iter().enumerate() {
         if let Input::File(path) = input {
-            scan_file(file, path, &finder, &mut buf, &mut homes)?;
+            scan_file(first + i, path, &finder, &mut buf, &mut homes)?;
             buf.truncate(SCAN_CHUNK);
         }
     }
-    homes.link_program_files(inputs);
     Ok(homes)
 }
 

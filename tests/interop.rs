@@ -439,6 +439,62 @@ fn job_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Many files are scanned for process spans by several threads, each a share of the inputs: a
+/// rank's home is still its first process span in input order, wherever the shares split.
+#[test]
+fn adoption_scan_of_many_files_keeps_the_first_home_in_input_order() {
+    let dir = tempdir();
+    let d = dir.path();
+    let rank1 = |id: &str| {
+        py_span(
+            JOB,
+            id,
+            None,
+            r#""otel_run.span": "process""#,
+            r#""mpi.rank": 1, "host.name": "n1", "slurm.job.id": "42""#,
+        )
+    };
+    let program = py_span(
+        FOREIGN,
+        "00000000000000b1",
+        None,
+        r#""mpi.rank": "1""#,
+        r#""service.name": "app", "slurm.job.id": "42""#,
+    );
+    let mut files = Vec::new();
+    for i in 0..300 {
+        let line = match i {
+            0 => rank1("00000000000000a1"),
+            // The same rank's second process span (a restarted step), in a later share.
+            170 => rank1("00000000000000a9"),
+            299 => program.clone(),
+            _ => py_span(
+                JOB,
+                &format!("{:016x}", 0x1000 + i),
+                Some("00000000000000a1"),
+                "",
+                "",
+            ),
+        };
+        let p = d.join(format!("f{i:03}.jsonl"));
+        std::fs::write(&p, line + "\n").unwrap();
+        files.push(p);
+    }
+    for sort in ["start", "end", "none"] {
+        let out = run(otel_run(d).args(["merge", "--sort", sort]).args(&files));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{sort}: {stderr}");
+        assert!(stderr.contains(" adopted=1"), "{sort}: {stderr}");
+        let spans = merged(&out.stdout);
+        let b1 = spans.iter().find(|s| s.1 == "00000000000000b1").unwrap();
+        assert_eq!(
+            (b1.0.as_str(), b1.2.as_str()),
+            (JOB, "00000000000000a1"),
+            "{sort}"
+        );
+    }
+}
+
 #[test]
 fn replay_adopts_foreign_traces_under_their_ranks_process_span() {
     let dir = tempdir();
