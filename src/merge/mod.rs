@@ -335,7 +335,7 @@ impl Reading {
 /// a sketch (it is copied through as read, or read again in full when written in another format).
 // Python lines are nearly every line: boxing their span would add an allocation to each.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Parsed {
+enum Parsed {
     Otlp(TracesData),
     Python(Span, std::sync::Arc<python::SharedResource>),
 }
@@ -364,7 +364,7 @@ impl Text<'_> {
     }
 }
 
-pub(crate) fn parse_raw(raw: &[u8]) -> Result<Parsed, String> {
+fn parse_raw(raw: &[u8]) -> Result<Parsed, String> {
     if is_otlp_line(raw) {
         crate::format::parse_line(raw).map(Parsed::Otlp)
     } else {
