@@ -39,6 +39,14 @@ fn line_round_trip(data: &[u8], fmt: Format) {
     if let Err(e) = otel_run::export::otlp::agrees_with_serde(&parsed.resource_spans) {
         panic!("{e}");
     }
+    // Merge's otlp lines, placed from fragments, group spans as the proto types compare.
+    for max in [1, 2, 512] {
+        if let Err(e) =
+            otel_run::export::otlp::lines_agree_with_grouped_types(&parsed.resource_spans, max)
+        {
+            panic!("{e}");
+        }
+    }
     let once = render_and_parse(&parsed, fmt);
     let twice = render_and_parse(&once, fmt);
     // Compared encoded: NaN doubles are not equal to themselves.

@@ -11,6 +11,7 @@
 //! months. Viewers drop negative times, so the first span must be the earliest: write in start
 //! order.
 
+use super::fragment::{close, open, put_bytes, put_u64, Cursor, Parts};
 use super::json::{hex, number, string};
 use super::SpanWriter;
 use crate::semconv;
@@ -31,6 +32,8 @@ pub struct Chrome {
     events: u64,
     /// Unix nanoseconds that `ts` 0 stands for.
     origin: Option<u64>,
+    /// A fragment being placed by `write`.
+    scratch: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -46,9 +49,14 @@ impl SpanWriter for Chrome {
     }
 
     fn write(&mut self, out: &mut Vec<u8>, batch: &[ResourceSpans]) {
+        let mut rendered = std::mem::take(&mut self.scratch);
         for rs in batch {
-            self.spans(out, rs);
+            rendered.clear();
+            fragment(&mut rendered, Parts::of(rs));
+            let placed = self.place(out, &rendered);
+            debug_assert!(placed.is_ok(), "{placed:?}");
         }
+        self.scratch = rendered;
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
@@ -69,55 +77,99 @@ impl SpanWriter for Chrome {
 // time): objects with their keys in byte order (serde_json's `Map` is a `BTreeMap` here), a
 // repeated key written once with its last value, strings escaped and numbers printed by
 // serde_json itself. The tests compare against that `Value` rendering.
-impl Chrome {
-    /// Appends the events of every span in `rs`.
-    fn spans(&mut self, out: &mut Vec<u8>, rs: &ResourceSpans) {
-        let resource = rs
-            .resource
+/// The parts of a fragment ([`super::fragment`]): the time origin the first span would set
+/// (u64), the host (bytes), a span's row (rank as u64, or service name as bytes), and each event
+/// (time in Unix ns as u64, then its bytes up to its `pid`).
+const ORIGIN: u8 = b'O';
+const HOST: u8 = b'H';
+const RANK: u8 = b'R';
+const SERVICE: u8 = b'S';
+const COMPLETE: u8 = b'X';
+const INSTANT: u8 = b'i';
+
+/// Appends the fragment of the spans in `parts`: every event rendered but for its `pid`, `tid`
+/// and `ts`, which [`Chrome::place`] fills in.
+pub fn fragment(out: &mut Vec<u8>, parts: Parts) {
+    let resource = parts.resource.map(|r| &r.attributes[..]).unwrap_or(&[]);
+    let host = crate::attr::get_str(resource, semconv::HOST_NAME).unwrap_or("unknown host");
+    let first = parts
+        .scope_spans
+        .iter()
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.start_time_unix_nano)
+        .min()
+        .unwrap_or(0);
+    out.push(ORIGIN);
+    put_u64(out, first - first % 1_000_000_000);
+    out.push(HOST);
+    put_bytes(out, host.as_bytes());
+    let mut args = Vec::new();
+    for ss in parts.scope_spans {
+        let category = ss
+            .scope
             .as_ref()
-            .map(|r| &r.attributes[..])
-            .unwrap_or(&[]);
-        let host = crate::attr::get_str(resource, semconv::HOST_NAME).unwrap_or("unknown host");
-        let origin = *self.origin.get_or_insert_with(|| {
-            let first = rs
-                .scope_spans
-                .iter()
-                .flat_map(|ss| &ss.spans)
-                .map(|s| s.start_time_unix_nano)
-                .min()
-                .unwrap_or(0);
-            first - first % 1_000_000_000
-        });
-        let mut args = Vec::new();
-        for ss in &rs.scope_spans {
-            let category = ss
-                .scope
-                .as_ref()
-                .map(|s| s.name.as_str())
-                .filter(|n| !n.is_empty())
-                .unwrap_or("span");
-            for span in &ss.spans {
-                // The rank may be on the span (bsb-otel) rather than the resource.
-                let lane = match crate::attr::rank(resource, &span.attributes) {
-                    Some(rank) => Lane::Rank(rank),
-                    None => Lane::Other(
-                        crate::attr::get_str(resource, semconv::SERVICE_NAME)
-                            .unwrap_or("no rank")
-                            .to_string(),
-                    ),
-                };
-                let (pid, tid) = self.row(out, host, lane);
-                self.separate(out);
-                complete(out, &mut args, span, category, pid, tid, origin);
-                for e in &span.events {
-                    self.separate(out);
-                    args.clear();
-                    args.extend(e.attributes.iter().map(Arg::attribute));
-                    let ts = e.time_unix_nano.saturating_sub(origin);
-                    event(out, &mut args, category, &e.name, None, (pid, tid), ts);
+            .map(|s| s.name.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("span");
+        for span in &ss.spans {
+            // The rank may be on the span (bsb-otel) rather than the resource.
+            match crate::attr::rank(resource, &span.attributes) {
+                Some(rank) => {
+                    out.push(RANK);
+                    put_u64(out, rank as u64);
+                }
+                None => {
+                    out.push(SERVICE);
+                    let service = crate::attr::get_str(resource, semconv::SERVICE_NAME);
+                    put_bytes(out, service.unwrap_or("no rank").as_bytes());
                 }
             }
+            out.push(COMPLETE);
+            put_u64(out, span.start_time_unix_nano);
+            let at = open(out);
+            complete(out, &mut args, span, category);
+            close(out, at);
+            for e in &span.events {
+                out.push(INSTANT);
+                put_u64(out, e.time_unix_nano);
+                let at = open(out);
+                args.clear();
+                args.extend(e.attributes.iter().map(Arg::attribute));
+                event(out, &mut args, category, &e.name, None);
+                close(out, at);
+            }
         }
+    }
+}
+
+impl Chrome {
+    /// Places a [`fragment`]: new rows announced first, then its events with their `pid`, `tid`
+    /// and `ts` (from the time origin, which the first fragment placed sets).
+    pub fn place(&mut self, out: &mut Vec<u8>, fragment: &[u8]) -> Result<(), String> {
+        let mut c = Cursor(fragment);
+        let mut host = "";
+        let mut row = (0, 0);
+        while !c.is_empty() {
+            match c.u8()? {
+                ORIGIN => {
+                    let origin = c.u64()?;
+                    self.origin.get_or_insert(origin);
+                }
+                HOST => host = c.str()?,
+                RANK => row = self.row(out, host, Lane::Rank(c.u64()? as i64)),
+                SERVICE => row = self.row(out, host, Lane::Other(c.str()?.to_string())),
+                kind @ (COMPLETE | INSTANT) => {
+                    let time = c.u64()?;
+                    let body = c.bytes()?;
+                    let ts = time.saturating_sub(self.origin.unwrap_or(0));
+                    self.separate(out);
+                    out.extend_from_slice(body);
+                    event_end(out, kind == COMPLETE, row, ts);
+                }
+                other => return Err(format!("rendered chrome span: unknown part {other}")),
+            }
+        }
+        Ok(())
     }
 
     /// The (pid, tid) of a rank, announcing new rows with metadata events first.
@@ -179,17 +231,15 @@ fn metadata_end(out: &mut Vec<u8>, pid: u64, tid: u64) {
     out.push(b'}');
 }
 
-/// A span's complete event; `args` is scratch space.
+/// A span's complete event up to its `pid`; `args` is scratch space.
 fn complete<'a>(
     out: &mut Vec<u8>,
     args: &mut Vec<(&'a str, Arg<'a>)>,
     span: &'a Span,
     category: &str,
-    pid: u64,
-    tid: u64,
-    origin: u64,
 ) {
     args.clear();
+    args.reserve(span.attributes.len() + 5);
     args.extend(span.attributes.iter().map(Arg::attribute));
     args.push(("otel.trace_id", Arg::Hex(&span.trace_id)));
     args.push(("otel.span_id", Arg::Hex(&span.span_id)));
@@ -210,20 +260,17 @@ fn complete<'a>(
     let dur = span
         .end_time_unix_nano
         .saturating_sub(span.start_time_unix_nano);
-    let ts = span.start_time_unix_nano.saturating_sub(origin);
-    event(out, args, category, &span.name, Some(dur), (pid, tid), ts);
+    event(out, args, category, &span.name, Some(dur));
 }
 
-/// One event, its keys in byte order: a complete event (`X`) with its duration, or without one an
-/// instant event (`i`) scoped to its thread. Times in nanoseconds.
+/// One event up to its `pid`, its keys in byte order: a complete event (`X`) with its duration,
+/// or without one an instant event (`i`). Times in nanoseconds.
 fn event<'a>(
     out: &mut Vec<u8>,
     args: &mut [(&'a str, Arg<'a>)],
     category: &str,
     name: &str,
     dur: Option<u64>,
-    (pid, tid): (u64, u64),
-    ts: u64,
 ) {
     out.extend_from_slice(b"{\"args\":");
     object(out, args);
@@ -239,10 +286,14 @@ fn event<'a>(
         Some(_) => out.extend_from_slice(b",\"ph\":\"X\",\"pid\":"),
         None => out.extend_from_slice(b",\"ph\":\"i\",\"pid\":"),
     }
+}
+
+/// The rest of an event after its `pid` key: an instant event is scoped to its thread.
+fn event_end(out: &mut Vec<u8>, complete: bool, (pid, tid): (u64, u64), ts: u64) {
     number(out, pid);
-    match dur {
-        Some(_) => out.extend_from_slice(b",\"tid\":"),
-        None => out.extend_from_slice(b",\"s\":\"t\",\"tid\":"),
+    match complete {
+        true => out.extend_from_slice(b",\"tid\":"),
+        false => out.extend_from_slice(b",\"s\":\"t\",\"tid\":"),
     }
     number(out, tid);
     out.extend_from_slice(b",\"ts\":");
@@ -528,6 +579,31 @@ mod tests {
         }
     }
 
+    /// A fragment cut short or otherwise wrong is an error, never a panic.
+    #[test]
+    fn a_corrupt_fragment_is_an_error() {
+        let mut fragment = Vec::new();
+        super::fragment(&mut fragment, Parts::of(&awkward()[0]));
+        let mut errors = 0;
+        for cut in 1..fragment.len() {
+            let placed = Chrome::default().place(&mut Vec::new(), &fragment[..cut]);
+            // A cut between whole parts is a shorter fragment, not a wrong one.
+            if let Err(e) = placed {
+                assert!(e.contains("rendered"), "{e}");
+                errors += 1;
+            }
+        }
+        assert!(
+            errors > fragment.len() * 9 / 10,
+            "{errors} of {}",
+            fragment.len()
+        );
+        assert!(Chrome::default().place(&mut Vec::new(), b"?").is_err());
+        assert!(Chrome::default()
+            .place(&mut Vec::new(), b"H\xff\xff\xff\xff")
+            .is_err());
+    }
+
     fn rank(host: &str, rank: i64, start: u64) -> ResourceSpans {
         ResourceSpans {
             resource: Some(Resource {
@@ -561,10 +637,14 @@ mod tests {
         let mut out = Vec::new();
         w.begin(&mut out);
         const T: u64 = 1_700_000_000_000_000_000;
-        w.spans(&mut out, &rank("a", 0, T + 1_000_000));
-        w.spans(&mut out, &rank("a", 1, T + 1_000_000));
-        w.spans(&mut out, &rank("b", 2, T + 1_000_000));
-        w.spans(&mut out, &rank("a", 0, T + 2_000_500));
+        for rs in [
+            rank("a", 0, T + 1_000_000),
+            rank("a", 1, T + 1_000_000),
+            rank("b", 2, T + 1_000_000),
+            rank("a", 0, T + 2_000_500),
+        ] {
+            w.write(&mut out, &[rs]);
+        }
         w.end(&mut out);
         let doc: Json = serde_json::from_slice(&out).unwrap();
         let events = doc["traceEvents"].as_array().unwrap();

@@ -9,6 +9,7 @@
 
 pub mod chrome;
 pub mod console;
+pub mod fragment;
 mod json;
 mod nonfinite;
 pub mod otlp;
@@ -47,6 +48,21 @@ impl Format {
             Format::Otlp => Box::new(otlp::Otlp),
             Format::Chrome => Box::<chrome::Chrome>::default(),
             Format::Console => Box::new(console::Console),
+        }
+    }
+}
+
+/// Renders a span's [`fragment`] ahead of its place in the output.
+pub type Render = fn(&mut Vec<u8>, fragment::Parts);
+
+impl Format {
+    /// How this format renders fragments: for the formats that place them (chrome, otlp as merge
+    /// writes it).
+    pub fn fragments(self) -> Option<Render> {
+        match self {
+            Format::Chrome => Some(chrome::fragment),
+            Format::Otlp => Some(otlp::fragment),
+            Format::Python | Format::Console => None,
         }
     }
 }

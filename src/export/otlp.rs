@@ -10,6 +10,7 @@
 //! 0, and NaN and ±Infinity as proto3 JSON's strings. [`serde_rendering`] keeps that first writer
 //! as the oracle the tests and the `otlp_line` and `python_line` fuzz targets compare against.
 
+use super::fragment::{close, open, Cursor, Parts};
 use super::json::{hex, number, string};
 use super::SpanWriter;
 use base64::Engine;
@@ -19,6 +20,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
 
 pub struct Otlp;
 
@@ -32,6 +34,233 @@ impl SpanWriter for Otlp {
         list(out, batch, resource_spans);
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// The parts of an otlp fragment ([`super::fragment`]), one unit per span: whether its group key
+/// compares as bytes ([`EXACT`]) or not ([`INEXACT`]), the key as the line's opening and closing
+/// (resource and scope; bytes), the span's JSON (bytes), and for an inexact key the resource and
+/// scope themselves (a protobuf `ResourceSpans` without spans, bytes).
+const EXACT: u8 = b'=';
+const INEXACT: u8 = b'~';
+
+/// Appends the fragment of the spans in `parts`, each a unit of its own (merge writes one span
+/// per `ResourceSpans`; [`Lines`] groups them again).
+pub fn fragment(out: &mut Vec<u8>, parts: Parts) {
+    for ss in parts.scope_spans {
+        let exact = compares_as_bytes(parts.resource, ss.scope.as_ref());
+        for s in &ss.spans {
+            out.push(if exact { EXACT } else { INEXACT });
+            let at = open(out);
+            out.extend_from_slice(b"{\"resourceSpans\":[{\"resource\":");
+            optional(out, parts.resource, resource);
+            out.extend_from_slice(b",\"scopeSpans\":[{\"scope\":");
+            optional(out, ss.scope.as_ref(), scope);
+            out.extend_from_slice(b",\"spans\":[");
+            close(out, at);
+            let at = open(out);
+            out.extend_from_slice(b"],\"schemaUrl\":");
+            string(out, &ss.schema_url);
+            out.extend_from_slice(b"}],\"schemaUrl\":");
+            string(out, parts.schema_url);
+            out.extend_from_slice(b"}]}\n");
+            close(out, at);
+            let at = open(out);
+            span(out, s);
+            close(out, at);
+            if !exact {
+                let key = ResourceSpans {
+                    resource: parts.resource.cloned(),
+                    schema_url: parts.schema_url.to_string(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: Vec::new(),
+                        schema_url: ss.schema_url.clone(),
+                    }],
+                };
+                let at = open(out);
+                key.encode(out).expect("a Vec grows as needed");
+                close(out, at);
+            }
+        }
+    }
+}
+
+/// Whether two resource-and-scope keys are equal exactly when their JSON is: true unless a double
+/// in them is NaN (never equal to itself) or zero (0.0 equals -0.0, written differently).
+fn compares_as_bytes(resource: Option<&Resource>, scope: Option<&InstrumentationScope>) -> bool {
+    fn plain(kvs: &[KeyValue]) -> bool {
+        kvs.iter().all(|kv| {
+            kv.value
+                .as_ref()
+                .is_none_or(|v| value_plain(v.value.as_ref()))
+        })
+    }
+    fn value_plain(v: Option<&Value>) -> bool {
+        match v {
+            Some(Value::DoubleValue(d)) => !d.is_nan() && *d != 0.0,
+            Some(Value::ArrayValue(a)) => a.values.iter().all(|v| value_plain(v.value.as_ref())),
+            Some(Value::KvlistValue(l)) => plain(&l.values),
+            _ => true,
+        }
+    }
+    resource.is_none_or(|r| plain(&r.attributes)) && scope.is_none_or(|s| plain(&s.attributes))
+}
+
+/// Merge's otlp output: consecutive spans of one resource and scope share a line, up to `max`.
+/// It places [`fragment`]s; keys are compared as bytes, or for the rare inexact ones (see
+/// [`compares_as_bytes`]) as the proto types, which is what equality meant when the spans
+/// themselves were grouped: an exact key never equals an inexact one.
+pub struct Lines {
+    max: usize,
+    /// The line being gathered (`count` 0: none); its buffers are reused for the next.
+    exact: bool,
+    opening: Vec<u8>,
+    closing: Vec<u8>,
+    key: Option<ResourceSpans>,
+    spans: Vec<u8>,
+    count: usize,
+}
+
+impl Lines {
+    pub fn new(max: usize) -> Self {
+        Lines {
+            max: max.max(1),
+            exact: true,
+            opening: Vec::new(),
+            closing: Vec::new(),
+            key: None,
+            spans: Vec::new(),
+            count: 0,
+        }
+    }
+
+    pub fn place(&mut self, out: &mut Vec<u8>, fragment: &[u8]) -> Result<(), String> {
+        let mut c = Cursor(fragment);
+        while !c.is_empty() {
+            let exact = match c.u8()? {
+                EXACT => true,
+                INEXACT => false,
+                other => return Err(format!("rendered otlp span: unknown part {other}")),
+            };
+            let (opening, closing, span) = (c.bytes()?, c.bytes()?, c.bytes()?);
+            let key = match exact {
+                true => None,
+                false => Some(
+                    ResourceSpans::decode(c.bytes()?)
+                        .map_err(|e| format!("rendered otlp span: {e}"))?,
+                ),
+            };
+            let same = self.count > 0
+                && self.count < self.max
+                && match (exact, self.exact) {
+                    (true, true) => opening == self.opening && closing == self.closing,
+                    (false, false) => same_key(key.as_ref(), self.key.as_ref()),
+                    _ => false,
+                };
+            if !same {
+                self.flush(out);
+                self.exact = exact;
+                self.opening.extend_from_slice(opening);
+                self.closing.extend_from_slice(closing);
+                self.key = key;
+            } else {
+                self.spans.push(b',');
+            }
+            self.spans.extend_from_slice(span);
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the line being gathered.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        if self.count > 0 {
+            out.extend_from_slice(&self.opening);
+            out.extend_from_slice(&self.spans);
+            out.extend_from_slice(&self.closing);
+        }
+        self.opening.clear();
+        self.closing.clear();
+        self.spans.clear();
+        self.key = None;
+        self.count = 0;
+    }
+}
+
+/// Whether [`Lines`] over the fragments of `batch`'s spans (each alone in its resource and scope,
+/// as merge writes them) writes what grouping the proto types themselves wrote, up to `max` spans
+/// a line (`Err` shows both). For the unit tests and the `otlp_line` and `python_line` fuzz
+/// checks.
+#[doc(hidden)]
+pub fn lines_agree_with_grouped_types(batch: &[ResourceSpans], max: usize) -> Result<(), String> {
+    let mut spans = Vec::new();
+    for rs in batch {
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                spans.push(ResourceSpans {
+                    resource: rs.resource.clone(),
+                    schema_url: rs.schema_url.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: vec![span.clone()],
+                        schema_url: ss.schema_url.clone(),
+                    }],
+                });
+            }
+        }
+    }
+    // What merge wrote when it grouped the types.
+    let mut want = Vec::new();
+    let mut pending: Option<ResourceSpans> = None;
+    for rs in &spans {
+        if let Some(p) = &mut pending {
+            let fits = p.resource == rs.resource
+                && p.schema_url == rs.schema_url
+                && p.scope_spans[0].scope == rs.scope_spans[0].scope
+                && p.scope_spans[0].schema_url == rs.scope_spans[0].schema_url
+                && p.scope_spans[0].spans.len() < max;
+            if fits {
+                p.scope_spans[0]
+                    .spans
+                    .extend(rs.scope_spans[0].spans.clone());
+                continue;
+            }
+        }
+        if let Some(done) = pending.replace(rs.clone()) {
+            Otlp.write(&mut want, &[done]);
+        }
+    }
+    if let Some(done) = pending {
+        Otlp.write(&mut want, &[done]);
+    }
+    let mut got = Vec::new();
+    let mut lines = Lines::new(max);
+    let mut fragment = Vec::new();
+    for rs in &spans {
+        fragment.clear();
+        self::fragment(&mut fragment, Parts::of(rs));
+        lines.place(&mut got, &fragment)?;
+    }
+    lines.flush(&mut got);
+    if got != want {
+        return Err(format!(
+            "placed fragments:\n{}\ngrouped types:\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        ));
+    }
+    Ok(())
+}
+
+/// Inexact keys: equal as the proto types are.
+fn same_key(a: Option<&ResourceSpans>, b: Option<&ResourceSpans>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return false;
+    };
+    fn scope(k: &ResourceSpans) -> Option<(&Option<InstrumentationScope>, &String)> {
+        k.scope_spans.first().map(|ss| (&ss.scope, &ss.schema_url))
+    }
+    a.resource == b.resource && a.schema_url == b.schema_url && scope(a) == scope(b)
 }
 
 /// `items` as a JSON array, each written by `item`.
@@ -544,6 +773,94 @@ mod tests {
         ] {
             assert!(line.contains(needle), "{needle} missing: {line}");
         }
+    }
+
+    /// Fragments share a line exactly when the proto types are equal, also where that differs
+    /// from equal JSON: NaN is not equal to itself, 0.0 equals -0.0 (written differently), in the
+    /// resource or the scope, nested or not; and no line holds more than `max` spans.
+    #[test]
+    fn lines_group_exactly_as_the_proto_types_compare() {
+        let one = |x: f64, scope_x: f64, schema: &str| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    attr::string("host.name", "a"),
+                    attr::kv(
+                        "nested",
+                        Value::ArrayValue(ArrayValue {
+                            values: vec![any(Value::DoubleValue(x))],
+                        }),
+                    ),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "s".into(),
+                    attributes: vec![attr::double("y", scope_x)],
+                    ..Default::default()
+                }),
+                spans: vec![Span {
+                    name: format!("{x} {scope_x}"),
+                    ..Default::default()
+                }],
+                schema_url: schema.into(),
+            }],
+            ..Default::default()
+        };
+        let nan = f64::NAN;
+        let cases = [
+            (1.5, 1.0, ""),
+            (1.5, 1.0, ""),
+            (0.0, 1.0, ""),
+            (-0.0, 1.0, ""),
+            (0.0, 1.0, "other"),
+            (nan, 1.0, ""),
+            (nan, 1.0, ""),
+            (2.0, 0.0, ""),
+            (2.0, -0.0, ""),
+            (2.0, nan, ""),
+            (2.0, 1.0, ""),
+            (2.0, 1.0, ""),
+            (2.0, 1.0, ""),
+        ];
+        let spans: Vec<_> = cases.iter().map(|&(x, y, s)| one(x, y, s)).collect();
+        for max in [1, 2, 512] {
+            lines_agree_with_grouped_types(&spans, max).unwrap();
+        }
+        let mut out = Vec::new();
+        let mut lines = Lines::new(512);
+        let mut fragment = Vec::new();
+        for rs in &spans {
+            fragment.clear();
+            super::fragment(&mut fragment, Parts::of(rs));
+            lines.place(&mut out, &fragment).unwrap();
+        }
+        lines.flush(&mut out);
+        let lines = out.split(|&b| b == b'\n').count() - 1;
+        // 1.5 twice; ±0.0; another schema URL; NaN, NaN; ±0.0 in the scope; NaN; 1.0 thrice.
+        assert_eq!(lines, 8);
+    }
+
+    /// A fragment cut short or otherwise wrong is an error, never a panic.
+    #[test]
+    fn a_corrupt_fragment_is_an_error() {
+        let mut fragment = Vec::new();
+        super::fragment(&mut fragment, Parts::of(&everything()[0]));
+        let mut errors = 0;
+        for cut in 1..fragment.len() {
+            // A cut between whole spans is a shorter fragment, not a wrong one.
+            if let Err(e) = Lines::new(512).place(&mut Vec::new(), &fragment[..cut]) {
+                assert!(e.contains("rendered"), "{e}");
+                errors += 1;
+            }
+        }
+        assert!(
+            errors > fragment.len() * 9 / 10,
+            "{errors} of {}",
+            fragment.len()
+        );
+        let mut lines = Lines::new(512);
+        assert!(lines.place(&mut Vec::new(), b"?").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::adopt::Homes;
 use crate::attr;
 use crate::cli::{MergeArgs, MergeFormat, SortOrder};
 use crate::error::usage;
+use crate::export::Render;
 use crate::format::{is_otlp_line, python, Line};
 use crate::input::{self, Counts, Input};
 use anyhow::anyhow;
@@ -189,20 +190,28 @@ impl Reading {
             }
             None => false,
         };
-        let full = if full {
-            Some(python::parse_line(text.raw())?)
-        } else {
-            None
+        let full = match (full, &mut *text) {
+            (false, _) => None,
+            // Read in full already: put back together as the line reads.
+            (true, Text::Rendered { rendered, .. }) => {
+                let mut rs = std::mem::take(&mut rendered.shell);
+                rs.resource = Some(resource.resource.clone());
+                rs.schema_url = resource.schema_url.clone();
+                if let Some(ss) = rs.scope_spans.first_mut() {
+                    ss.spans = vec![span.clone()];
+                }
+                Some(rs)
+            }
+            (true, text) => Some(python::parse_line(text.raw())?),
         };
         self.counts.lines += 1;
         self.counts.spans += 1;
         Ok(match full {
             Some(rs) => self.resource_span(file, rs, sink),
             None => {
-                let content = |_: &mut Vec<u8>| {
-                    let hash = record::line_hash(text.raw());
-                    (hash, text.take_data())
-                };
+                // A step root stays a line: --repair reads it back (repair.rs).
+                let step = repair::role(span) == repair::Role::Step;
+                let content = |_: &mut Vec<u8>| text.content(step);
                 self.span(file, span, Some(&resource.resource), 0, content, sink)
             }
         })
@@ -288,13 +297,15 @@ impl Reading {
     /// Reads every input once, in order: the files are read and their lines parsed on a
     /// thread of their own ([`read_ahead`]), which leaves this one the merge's state (filter,
     /// adoption, facts, the sort buffer).
+    /// `render`: the output's renderer, when spans are to be rendered as they are read.
     fn read_all(
         &mut self,
         inputs: &[Input],
+        render: Option<Render>,
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let names: Vec<String> = inputs.iter().map(Input::name).collect();
-        let mut ahead = read_ahead::ReadAhead::start(inputs.to_vec());
+        let mut ahead = read_ahead::ReadAhead::start(inputs.to_vec(), render);
         while let Some(mut batch) = ahead.next_batch()? {
             for item in &mut batch {
                 match item {
@@ -304,8 +315,14 @@ impl Reading {
                         complete,
                         parsed,
                         data,
+                        rendered,
                     } => {
-                        let mut text = Text::Copied(std::mem::take(data));
+                        let data = std::mem::take(data);
+                        // What stays in the item is freed by the reading thread that made it.
+                        let mut text = match rendered {
+                            Some(rendered) => Text::Rendered { data, rendered },
+                            None => Text::Copied(data),
+                        };
                         let result = self.parsed_line(*file, &mut text, parsed, sink);
                         let line = Line {
                             name: &names[*file as usize],
@@ -341,25 +358,41 @@ enum Parsed {
 }
 
 /// A python line's text: as the line reader lent it, or as the read-ahead thread copied it (as
-/// record data, behind its tag: it becomes the record's data without another copy).
+/// record data, behind its tag: it becomes the record's data without another copy), with its
+/// content hash and span rendered for the output when it renders spans.
 enum Text<'a> {
     Lent(&'a [u8]),
     Copied(Vec<u8>),
+    /// `data`: the line only for a step root (see `read_ahead::render_python`).
+    Rendered {
+        data: Vec<u8>,
+        rendered: &'a mut read_ahead::Rendered,
+    },
 }
 
 impl Text<'_> {
     fn raw(&self) -> &[u8] {
         match self {
             Text::Lent(raw) => raw,
-            Text::Copied(data) => record::python_text(data).unwrap_or_default(),
+            Text::Copied(data) | Text::Rendered { data, .. } => {
+                record::python_text(data).unwrap_or_default()
+            }
         }
     }
 
-    /// The record data (taken: once).
-    fn take_data(&mut self) -> Vec<u8> {
+    /// The content hash and record data (taken: once): the rendered span if there is one, unless
+    /// `keep_line`.
+    fn content(&mut self, keep_line: bool) -> (u64, Vec<u8>) {
         match self {
-            Text::Lent(raw) => record::encode_line(raw),
-            Text::Copied(data) => std::mem::take(data),
+            Text::Lent(raw) => (record::line_hash(raw), record::encode_line(raw)),
+            Text::Copied(data) => {
+                let hash = record::line_hash(record::python_text(data).unwrap_or_default());
+                (hash, std::mem::take(data))
+            }
+            Text::Rendered { data, rendered } => match keep_line {
+                true => (rendered.hash, std::mem::take(data)),
+                false => (rendered.hash, std::mem::take(&mut rendered.fragment)),
+            },
         }
     }
 }
@@ -494,26 +527,27 @@ impl<'a> Emitter<'a> {
 /// What the writer thread gets, in order.
 enum Chunk {
     Records(Vec<Record>),
-    /// Records decoded by a decoder thread, and the error at the record after the last of them
-    /// (the decoder stops there).
-    Decoded(Vec<ResourceSpans>, Option<anyhow::Error>),
+    /// Spans rendered by a decoder thread (each its fragment, length first), and the error at the
+    /// record after the last of them (the decoder stops there).
+    Rendered(Vec<u8>, Option<anyhow::Error>),
     /// A decoder's last chunk: without it the spans stopped short (the decoder panicked).
     End,
     /// Python lines ready to write, and how many.
     Lines(Vec<u8>, u64),
 }
 
-/// Decoded batches waiting for the writer, per decoder: a decoded span takes several times its
-/// record's memory, so few.
-const DECODED_IN_FLIGHT: usize = 2;
+/// Rendered batches waiting for the writer, per decoder.
+const RENDERED_IN_FLIGHT: usize = 2;
 /// Decoder threads at most.
 const MAX_DECODERS: usize = 4;
 
 /// The threads that decode, render and write. When the output renders spans (otlp, chrome) after
-/// the reading is over (`--sort start`), decoder threads turn records into spans ahead of the
-/// writer: decoding (a python line parsed again) costs more than rendering, and on a machine with
-/// more cores than two, more decoders keep up with the writer. Batches go to the decoders in
-/// turn and come back from them in the same turn, so in order. In the streaming orders the
+/// the reading is over (`--sort start`), decoder threads turn records into fragments
+/// (`export::fragment`) ahead of the writer, which only places them: a span is parsed, rendered
+/// and freed on one thread (freeing on another takes that thread's malloc arena lock, and the two
+/// threads then took turns), and on a machine with more than two cores more decoders keep up with
+/// the writer. Records rendered at read time pass through as they are. Batches go to the decoders
+/// in turn and come back from them in the same turn, so in order. In the streaming orders the
 /// reading thread has the other core already, and a third busy thread gained nothing measurable
 /// on two cores. Bounded channels of batches keep the memory flat.
 struct Writer {
@@ -526,25 +560,38 @@ struct Writer {
     abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// A decoder thread: records in, spans out, one chunk out for each chunk in; stops at the first
-/// record that does not decode, after handing on the spans before it and the error.
-fn decode_chunks(rx: std::sync::mpsc::Receiver<Chunk>, tx: std::sync::mpsc::SyncSender<Chunk>) {
+/// A decoder thread: records in, fragments out, one chunk out for each chunk in; stops at the
+/// first record that does not decode, after handing on the spans before it and the error.
+fn render_chunks(
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+    render: Render,
+) {
+    use crate::export::fragment::{close, open, Parts};
     for chunk in rx {
         let chunk = match chunk {
             Chunk::Records(batch) => {
-                let mut spans = Vec::with_capacity(batch.len());
+                let size = batch.iter().map(|r| r.data.len() + 8).sum();
+                let mut rendered = Vec::with_capacity(size);
                 let mut failed = None;
                 for r in &batch {
-                    match r.decode() {
-                        Ok(rs) => spans.push(rs),
-                        Err(e) => {
-                            failed = Some(e.into());
-                            break;
-                        }
+                    let at = open(&mut rendered);
+                    match r.fragment() {
+                        Some(fragment) => rendered.extend_from_slice(fragment),
+                        None => match r.decode() {
+                            Ok(rs) => render(&mut rendered, Parts::of(&rs)),
+                            Err(e) => {
+                                rendered.truncate(at - 4);
+                                failed = Some(e.into());
+                                break;
+                            }
+                        },
                     }
+                    close(&mut rendered, at);
                 }
+                drop(batch);
                 let stop = failed.is_some();
-                if tx.send(Chunk::Decoded(spans, failed)).is_err() || stop {
+                if tx.send(Chunk::Rendered(rendered, failed)).is_err() || stop {
                     return;
                 }
                 continue;
@@ -572,22 +619,27 @@ impl Writer {
     /// python output, whose lines are copied).
     fn start(mut out: Output, decoders: usize) -> Self {
         // A few chunks in flight: enough to keep both sides busy, little memory.
-        let (txs, rxs, decoders) = if out.copies_python_lines() || decoders == 0 {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
-            (vec![tx], vec![rx], Vec::new())
-        } else {
-            let n = decoders;
-            let mut txs = Vec::new();
-            let mut rxs = Vec::new();
-            let mut decoders = Vec::new();
-            for _ in 0..n {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8 / n + 1);
-                let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(DECODED_IN_FLIGHT);
-                decoders.push(std::thread::spawn(move || decode_chunks(rx, decoded_tx)));
-                txs.push(tx);
-                rxs.push(decoded_rx);
+        let (txs, rxs, decoders) = match (out.fragments(), decoders) {
+            (Some(render), n) if n > 0 => {
+                let mut txs = Vec::new();
+                let mut rxs = Vec::new();
+                let mut decoders = Vec::new();
+                for _ in 0..n {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8 / n + 1);
+                    let (rendered_tx, rendered_rx) =
+                        std::sync::mpsc::sync_channel(RENDERED_IN_FLIGHT);
+                    decoders.push(std::thread::spawn(move || {
+                        render_chunks(rx, rendered_tx, render)
+                    }));
+                    txs.push(tx);
+                    rxs.push(rendered_rx);
+                }
+                (txs, rxs, decoders)
             }
-            (txs, rxs, decoders)
+            _ => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
+                (vec![tx], vec![rx], Vec::new())
+            }
         };
         let decoding = !decoders.is_empty();
         let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -605,9 +657,11 @@ impl Writer {
                             out.write_record(&r)?;
                         }
                     }
-                    Chunk::Decoded(spans, failed) => {
-                        for rs in spans {
-                            out.write(rs)?;
+                    Chunk::Rendered(rendered, failed) => {
+                        let mut fragments = crate::export::fragment::Cursor(&rendered);
+                        while !fragments.is_empty() {
+                            let fragment = fragments.bytes().map_err(|e| anyhow!("{e}"))?;
+                            out.place(fragment)?;
                         }
                         if let Some(e) = failed {
                             return Err(e);
@@ -811,7 +865,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     // Repairs must be known before the first span is written. The external sort reads
     // everything before writing anyway; the streaming orders need a first pass.
     let analysis = if args.repair && streaming {
-        reading.read_all(&inputs, &mut |_| Ok(()))?;
+        reading.read_all(&inputs, None, &mut |_| Ok(()))?;
         let analysis = reading.facts.take().expect("set above").analyse(true)?;
         reading.counts = Counts::default();
         reading.kept = 0;
@@ -841,11 +895,14 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     };
 
     let out = Output::create(args.output.as_deref(), args.format, &inputs)?;
+    // Spans rendered as they are read, by the reading threads (for the orders that read through
+    // them): the writer then only places them.
+    let render = out.fragments();
     let empty = HashSet::new();
     match (sort, analysis) {
         (SortOrder::Start, _) => {
             let mut sorter = ExtSorter::new(span_budget, temp_dir.clone(), descriptors.runs);
-            reading.read_all(&inputs, &mut |r| sorter.push(r))?;
+            reading.read_all(&inputs, render, &mut |r| sorter.push(r))?;
             report.runs = sorter.runs();
             let facts = reading.facts.take().expect("set above");
             // Without --repair the parent check only counts (it adds and replaces nothing): it
@@ -885,7 +942,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
             let mut emitter = Emitter::new(out, replaced, false, false);
-            let stats = stream::merge(&inputs, &plan, extra, &mut reading, &mut |r| {
+            let stats = stream::merge(&inputs, &plan, extra, render, &mut reading, &mut |r| {
                 emitter.push(r)
             })?;
             reading.not_all_skipped()?;
@@ -898,7 +955,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
             let replaced = pre.as_ref().map(|a| &a.replaced).unwrap_or(&empty);
             let mut emitter = Emitter::new(out, replaced, true, false);
-            reading.read_all(&inputs, &mut |r| emitter.push(r))?;
+            reading.read_all(&inputs, render, &mut |r| emitter.push(r))?;
             for e in extra {
                 emitter.push(e)?;
             }

@@ -10,7 +10,9 @@
 
 use super::record::Record;
 use crate::cli::MergeFormat;
-use crate::export::{Format, SpanWriter};
+use crate::export::chrome::{self, Chrome};
+use crate::export::fragment::Parts;
+use crate::export::{otlp, Format, SpanWriter};
 use crate::input::Input;
 use anyhow::Context;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -23,6 +25,14 @@ use tempfile::TempPath;
 
 /// otlp lines group consecutive spans of one resource and scope, up to this many per line.
 const OTLP_SPANS_PER_LINE: usize = 512;
+
+/// How spans get into the output: python lines through the format's writer; chrome and otlp as
+/// fragments placed in order (a span decoded here is rendered to one first).
+enum Place {
+    Lines(Box<dyn SpanWriter>),
+    Chrome(Chrome),
+    Otlp(otlp::Lines),
+}
 const FLUSH_AT: usize = 1 << 20;
 
 pub struct Output {
@@ -34,8 +44,9 @@ pub struct Output {
     name: String,
     format: MergeFormat,
     buf: Vec<u8>,
-    pending: Option<ResourceSpans>,
-    writer: Box<dyn SpanWriter>,
+    place: Place,
+    /// A fragment rendered here, reused.
+    scratch: Vec<u8>,
     pub written: u64,
 }
 
@@ -98,12 +109,23 @@ impl Output {
             name,
             format,
             buf: Vec::with_capacity(FLUSH_AT + 64 * 1024),
-            pending: None,
-            writer: Format::from(format).writer(),
+            place: match format {
+                MergeFormat::Python => Place::Lines(Format::Python.writer()),
+                MergeFormat::Chrome => Place::Chrome(Chrome::default()),
+                MergeFormat::Otlp => Place::Otlp(otlp::Lines::new(OTLP_SPANS_PER_LINE)),
+            },
+            scratch: Vec::new(),
             written: 0,
         };
-        out.writer.begin(&mut out.buf);
+        if let Place::Chrome(chrome) = &mut out.place {
+            chrome.begin(&mut out.buf);
+        }
         Ok(out)
+    }
+
+    /// How spans are rendered ahead for this output ([`Output::place`]); none for python.
+    pub fn fragments(&self) -> Option<crate::export::Render> {
+        Format::from(self.format).fragments()
     }
 
     /// Whether python lines are written as they were read (see [`Output::write_lines`]).
@@ -127,42 +149,52 @@ impl Output {
         Ok(())
     }
 
-    /// Writes one record's span, decoded. (A python line for a python output never comes here:
-    /// the emitter copies those into `write_lines` chunks.)
+    /// Writes one record's span: placed if it was rendered ahead, else decoded (and rendered).
+    /// (A python line for a python output never comes here: the emitter copies those into
+    /// `write_lines` chunks.)
     pub fn write_record(&mut self, r: &Record) -> anyhow::Result<()> {
-        self.write(r.decode()?)
+        match r.fragment() {
+            Some(fragment) => self.place(fragment),
+            None => self.write(&r.decode()?),
+        }
     }
 
     /// Writes one span (a `ResourceSpans` holding it alone).
-    pub fn write(&mut self, rs: ResourceSpans) -> anyhow::Result<()> {
+    pub fn write(&mut self, rs: &ResourceSpans) -> anyhow::Result<()> {
+        let render = match &mut self.place {
+            Place::Lines(writer) => {
+                self.written += 1;
+                writer.write(&mut self.buf, std::slice::from_ref(rs));
+                return self.flush_if_full();
+            }
+            Place::Chrome(_) => chrome::fragment,
+            Place::Otlp(_) => otlp::fragment,
+        };
+        let mut fragment = std::mem::take(&mut self.scratch);
+        fragment.clear();
+        render(&mut fragment, Parts::of(rs));
+        let placed = self.place(&fragment);
+        self.scratch = fragment;
+        placed
+    }
+
+    /// Places one span's fragment (`export::fragment`), rendered by this output's format.
+    pub fn place(&mut self, fragment: &[u8]) -> anyhow::Result<()> {
         self.written += 1;
-        match self.format {
-            MergeFormat::Otlp => self.group(rs),
-            MergeFormat::Python | MergeFormat::Chrome => self.writer.write(&mut self.buf, &[rs]),
-        }
+        let placed = match &mut self.place {
+            Place::Chrome(chrome) => chrome.place(&mut self.buf, fragment),
+            Place::Otlp(lines) => lines.place(&mut self.buf, fragment),
+            Place::Lines(_) => Err("a rendered span for a python output".to_string()),
+        };
+        placed.map_err(|e| anyhow::anyhow!("corrupt temporary record: {e}"))?;
+        self.flush_if_full()
+    }
+
+    fn flush_if_full(&mut self) -> anyhow::Result<()> {
         if self.buf.len() >= FLUSH_AT {
             self.flush_buf()?;
         }
         Ok(())
-    }
-
-    fn group(&mut self, rs: ResourceSpans) {
-        if let Some(p) = &mut self.pending {
-            let fits = p.resource == rs.resource
-                && p.schema_url == rs.schema_url
-                && p.scope_spans[0].scope == rs.scope_spans[0].scope
-                && p.scope_spans[0].schema_url == rs.scope_spans[0].schema_url
-                && p.scope_spans[0].spans.len() < OTLP_SPANS_PER_LINE;
-            if fits {
-                p.scope_spans[0]
-                    .spans
-                    .extend(rs.scope_spans.into_iter().flat_map(|ss| ss.spans));
-                return;
-            }
-        }
-        if let Some(done) = self.pending.replace(rs) {
-            self.writer.write(&mut self.buf, &[done]);
-        }
     }
 
     fn flush_buf(&mut self) -> anyhow::Result<()> {
@@ -175,10 +207,11 @@ impl Output {
 
     /// Completes the output (and renames it into place for -o).
     pub fn finish(mut self) -> anyhow::Result<()> {
-        if let Some(done) = self.pending.take() {
-            self.writer.write(&mut self.buf, &[done]);
+        match &mut self.place {
+            Place::Chrome(chrome) => chrome.end(&mut self.buf),
+            Place::Otlp(lines) => lines.flush(&mut self.buf),
+            Place::Lines(writer) => writer.end(&mut self.buf),
         }
-        self.writer.end(&mut self.buf);
         self.flush_buf()?;
         self.sink
             .flush()

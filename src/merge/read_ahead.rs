@@ -14,9 +14,12 @@
 //! its `file:line` error, in its place: what to do with it (stop, or skip and count) is the
 //! merge's decision, as for lines read in place.
 
-use super::{parse_raw, record, Parsed};
-use crate::format::LineError;
+use super::{parse_raw, record, repair, Parsed};
+use crate::export::fragment::Parts;
+use crate::export::Render;
+use crate::format::{is_otlp_line, python, LineError};
 use crate::input::{self, Input};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Lines (or bytes of lines) per batch, and batches in flight.
@@ -32,13 +35,15 @@ const READ_BUFFER: usize = 256 << 10;
 #[allow(clippy::large_enum_variant)]
 pub enum Item {
     /// A line that parsed; `data` is a python line's record data (empty for otlp lines, which
-    /// `parsed` holds whole).
+    /// `parsed` holds whole, and for python lines `rendered`, but for a step root's); `rendered`:
+    /// a python line's span rendered for the output, when it renders spans.
     Line {
         file: u32,
         no: u64,
         complete: bool,
         parsed: Parsed,
         data: Vec<u8>,
+        rendered: Option<Rendered>,
     },
     /// A line that did not read (or could not be read).
     Bad(LineError),
@@ -74,7 +79,8 @@ impl ReadAhead {
     /// are taken file by file, in input order. The threads are not joined: they stop when their
     /// receiver is gone (at their next batch) and, if one waits on stdin then, it ends with the
     /// process.
-    pub fn start(inputs: Vec<Input>) -> ReadAhead {
+    /// `render`: the output's fragment renderer, if it renders spans (see [`render_python`]).
+    pub fn start(inputs: Vec<Input>, render: Option<Render>) -> ReadAhead {
         let files = inputs.len();
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -88,7 +94,7 @@ impl ReadAhead {
                 let inputs = inputs.clone();
                 std::thread::Builder::new()
                     .name("read-ahead".into())
-                    .spawn(move || read(&inputs, first, n, &tx, &done_rx))
+                    .spawn(move || read(&inputs, first, n, render, &tx, &done_rx))
                     .expect("cannot start a read-ahead thread");
                 Worker { rx, done }
             })
@@ -138,16 +144,19 @@ fn read(
     inputs: &[Input],
     first: usize,
     n: usize,
+    render: Option<Render>,
     tx: &SyncSender<Message>,
     done: &Receiver<Vec<Item>>,
 ) {
+    let mut scratch = Vec::new();
     let mut batch = Batch {
-        items: Vec::new(),
+        items: Vec::with_capacity(BATCH_LINES + 1),
         bytes: 0,
         done,
+        spare: Vec::new(),
     };
     for (i, input) in inputs.iter().enumerate().skip(first).step_by(n) {
-        let mut lines = match input::open_lines(input, READ_BUFFER) {
+        let mut lines = match input::open_lines_with(input, Reused::new) {
             Ok(lines) => lines,
             Err(e) => {
                 let _ = send(tx, Message::Failed(e));
@@ -156,20 +165,27 @@ fn read(
         };
         loop {
             let next = lines.next_line(|line| {
-                let item = match parse_raw(line.text) {
-                    Ok(parsed) => {
+                let parsed = match render {
+                    Some(render) if !is_otlp_line(line.text) => {
+                        render_python(line.text, render, &mut scratch)
+                    }
+                    _ => parse_raw(line.text).map(|parsed| {
                         let data = match parsed {
                             Parsed::Python(..) => record::encode_line(line.text),
                             Parsed::Otlp(_) => Vec::new(),
                         };
-                        Item::Line {
-                            file: i as u32,
-                            no: line.no,
-                            complete: line.complete,
-                            parsed,
-                            data,
-                        }
-                    }
+                        (parsed, data, None)
+                    }),
+                };
+                let item = match parsed {
+                    Ok((parsed, data, rendered)) => Item::Line {
+                        file: i as u32,
+                        no: line.no,
+                        complete: line.complete,
+                        parsed,
+                        data,
+                        rendered,
+                    },
                     Err(reason) => {
                         Item::Bad(line.error(crate::format::with_hint(line.text, reason)))
                     }
@@ -192,11 +208,65 @@ fn read(
     }
 }
 
+/// A python line's span rendered ahead for the output ([`render_python`]).
+pub struct Rendered {
+    /// The line's content hash (`record::line_hash`).
+    pub hash: u64,
+    /// The span's record data: its fragment.
+    pub fragment: Vec<u8>,
+    /// The line's `ResourceSpans` without its resource and span (which `Parsed` has): its scope,
+    /// for a span that moves into its rank's trace and is rendered again.
+    pub shell: ResourceSpans,
+}
+
+/// A python line read in full instead of sketched, and its span rendered for the output: the
+/// merge's thread gets the whole span (more than the sketch it needs), and the writer need not
+/// parse the line again. Everything a sketch checks is checked in full too, with the same
+/// reasons (`python::Detail`). The line itself is copied only for a step root, which `--repair`
+/// reads back (repair.rs). `scratch`: where the fragment is rendered, so its record data is
+/// allocated at its size (the sort buffer counts capacity).
+fn render_python(
+    text: &[u8],
+    render: Render,
+    scratch: &mut Vec<u8>,
+) -> Result<(Parsed, Vec<u8>, Option<Rendered>), String> {
+    let (mut rs, shared) = python::parse(text, python::Detail::SharedResource)?;
+    let shared = shared.unwrap_or_default();
+    scratch.clear();
+    render(
+        scratch,
+        Parts {
+            resource: Some(&shared.resource),
+            schema_url: &shared.schema_url,
+            scope_spans: &rs.scope_spans,
+        },
+    );
+    let fragment = record::encode_fragment(scratch);
+    let span = rs
+        .scope_spans
+        .first_mut()
+        .and_then(|ss| ss.spans.pop())
+        .ok_or("internal: a python line without its span")?;
+    let data = match repair::role(&span) {
+        repair::Role::Step => record::encode_line(text),
+        _ => Vec::new(),
+    };
+    let rendered = Rendered {
+        hash: record::line_hash(text),
+        fragment,
+        shell: rs,
+    };
+    Ok((Parsed::Python(span, shared), data, Some(rendered)))
+}
+
 struct Batch<'a> {
     items: Vec<Item>,
     bytes: usize,
     /// Batches the merge has gone through, to free here.
     done: &'a Receiver<Vec<Item>>,
+    /// Batches freed, to fill again: a batch is a few hundred KiB, and allocating one (and
+    /// growing it) or freeing one took malloc's slow path every time.
+    spare: Vec<Vec<Item>>,
 }
 
 impl Batch<'_> {
@@ -215,13 +285,79 @@ impl Batch<'_> {
         if self.items.is_empty() {
             return Ok(());
         }
-        // The next batch reuses one that came back (its items freed here); the others are freed.
-        let mut next = Vec::new();
+        // The next batch reuses one that came back (its items freed here). At most IN_FLIGHT + 3
+        // batches exist per thread, so the spares are bounded too.
         while let Ok(mut old) = self.done.try_recv() {
             old.clear();
-            next = old;
+            self.spare.push(old);
         }
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH_LINES + 1));
         send(tx, Message::Items(std::mem::replace(&mut self.items, next)))
+    }
+}
+
+/// A read buffer like `BufReader`'s, but the thread's one buffer, used file after file: a new
+/// 256 KiB buffer per file took malloc's slow path twice per file (allocating it, and merging the
+/// freed chunk back), a sixth of the reading threads' malloc time at 1,024 files.
+struct Reused<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+thread_local! {
+    static READ_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl<R> Reused<R> {
+    fn new(inner: R) -> Self {
+        let buf = READ_BUFFERS
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| vec![0; READ_BUFFER]);
+        Reused {
+            inner,
+            buf,
+            pos: 0,
+            end: 0,
+        }
+    }
+}
+
+impl<R> Drop for Reused<R> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        READ_BUFFERS.with_borrow_mut(|pool| {
+            // A gzip input holds two at once; more than that is not kept.
+            if pool.len() < 2 {
+                pool.push(buf)
+            }
+        });
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Reused<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::BufRead::fill_buf(self)?.read(out)?;
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Read> std::io::BufRead for Reused<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos >= self.end {
+            self.end = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.end);
     }
 }
 

@@ -27,6 +27,10 @@ const PROTO: u8 = b'P';
 /// A python-format line as read, written out unchanged when the output is python too (parsing
 /// and rendering again would cost twice the reading, for the same line).
 const PYTHON_LINE: u8 = b'J';
+/// A span rendered for the output format ahead of its place (`export::fragment`): made where the
+/// line was parsed, so it is not parsed twice. Below the other tags: of two copies of one span
+/// (same time, ids and content hash) the same one is kept as when this tag was `J`.
+const FRAGMENT: u8 = b'F';
 
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -67,6 +71,7 @@ impl Record {
                 ResourceSpans::decode(proto).map_err(|e| corrupt(e.to_string()))
             }
             Some((&PYTHON_LINE, line)) => crate::format::python::parse_line(line).map_err(corrupt),
+            Some((&FRAGMENT, _)) => Err(corrupt("a rendered span cannot be read back".into())),
             _ => Err(corrupt("unknown tag".into())),
         }
     }
@@ -76,14 +81,27 @@ impl Record {
         python_text(&self.data)
     }
 
+    /// The span rendered for the output, if it was.
+    pub fn fragment(&self) -> Option<&[u8]> {
+        match self.data.split_first() {
+            Some((&FRAGMENT, fragment)) => Some(fragment),
+            _ => None,
+        }
+    }
+
     /// `time ids hash file len data`, little-endian: the spill file layout.
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        self.write_with_data(&self.data, out)
+    }
+
+    /// Writes this record with other data (its span rendered for the output) in its place.
+    pub fn write_with_data(&self, data: &[u8], out: &mut impl Write) -> io::Result<()> {
         out.write_all(&self.time.to_le_bytes())?;
         out.write_all(&self.ids)?;
         out.write_all(&self.hash.to_le_bytes())?;
         out.write_all(&self.file.to_le_bytes())?;
-        out.write_all(&(self.data.len() as u32).to_le_bytes())?;
-        out.write_all(&self.data)
+        out.write_all(&(data.len() as u32).to_le_bytes())?;
+        out.write_all(data)
     }
 
     /// Reads one record written by [`Record::write_to`]; `None` at a clean end of file.
@@ -173,6 +191,21 @@ pub fn encode_line(line: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(1 + line.len());
     data.push(PYTHON_LINE);
     data.extend_from_slice(line);
+    data
+}
+
+/// Record data for a span rendered ahead: `fragment` (`export::fragment`) behind its tag.
+pub fn fragment_data(fragment: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(FRAGMENT);
+    out.extend_from_slice(fragment);
+}
+
+/// Record data for a span rendered ahead (`export::fragment`), allocated at its size.
+pub fn encode_fragment(fragment: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + fragment.len());
+    data.push(FRAGMENT);
+    data.extend_from_slice(fragment);
     data
 }
 

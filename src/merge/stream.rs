@@ -11,15 +11,20 @@
 //! would give, so the output is the same (for files in order within their window).
 
 use super::extsort::{merge_runs, RunMerge, RunWriter};
-use super::record::{Ids, Record};
+use super::record::{self, Ids, Record};
 use super::tree::Tournament;
 use super::whole_lines::WholeLines;
 use super::Reading;
+use crate::export::fragment::Parts;
+use crate::export::Render;
 use crate::format::Lines;
 use crate::input::{self, Input};
+use anyhow::Context;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Read buffers and reorder windows of all the files merged at once, together: 8 KiB a file at
 /// [`FAN_IN_RENDERING`] files.
@@ -88,10 +93,13 @@ pub struct Stats {
 }
 
 /// Merges the records of every input, and `added` (already sorted), into `emit` in order.
+/// `render`: the output's renderer, if it renders spans: merging in groups, the groups' python
+/// lines are rendered as their runs are written ([`RunThread`]).
 pub fn merge(
     inputs: &[Input],
     plan: &Plan,
     added: Vec<Record>,
+    render: Option<Render>,
     reading: &mut Reading,
     emit: &mut dyn FnMut(Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<Stats> {
@@ -105,8 +113,8 @@ pub fn merge(
     let mut runs = Vec::new();
     for (g, group) in inputs.chunks(plan.fan_in).enumerate() {
         let files = open(group, g * plan.fan_in, plan)?;
-        let mut run = RunWriter::create(&plan.temp_dir)?;
-        merge_files(files, None, reading, &mut |r| run.write(&r), &mut stats)?;
+        let mut run = RunThread::start(RunWriter::create(&plan.temp_dir)?, render)?;
+        merge_files(files, None, reading, &mut |r| run.push(r), &mut stats)?;
         runs.push(run.finish()?);
         stats.runs += 1;
         if runs.len() == plan.fan_in {
@@ -124,6 +132,98 @@ pub fn merge(
         emit(r)?;
     }
     Ok(stats)
+}
+
+/// Writes a group's run on a thread of its own, rendering its python lines for an output that
+/// renders spans (otlp, chrome): nothing is written until the last group's run is done, so the
+/// output thread has nothing to do meanwhile, and this gives its work to that core. The records
+/// go back to the merge's thread to be freed there, where they were allocated (see
+/// read_ahead.rs); memory is a few batches in flight.
+struct RunThread {
+    tx: Option<SyncSender<Vec<Record>>>,
+    back: Receiver<Vec<Record>>,
+    batch: Vec<Record>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<File>>>,
+}
+
+const RUN_BATCH: usize = 512;
+
+impl RunThread {
+    fn start(mut run: RunWriter, render: Option<Render>) -> anyhow::Result<RunThread> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
+        let (back_tx, back) = std::sync::mpsc::sync_channel(6);
+        let thread = std::thread::Builder::new()
+            .name("merge-run".into())
+            .spawn(move || {
+                let mut fragment = Vec::new();
+                let mut data = Vec::new();
+                for batch in rx {
+                    for r in &batch {
+                        match (render, r.python_line()) {
+                            (Some(render), Some(_)) => {
+                                fragment.clear();
+                                render(&mut fragment, Parts::of(&r.decode()?));
+                                record::fragment_data(&fragment, &mut data);
+                                run.write_with_data(r, &data)?;
+                            }
+                            _ => run.write(r)?,
+                        }
+                    }
+                    let _ = back_tx.try_send(batch);
+                }
+                run.finish()
+            })
+            .context("cannot start a merge thread")?;
+        Ok(RunThread {
+            tx: Some(tx),
+            back,
+            batch: Vec::with_capacity(RUN_BATCH),
+            thread: Some(thread),
+        })
+    }
+
+    fn push(&mut self, r: Record) -> anyhow::Result<()> {
+        self.batch.push(r);
+        if self.batch.len() >= RUN_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> anyhow::Result<()> {
+        let mut next = Vec::new();
+        while let Ok(mut done) = self.back.try_recv() {
+            done.clear();
+            next = done;
+        }
+        if next.capacity() < RUN_BATCH {
+            next = Vec::with_capacity(RUN_BATCH);
+        }
+        let batch = std::mem::replace(&mut self.batch, next);
+        let sent = self.tx.as_ref().map(|tx| tx.send(batch).is_ok());
+        if sent != Some(true) {
+            // The thread stopped on an error: finishing reports it.
+            return self.join().map(|_| ());
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> anyhow::Result<File> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the merge thread panicked"))?,
+            None => Err(anyhow::anyhow!("the merge thread stopped")),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<File> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
 }
 
 struct FileStream {
