@@ -141,6 +141,7 @@ for c in $CASES; do
     measure "otel-run merge --sort $sort" "$bytes" "$(merge_cmd "$OTEL_RUN_BIN" --sort $sort)"
   done
   measure "otel-run merge --format chrome" "$bytes" "$(merge_cmd "$OTEL_RUN_BIN" --format chrome)"
+  measure "otel-run merge --format otlp" "$bytes" "$(merge_cmd "$OTEL_RUN_BIN" --format otlp)"
   measure "otel-run merge --format otlp --sort end" "$bytes" \
     "$(merge_cmd "$OTEL_RUN_BIN" --format otlp --sort end)"
   # The cost of adoption's pre-scan (every file read once more, only otel-run's own lines
@@ -155,6 +156,8 @@ for c in $CASES; do
     done
     measure "baseline merge --format chrome" "$bytes" \
       "$(merge_cmd "$BENCH_BASELINE_BIN" --format chrome)"
+    measure "baseline merge --format otlp" "$bytes" \
+      "$(merge_cmd "$BENCH_BASELINE_BIN" --format otlp)"
     measure "baseline merge --format otlp --sort end" "$bytes" \
       "$(merge_cmd "$BENCH_BASELINE_BIN" --format otlp --sort end)"
   fi
@@ -164,7 +167,7 @@ for c in $CASES; do
     "LC_ALL=C sort -m -T '$OUT' -t'\"' -k$ek,$ek '$DATA'/*.jsonl > '$OUT/merge-out'"
   summary="ratios (>1: otel-run faster): --sort end / sort -m $(ratio "otel-run merge --sort end" "sort -m (end_time key, files pre-sorted)"), --sort start / sort -S $(ratio "otel-run merge --sort start" "cat | sort -S 256M (start_time key)")"
   if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
-    summary+=", against the baseline: end $(ratio "otel-run merge --sort end" "baseline merge --sort end"), start $(ratio "otel-run merge --sort start" "baseline merge --sort start"), chrome $(ratio "otel-run merge --format chrome" "baseline merge --format chrome"), otlp $(ratio "otel-run merge --format otlp --sort end" "baseline merge --format otlp --sort end")"
+    summary+=", against the baseline: end $(ratio "otel-run merge --sort end" "baseline merge --sort end"), start $(ratio "otel-run merge --sort start" "baseline merge --sort start"), chrome $(ratio "otel-run merge --format chrome" "baseline merge --format chrome"), otlp $(ratio "otel-run merge --format otlp" "baseline merge --format otlp"), otlp end $(ratio "otel-run merge --format otlp --sort end" "baseline merge --format otlp --sort end")"
   fi
   rows+=("" "$summary")
   echo "$summary"

@@ -128,11 +128,6 @@ impl Output {
         Format::from(self.format).fragments()
     }
 
-    /// Whether python lines are written as they were read (see [`Output::write_lines`]).
-    pub fn copies_python_lines(&self) -> bool {
-        self.format == MergeFormat::Python
-    }
-
     /// Writes `count` python lines (each ending in a newline) as they are.
     pub fn write_lines(&mut self, lines: &[u8], count: u64) -> anyhow::Result<()> {
         self.written += count;

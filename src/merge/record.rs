@@ -32,6 +32,9 @@ const PYTHON_LINE: u8 = b'J';
 /// (same time, ids and content hash) the same one is kept as when this tag was `J`.
 const FRAGMENT: u8 = b'F';
 
+/// Longest record data read back from a temporary file (see [`Record::read_from`]).
+const MAX_RECORD_DATA: usize = 1 << 30;
+
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Start or end time (ns) for the time orders; 0 where only the ids matter.
@@ -118,8 +121,21 @@ impl Record {
         let hash = u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"));
         let file = u32::from_le_bytes(head[40..44].try_into().expect("4 bytes"));
         let len = u32::from_le_bytes(head[44..48].try_into().expect("4 bytes")) as usize;
-        let mut data = vec![0u8; len];
-        input.read_exact(&mut data)?;
+        // A record is one span from one line (at most 128 MiB, rendered at most a few times
+        // larger): anything longer is a corrupt temporary file, not a reason to allocate it.
+        if len > MAX_RECORD_DATA {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("corrupt temporary record: {len} bytes of data"),
+            ));
+        }
+        // Read into spare capacity: zeroing a buffer that is overwritten at once cost a memset
+        // per record.
+        let mut data = Vec::with_capacity(len);
+        let got = input.take(len as u64).read_to_end(&mut data)?;
+        if got < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         Ok(Some(Record {
             time,
             ids,
@@ -312,6 +328,12 @@ mod tests {
         assert_eq!(a.file, 9);
         assert!(Record::read_from(&mut input).unwrap().is_some());
         assert!(Record::read_from(&mut input).unwrap().is_none());
+        // Cut short, or claiming more data than a record holds: an error, no allocation.
+        assert!(Record::read_from(&mut &buf[..buf.len() / 2 - 1]).is_err());
+        let mut huge = buf[..44].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        let e = Record::read_from(&mut &huge[..]).unwrap_err();
+        assert!(e.to_string().contains("corrupt temporary record"), "{e}");
     }
 
     #[test]
