@@ -424,7 +424,7 @@ struct Emitter<'a> {
     batch: Vec<Record>,
     /// Bytes ready to write and how many spans they hold: python lines (python output) or
     /// fragments, each length first (`export::fragment::put_bytes`; otlp and chrome).
-    copied: Option<(Vec<u8>, u64)>,
+    copied: (Vec<u8>, u64),
     prev: Option<Record>,
     replaced: &'a HashSet<Ids>,
     /// `--sort none` has no order to find copies by: it remembers every id.
@@ -445,12 +445,7 @@ impl<'a> Emitter<'a> {
         decode_ahead: bool,
     ) -> Self {
         let fragments = out.fragments().is_some();
-        // Fragments are copied here only without decoder threads (the streaming orders, where
-        // this thread frees what it read); with them (after `--sort start`'s reading) the
-        // decoders copy them, beside this thread's merging of the runs (measured: at 1,024 files
-        // otlp output was 1.47 s that way, 1.61 s copying here).
-        let copied = (!fragments || !decode_ahead)
-            .then(|| (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0));
+        let copied = (Vec::with_capacity(LINES_CHUNK + (64 << 10)), 0);
         Emitter {
             writer: Writer::start(out, if decode_ahead { decoders() } else { 0 }),
             batch: Vec::with_capacity(BATCH),
@@ -488,12 +483,12 @@ impl<'a> Emitter<'a> {
             true => r.fragment(),
             false => r.python_line(),
         };
-        if let (Some(_), Some(bytes)) = (&self.copied, as_is) {
+        if let Some(bytes) = as_is {
             // Records before it go first.
             if !self.batch.is_empty() {
                 self.send_batch()?;
             }
-            let (buf, count) = self.copied.as_mut().expect("checked");
+            let (buf, count) = &mut self.copied;
             match self.fragments {
                 true => crate::export::fragment::put_bytes(buf, bytes),
                 false => {
@@ -522,17 +517,16 @@ impl<'a> Emitter<'a> {
 
     /// The bytes copied so far as a chunk, if any.
     fn take_copied(&mut self) -> Option<Chunk> {
-        match &mut self.copied {
-            Some((buf, count)) if *count > 0 => {
-                let bytes = std::mem::replace(buf, Vec::with_capacity(LINES_CHUNK + (64 << 10)));
-                let count = std::mem::take(count);
-                Some(match self.fragments {
-                    true => Chunk::Rendered(bytes, None),
-                    false => Chunk::Lines(bytes, count),
-                })
-            }
-            _ => None,
+        let (buf, count) = &mut self.copied;
+        if *count == 0 {
+            return None;
         }
+        let bytes = std::mem::replace(buf, Vec::with_capacity(LINES_CHUNK + (64 << 10)));
+        let count = std::mem::take(count);
+        Some(match self.fragments {
+            true => Chunk::Rendered(bytes, None),
+            false => Chunk::Lines(bytes, count),
+        })
     }
 
     fn send_copied(&mut self) -> anyhow::Result<()> {
@@ -555,8 +549,9 @@ impl<'a> Emitter<'a> {
 /// What the writer thread gets, in order.
 enum Chunk {
     Records(Vec<Record>),
-    /// Spans rendered by a decoder thread (each its fragment, length first), and the error at the
-    /// record after the last of them (the decoder stops there).
+    /// Rendered spans (each its fragment, length first): copied by the emitter, or rendered by a
+    /// decoder thread, with the error at the record after the last of them (the decoder stops
+    /// there).
     Rendered(Vec<u8>, Option<anyhow::Error>),
     /// A decoder's last chunk: without it the spans stopped short (the decoder panicked).
     End,
@@ -574,8 +569,9 @@ const MAX_DECODERS: usize = 4;
 /// (`export::fragment`) ahead of the writer, which only places them: a span is parsed, rendered
 /// and freed on one thread (freeing on another takes that thread's malloc arena lock, and the two
 /// threads then took turns), and on a machine with more than two cores more decoders keep up with
-/// the writer. Records rendered at read time pass through as they are. Batches go to the decoders
-/// in turn and come back from them in the same turn, so in order. In the streaming orders the
+/// the writer. Spans rendered at read time come as chunks of bytes from the emitter and pass
+/// through. Chunks go to the decoders in turn and come back from them in the same turn, so in
+/// order. In the streaming orders the
 /// reading thread has the other core already, and a third busy thread gained nothing measurable
 /// on two cores. Bounded channels of batches keep the memory flat.
 struct Writer {
