@@ -103,6 +103,24 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// For the placers' tests: `place` on every cut of `fragment` is an error that says so, or (cut
+/// between whole parts) a shorter fragment; most cuts are errors.
+#[cfg(test)]
+pub(crate) fn every_cut_is_an_error(fragment: &[u8], place: impl Fn(&[u8]) -> Result<(), String>) {
+    let mut errors = 0;
+    for cut in 1..fragment.len() {
+        if let Err(e) = place(&fragment[..cut]) {
+            assert!(e.contains("rendered"), "{e}");
+            errors += 1;
+        }
+    }
+    assert!(
+        errors > fragment.len() * 9 / 10,
+        "{errors} of {}",
+        fragment.len()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
