@@ -53,10 +53,9 @@ pub struct Record {
 }
 
 impl Record {
-    /// Bytes this record holds in memory, for the sort buffer's budget: its data with malloc's
-    /// bookkeeping of it, and itself.
+    /// Bytes this record holds in memory, for the sort buffer's budget.
     pub fn footprint(&self) -> usize {
-        self.data.capacity() + 16 + std::mem::size_of::<Record>()
+        self.data.capacity() + std::mem::size_of::<Record>()
     }
 
     pub fn same_key(&self, other: &Record) -> bool {
