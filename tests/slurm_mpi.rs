@@ -196,14 +196,31 @@ fn exit_codes_pass_through_launchers() {
             l.name,
             text(&out.stderr)
         );
-        for s in read_dir_spans(dir.path())
-            .iter()
+        // Every rank exits with 3, but a launcher that sees one rank fail may SIGTERM the
+        // others first (OpenMPI's does, and under load it sometimes wins the race): such a rank
+        // must say so (killed by signal 15, 128 + 15), never pass for a clean exit.
+        let processes: Vec<_> = read_dir_spans(dir.path())
+            .into_iter()
             .filter(|s| role(s) == Some("process"))
-        {
-            assert_eq!(
-                attr_int(&s.span.attributes, "process.exit.code"),
-                Some(3),
-                "{}",
+            .collect();
+        let codes: Vec<_> = processes
+            .iter()
+            .map(|s| {
+                (
+                    attr_int(&s.span.attributes, "process.exit.code"),
+                    attr_int(&s.span.attributes, "process.exit.signal"),
+                )
+            })
+            .collect();
+        assert!(
+            codes.contains(&(Some(3), None)),
+            "{}: no rank exited with 3: {codes:?}",
+            l.name
+        );
+        for code in &codes {
+            assert!(
+                matches!(code, (Some(3), None) | (Some(143), Some(15))),
+                "{}: {codes:?}",
                 l.name
             );
         }
