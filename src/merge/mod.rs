@@ -571,9 +571,9 @@ const MAX_DECODERS: usize = 4;
 /// threads then took turns), and on a machine with more than two cores more decoders keep up with
 /// the writer. Spans rendered at read time come as chunks of bytes from the emitter and pass
 /// through. Chunks go to the decoders in turn and come back from them in the same turn, so in
-/// order. In the streaming orders the
-/// reading thread has the other core already, and a third busy thread gained nothing measurable
-/// on two cores. Bounded channels of batches keep the memory flat.
+/// order. In the streaming orders the reading thread has the other core already, and a third
+/// busy thread gained nothing measurable on two cores. Bounded channels of batches keep the
+/// memory flat.
 struct Writer {
     /// The writer's channel, or the decoders' (batch i goes to decoder i mod n).
     txs: Vec<std::sync::mpsc::SyncSender<Chunk>>,
@@ -600,16 +600,13 @@ fn render_chunks(
                 let mut failed = None;
                 for r in &batch {
                     let at = open(&mut rendered);
-                    match r.fragment() {
-                        Some(fragment) => rendered.extend_from_slice(fragment),
-                        None => match r.decode() {
-                            Ok(rs) => render(&mut rendered, Parts::of(&rs)),
-                            Err(e) => {
-                                rendered.truncate(at - 4);
-                                failed = Some(e.into());
-                                break;
-                            }
-                        },
+                    match r.decode() {
+                        Ok(rs) => render(&mut rendered, Parts::of(&rs)),
+                        Err(e) => {
+                            rendered.truncate(at - 4);
+                            failed = Some(e.into());
+                            break;
+                        }
                     }
                     close(&mut rendered, at);
                 }

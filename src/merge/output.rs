@@ -10,7 +10,7 @@
 
 use super::record::Record;
 use crate::cli::MergeFormat;
-use crate::export::chrome::{self, Chrome};
+use crate::export::chrome::Chrome;
 use crate::export::fragment::Parts;
 use crate::export::{otlp, Format, SpanWriter};
 use crate::input::Input;
@@ -25,6 +25,7 @@ use tempfile::TempPath;
 
 /// otlp lines group consecutive spans of one resource and scope, up to this many per line.
 const OTLP_SPANS_PER_LINE: usize = 512;
+const FLUSH_AT: usize = 1 << 20;
 
 /// How spans get into the output: python lines through the format's writer; chrome and otlp as
 /// fragments placed in order (a span decoded here is rendered to one first).
@@ -33,7 +34,6 @@ enum Place {
     Chrome(Chrome),
     Otlp(otlp::Lines),
 }
-const FLUSH_AT: usize = 1 << 20;
 
 pub struct Output {
     sink: BufWriter<Box<dyn Write + Send>>,
@@ -144,26 +144,21 @@ impl Output {
         Ok(())
     }
 
-    /// Writes one record's span: placed if it was rendered ahead, else decoded (and rendered).
-    /// (A python line for a python output never comes here: the emitter copies those into
-    /// `write_lines` chunks.)
+    /// Writes one record's span, decoded. (What is written as it is — a python line for a
+    /// python output, a span rendered ahead — never comes here: the emitter copies those into
+    /// chunks of bytes.)
     pub fn write_record(&mut self, r: &Record) -> anyhow::Result<()> {
-        match r.fragment() {
-            Some(fragment) => self.place(fragment),
-            None => self.write(&r.decode()?),
-        }
+        self.write(&r.decode()?)
     }
 
     /// Writes one span (a `ResourceSpans` holding it alone).
     pub fn write(&mut self, rs: &ResourceSpans) -> anyhow::Result<()> {
-        let render = match &mut self.place {
-            Place::Lines(writer) => {
-                self.written += 1;
+        let Some(render) = self.fragments() else {
+            self.written += 1;
+            if let Place::Lines(writer) = &mut self.place {
                 writer.write(&mut self.buf, std::slice::from_ref(rs));
-                return self.flush_if_full();
             }
-            Place::Chrome(_) => chrome::fragment,
-            Place::Otlp(_) => otlp::fragment,
+            return self.flush_if_full();
         };
         let mut fragment = std::mem::take(&mut self.scratch);
         fragment.clear();

@@ -220,8 +220,7 @@ pub fn fragment_data(fragment: &[u8], out: &mut Vec<u8>) {
 /// Record data for a span rendered ahead (`export::fragment`), allocated at its size.
 pub fn encode_fragment(fragment: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(1 + fragment.len());
-    data.push(FRAGMENT);
-    data.extend_from_slice(fragment);
+    fragment_data(fragment, &mut data);
     data
 }
 
