@@ -142,7 +142,7 @@ impl Facts {
             if group.as_ref().is_some_and(|g| g.ids != fact.ids) {
                 let done = group.take().expect("checked");
                 if done.ids[..16] != trace.trace_id {
-                    finish_trace(&mut trace, &kept, repair, &mut out);
+                    finish_trace(&mut trace, &kept, repair, &mut out)?;
                     trace = TraceState::new(&done.ids);
                 }
                 trace.add(done, &mut out);
@@ -152,12 +152,12 @@ impl Facts {
         }
         if let Some(done) = group {
             if done.ids[..16] != trace.trace_id {
-                finish_trace(&mut trace, &kept, repair, &mut out);
+                finish_trace(&mut trace, &kept, repair, &mut out)?;
                 trace = TraceState::new(&done.ids);
             }
             trace.add(done, &mut out);
         }
-        finish_trace(&mut trace, &kept, repair, &mut out);
+        finish_trace(&mut trace, &kept, repair, &mut out)?;
         Ok(out)
     }
 }
@@ -440,9 +440,14 @@ impl TraceState {
 
 /// At the end of a trace's facts: choose the trace's root, make the placeholders, stretch the
 /// step root.
-fn finish_trace(trace: &mut TraceState, facts: &Kept, repair: bool, out: &mut Analysis) {
+fn finish_trace(
+    trace: &mut TraceState,
+    facts: &Kept,
+    repair: bool,
+    out: &mut Analysis,
+) -> anyhow::Result<()> {
     if !repair || trace.start == u64::MAX && trace.missing.is_empty() {
-        return;
+        return Ok(());
     }
     let whole = (
         trace.start.min(
@@ -499,9 +504,9 @@ fn finish_trace(trace: &mut TraceState, facts: &Kept, repair: bool, out: &mut An
         let Some(record) = facts.steps.get(step) else {
             continue;
         };
-        let Ok(mut rs) = record.decode() else {
-            continue;
-        };
+        // Kept as read (a line or its protobuf, never rendered ahead: see read_ahead.rs), so it
+        // decodes; if it does not, the step root would silently stay unstretched.
+        let mut rs = record.decode()?;
         let Some(span) = rs
             .scope_spans
             .first_mut()
@@ -517,6 +522,7 @@ fn finish_trace(trace: &mut TraceState, facts: &Kept, repair: bool, out: &mut An
             out.added.push(rs);
         }
     }
+    Ok(())
 }
 
 fn placeholder(
