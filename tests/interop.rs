@@ -569,6 +569,34 @@ fn merged(out: &[u8]) -> Vec<(String, String, String, Option<String>)> {
     spans
 }
 
+/// Every span of `out` (merge's stdout, either format) alone in its resource and scope, as
+/// protobuf (NaN compares equal this way), sorted.
+fn exploded(out: &[u8]) -> Vec<Vec<u8>> {
+    use prost::Message;
+    let mut spans = Vec::new();
+    for line in text(out).lines() {
+        let data = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for rs in data.resource_spans {
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    let one = ResourceSpans {
+                        resource: rs.resource.clone(),
+                        schema_url: rs.schema_url.clone(),
+                        scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                            scope: ss.scope.clone(),
+                            spans: vec![span.clone()],
+                            schema_url: ss.schema_url.clone(),
+                        }],
+                    };
+                    spans.push(one.encode_to_vec());
+                }
+            }
+        }
+    }
+    spans.sort();
+    spans
+}
+
 #[test]
 fn merge_adopts_foreign_traces_under_their_ranks_process_span() {
     let dir = tempdir();
@@ -614,6 +642,18 @@ fn merge_adopts_foreign_traces_under_their_ranks_process_span() {
             adopted(&merged(&out.stdout));
         }
     }
+    // The spans rendered as they are read (`--sort start`; an adopted one put back together from
+    // what was read) are the spans the writer renders from the lines (`--sort end`), whole: every
+    // span with its resource and scope, whatever the order and line grouping.
+    let rendered = |sort: &str| {
+        let out = run(otel_run(d)
+            .args(["merge", "--sort", sort, "--format", "otlp"])
+            .args(&files));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        exploded(&out.stdout)
+    };
+    assert_eq!(rendered("start"), rendered("end"));
+
     // Every other attribute, the event and the status come through the re-encoding intact.
     let out = run(otel_run(d).arg("merge").args(&files));
     let line = text(&out.stdout)
