@@ -22,8 +22,36 @@ use super::record::Record;
 use super::tree::Tournament;
 use anyhow::Context;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+
+/// What the external sort sorts: spans ([`Record`]) and the parent checks' facts
+/// (`repair::Fact`), which are small and of fixed size, so they are neither allocated one by one
+/// nor compared as bytes.
+pub trait Sortable: Ord + Send + Sized + 'static {
+    /// The memory one takes in the sort buffer: its size, and what it holds on the heap with
+    /// malloc's bookkeeping.
+    fn held(&self) -> usize;
+    fn write_to(&self, out: &mut impl Write) -> io::Result<()>;
+    /// One written by `write_to`; `None` at a clean end of file.
+    fn read_from(input: &mut impl Read) -> io::Result<Option<Self>>;
+}
+
+impl Sortable for Record {
+    /// (Only here: `--sort end`'s windows count footprints alone, and their size decides where a
+    /// file out of order beyond them is written.)
+    fn held(&self) -> usize {
+        self.footprint() + 16
+    }
+
+    fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        Record::write_to(self, out)
+    }
+
+    fn read_from(input: &mut impl Read) -> io::Result<Option<Self>> {
+        Record::read_from(input)
+    }
+}
 
 /// Read buffer per run while merging, at most; less when many runs share the budget.
 const RUN_BUFFER_MAX: usize = 1 << 20;
@@ -31,8 +59,8 @@ const RUN_BUFFER_MIN: usize = 16 << 10;
 /// Write buffer of a run being written.
 const RUN_WRITE_BUFFER: usize = 1 << 20;
 
-pub struct ExtSorter {
-    buffer: Vec<Record>,
+pub struct ExtSorter<T: Sortable = Record> {
+    buffer: Vec<T>,
     bytes: usize,
     budget: usize,
     temp_dir: PathBuf,
@@ -46,7 +74,7 @@ pub struct ExtSorter {
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl ExtSorter {
+impl<T: Sortable> ExtSorter<T> {
     /// `fan_in` (at least 2): how many runs are merged at once, so at most about that many per
     /// tier are open.
     pub fn new(budget: usize, temp_dir: PathBuf, fan_in: usize) -> Self {
@@ -63,8 +91,8 @@ impl ExtSorter {
         }
     }
 
-    pub fn push(&mut self, record: Record) -> anyhow::Result<()> {
-        self.bytes += held_by(&record);
+    pub fn push(&mut self, record: T) -> anyhow::Result<()> {
+        self.bytes += record.held();
         self.buffer.push(record);
         let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
         if self.bytes + self.slack() + held >= self.budget {
@@ -97,7 +125,7 @@ impl ExtSorter {
                     let mut run = RunWriter::create(&dir)?;
                     for r in buffer.drain(..) {
                         run.write(&r)?;
-                        held.fetch_sub(held_by(&r), std::sync::atomic::Ordering::Relaxed);
+                        held.fetch_sub(r.held(), std::sync::atomic::Ordering::Relaxed);
                     }
                     drop(buffer);
                     // The records were freed into the reading threads' malloc arenas while the
@@ -115,7 +143,7 @@ impl ExtSorter {
 
     /// The buffer's capacity beyond its records (it grows by doubling): memory too.
     fn slack(&self) -> usize {
-        (self.buffer.capacity() - self.buffer.len()) * std::mem::size_of::<Record>()
+        (self.buffer.capacity() - self.buffer.len()) * std::mem::size_of::<T>()
     }
 
     /// The run being spilled, joined into the tiers.
@@ -135,7 +163,7 @@ impl ExtSorter {
                 return Ok(());
             }
             let group: Vec<File> = self.runs.drain(n - self.fan_in..).map(|r| r.1).collect();
-            let merged = merge_runs(
+            let merged = merge_runs::<T>(
                 group,
                 &self.temp_dir,
                 self.budget.saturating_sub(self.bytes),
@@ -150,7 +178,7 @@ impl ExtSorter {
     }
 
     /// All records in order.
-    pub fn finish(mut self) -> anyhow::Result<Sorted> {
+    pub fn finish(mut self) -> anyhow::Result<Sorted<T>> {
         self.wait_for_spill()?;
         if self.runs.is_empty() {
             self.buffer.sort_unstable();
@@ -164,17 +192,10 @@ impl ExtSorter {
         let mut runs: Vec<File> = self.runs.into_iter().map(|r| r.1).collect();
         if runs.len() > self.fan_in - 1 {
             let tail = runs.split_off(self.fan_in - 2);
-            runs.push(merge_runs(tail, &self.temp_dir, left)?);
+            runs.push(merge_runs::<T>(tail, &self.temp_dir, left)?);
         }
         Ok(Sorted::Runs(RunMerge::with_memory(runs, left, self.buffer)))
     }
-}
-
-/// The memory a record in the buffer takes: its footprint and malloc's bookkeeping of its data.
-/// (Only here: `--sort end`'s windows count footprints alone, and their size decides where a file
-/// out of order beyond them is written.)
-fn held_by(r: &Record) -> usize {
-    r.footprint() + 16
 }
 
 /// A run being written: records in order, in the spill layout ([`Record::write_to`]).
@@ -198,7 +219,7 @@ impl RunWriter {
         })
     }
 
-    pub fn write(&mut self, r: &Record) -> anyhow::Result<()> {
+    pub fn write(&mut self, r: &impl Sortable) -> anyhow::Result<()> {
         r.write_to(&mut self.out)
             .with_context(|| format!("cannot write a sort run in {}", self.dir.display()))
     }
@@ -222,9 +243,9 @@ impl RunWriter {
     }
 }
 
-/// Merges `runs` into one new run.
-pub fn merge_runs(runs: Vec<File>, dir: &Path, budget: usize) -> anyhow::Result<File> {
-    let mut merge = RunMerge::new(runs, budget);
+/// Merges `runs` (of `T`s) into one new run.
+pub fn merge_runs<T: Sortable>(runs: Vec<File>, dir: &Path, budget: usize) -> anyhow::Result<File> {
+    let mut merge = RunMerge::<T>::new(runs, budget);
     let mut out = RunWriter::create(dir)?;
     while let Some(r) = merge.next_record()? {
         out.write(&r)?;
@@ -238,20 +259,20 @@ fn run_buffer(budget: usize, runs: usize) -> usize {
 }
 
 /// The records of sorted runs, in order.
-pub struct RunMerge {
+pub struct RunMerge<T: Sortable = Record> {
     readers: Vec<BufReader<File>>,
     /// Sorted records still in memory: one more source after the readers.
-    memory: std::vec::IntoIter<Record>,
-    tournament: Tournament,
+    memory: std::vec::IntoIter<T>,
+    tournament: Tournament<T>,
 }
 
-impl RunMerge {
+impl<T: Sortable> RunMerge<T> {
     pub fn new(runs: Vec<File>, budget: usize) -> Self {
         Self::with_memory(runs, budget, Vec::new())
     }
 
     /// The runs and `memory` (sorted) merged; the runs' read buffers share `budget`.
-    pub fn with_memory(runs: Vec<File>, budget: usize, memory: Vec<Record>) -> Self {
+    pub fn with_memory(runs: Vec<File>, budget: usize, memory: Vec<T>) -> Self {
         let size = run_buffer(budget, runs.len());
         let readers: Vec<_> = runs
             .into_iter()
@@ -264,23 +285,23 @@ impl RunMerge {
         }
     }
 
-    pub fn next_record(&mut self) -> anyhow::Result<Option<Record>> {
+    pub fn next_record(&mut self) -> anyhow::Result<Option<T>> {
         let readers = &mut self.readers;
         let memory = &mut self.memory;
         self.tournament.next(|i| match readers.get_mut(i) {
-            Some(reader) => Record::read_from(reader).context("reading a sort run"),
+            Some(reader) => T::read_from(reader).context("reading a sort run"),
             None => Ok(memory.next()),
         })
     }
 }
 
-pub enum Sorted {
-    Memory(std::vec::IntoIter<Record>),
-    Runs(RunMerge),
+pub enum Sorted<T: Sortable = Record> {
+    Memory(std::vec::IntoIter<T>),
+    Runs(RunMerge<T>),
 }
 
-impl Iterator for Sorted {
-    type Item = anyhow::Result<Record>;
+impl<T: Sortable> Iterator for Sorted<T> {
+    type Item = anyhow::Result<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {

@@ -867,7 +867,9 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         sort,
         skip_invalid: args.input.skip_invalid,
         facts: Some(Facts::new(
-            ExtSorter::new(fact_budget, temp_dir.clone(), descriptors.runs),
+            fact_budget,
+            temp_dir.clone(),
+            descriptors.runs,
             inputs.len(),
         )),
         counts: Counts::default(),

@@ -119,7 +119,8 @@ pub fn merge(
         stats.runs += 1;
         if runs.len() == plan.fan_in {
             // More groups than descriptors for their runs: merge what is there into one run.
-            let merged = merge_runs(std::mem::take(&mut runs), &plan.temp_dir, plan.budget)?;
+            let merged =
+                merge_runs::<Record>(std::mem::take(&mut runs), &plan.temp_dir, plan.budget)?;
             runs.push(merged);
         }
     }

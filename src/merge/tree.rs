@@ -7,8 +7,8 @@
 use super::record::Record;
 
 /// Records of `k` sorted sources in order; the caller hands out each source's next record.
-pub struct Tournament {
-    heads: Vec<Option<Record>>,
+pub struct Tournament<T: Ord = Record> {
+    heads: Vec<Option<T>>,
     /// `nodes[0]` is the winner's source, `nodes[1..k]` the loser of each internal match: the
     /// match at node `p` is between the winners under `2p` and `2p + 1`, and source `i` is leaf
     /// `k + i`.
@@ -16,7 +16,7 @@ pub struct Tournament {
     started: bool,
 }
 
-impl Tournament {
+impl<T: Ord> Tournament<T> {
     pub fn new(k: usize) -> Self {
         Tournament {
             heads: (0..k).map(|_| None).collect(),
@@ -28,8 +28,8 @@ impl Tournament {
     /// The next record in order; `fill(i)` gives source `i`'s next record (`None` at its end).
     pub fn next(
         &mut self,
-        mut fill: impl FnMut(usize) -> anyhow::Result<Option<Record>>,
-    ) -> anyhow::Result<Option<Record>> {
+        mut fill: impl FnMut(usize) -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<Option<T>> {
         let k = self.heads.len();
         if k == 0 {
             return Ok(None);
