@@ -691,6 +691,42 @@ fn merging_is_order_independent_and_idempotent() {
     }
 }
 
+/// A parent check that fails leaves no output behind, in every order. /proc takes no files, so
+/// the facts cannot spill: 3,300 spans leave ~6,500 facts, past the quarter of a 1 MiB
+/// --buffer-size they get, but in the streaming orders only in their last batch, so only when the
+/// check runs at the end (which came after the output was renamed into place).
+#[test]
+fn a_failed_parent_check_leaves_no_output() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut g = Gen::new(43);
+    let trace: [u8; 16] = g.rng.random();
+    write(
+        &d.join("r.jsonl"),
+        LineFormat::Python,
+        &g.rank(trace, 0, 3300),
+    );
+    for sort in ["end", "none", "start"] {
+        let args = [
+            "r.jsonl",
+            "--sort",
+            sort,
+            "--buffer-size",
+            "1",
+            "--temp-dir",
+            "/proc",
+        ];
+        let out = merge(d, &[&args[..], &["-o", "out.jsonl"]].concat());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "--sort {sort}: {err}");
+        assert!(
+            err.contains("cannot create a temporary sort file in /proc"),
+            "--sort {sort}: {err}"
+        );
+        assert!(!d.join("out.jsonl").exists(), "--sort {sort}: output left");
+    }
+}
+
 #[test]
 fn external_sort_spills_and_streaming_merge_reorders_within_its_window() {
     let dir = tempdir();

@@ -969,10 +969,13 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 emitter.push(r)
             })?;
             reading.not_all_skipped()?;
-            report.written = emitter.finish()?;
             report.out_of_order = stats.out_of_order;
             report.runs = stats.runs;
-            report.analysis = finish_analysis(&mut reading, pre)?;
+            // Before the output is completed: an error in it leaves no output behind (and it
+            // overlaps the writer's last chunks).
+            let checked = check_facts(&mut reading)?;
+            report.written = emitter.finish()?;
+            report.analysis = either(checked, pre)?;
         }
         (SortOrder::None, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
@@ -983,8 +986,9 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 emitter.push(e)?;
             }
             reading.not_all_skipped()?;
+            let checked = check_facts(&mut reading)?;
             report.written = emitter.finish()?;
-            report.analysis = finish_analysis(&mut reading, pre)?;
+            report.analysis = either(checked, pre)?;
         }
     }
     reading.progress.done();
@@ -1003,17 +1007,17 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The analysis of a streaming merge: the first pass's (with --repair), else the facts the
-/// merge collected on its way.
-fn finish_analysis(reading: &mut Reading, pre: Option<Analysis>) -> anyhow::Result<Analysis> {
-    match pre {
-        Some(a) => Ok(a),
-        None => reading
-            .facts
-            .take()
-            .ok_or_else(|| anyhow!("internal: parent facts missing"))?
-            .analyse(false),
-    }
+/// The parent check of a streaming merge over the facts it collected on its way; `None` when
+/// --repair's first pass did it.
+fn check_facts(reading: &mut Reading) -> anyhow::Result<Option<Analysis>> {
+    reading.facts.take().map(|f| f.analyse(false)).transpose()
+}
+
+/// The first pass's analysis (--repair), else the check's.
+fn either(checked: Option<Analysis>, pre: Option<Analysis>) -> anyhow::Result<Analysis> {
+    checked
+        .or(pre)
+        .ok_or_else(|| anyhow!("internal: parent facts missing"))
 }
 
 /// The facts of a streaming merge: the largest share of its memory otherwise (the spans' own
