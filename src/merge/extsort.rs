@@ -25,9 +25,9 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// What the external sort sorts: spans ([`Record`]) and the parent checks' facts
-/// (`repair::Fact`), which are small and of fixed size, so they are neither allocated one by one
-/// nor compared as bytes.
+/// What the external sort sorts: spans ([`Record`]) and the parent check's facts
+/// (`repair::FactRecord`), which are small and of fixed size, so they are neither allocated one by
+/// one nor compared as bytes.
 pub trait Sortable: Ord + Send + Sized + 'static {
     /// The memory one takes in the sort buffer: its size, and what it holds on the heap with
     /// malloc's bookkeeping.
@@ -38,8 +38,8 @@ pub trait Sortable: Ord + Send + Sized + 'static {
 }
 
 impl Sortable for Record {
-    /// (Only here: `--sort end`'s windows count footprints alone, and their size decides where a
-    /// file out of order beyond them is written.)
+    /// Its footprint and malloc's 16 bytes for its data. (Only here: `--sort end`'s windows count
+    /// footprints alone, and their size decides where a file out of order beyond them is written.)
     fn held(&self) -> usize {
         self.footprint() + 16
     }
