@@ -41,6 +41,9 @@ pub struct Output {
     rename: Option<(TempPath, PathBuf)>,
     /// The temporary file, to fsync before the rename.
     temp_file: Option<File>,
+    /// Bytes handed to `sink`, and how many of them the disk was told to start writing.
+    flushed: u64,
+    started: u64,
     name: String,
     format: MergeFormat,
     buf: Vec<u8>,
@@ -115,6 +118,8 @@ impl Output {
                 MergeFormat::Otlp => Place::Otlp(otlp::Lines::new(OTLP_SPANS_PER_LINE)),
             },
             scratch: Vec::new(),
+            flushed: 0,
+            started: 0,
             written: 0,
         };
         if let Place::Chrome(chrome) = &mut out.place {
@@ -132,10 +137,7 @@ impl Output {
     pub fn write_lines(&mut self, lines: &[u8], count: u64) -> anyhow::Result<()> {
         self.written += count;
         if self.buf.is_empty() {
-            return self
-                .sink
-                .write_all(lines)
-                .with_context(|| format!("cannot write {}", self.name));
+            return self.write_out(lines);
         }
         self.buf.extend_from_slice(lines);
         if self.buf.len() >= FLUSH_AT {
@@ -188,10 +190,25 @@ impl Output {
     }
 
     fn flush_buf(&mut self) -> anyhow::Result<()> {
-        self.sink
-            .write_all(&self.buf)
-            .with_context(|| format!("cannot write {}", self.name))?;
+        let buf = std::mem::take(&mut self.buf);
+        let written = self.write_out(&buf);
+        self.buf = buf;
         self.buf.clear();
+        written
+    }
+
+    /// Every byte of the output goes through here.
+    fn write_out(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.sink
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", self.name))?;
+        self.flushed += bytes.len() as u64;
+        if let Some(file) = &self.temp_file {
+            if self.flushed - self.started >= WRITE_BACK_EVERY {
+                start_write_back(file, self.started);
+                self.started = self.flushed;
+            }
+        }
         Ok(())
     }
 
@@ -228,6 +245,27 @@ impl Drop for Output {
         if self.rename.take().is_some() {
             forget_on_signal();
         }
+    }
+}
+
+/// How much output is written before the disk is told to start writing it (see
+/// [`start_write_back`]).
+const WRITE_BACK_EVERY: u64 = 8 << 20;
+
+/// Starts writing the file's dirty pages from `from` to its end to disk, without waiting: the
+/// output is fsynced before it is renamed into place, and that fsync then finds little left to
+/// write (at 130 MB it took 48 ms at the end of a 0.45 s merge; the writes now overlap the merge).
+/// Best effort: an error here shows again at the fsync, which is checked.
+fn start_write_back(file: &File, from: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor this file owns; it reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            from as libc::off64_t,
+            0,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
@@ -288,5 +326,31 @@ fn forget_on_signal() {
     if !p.is_null() {
         // SAFETY: `p` came from CString::into_raw in remove_on_signal and was swapped out once.
         drop(unsafe { std::ffi::CString::from_raw(p) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An output past several write-back starts is complete, byte for byte, after the rename.
+    #[test]
+    fn an_output_written_back_early_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut out = Output::create(Some(&path), MergeFormat::Python, &[]).unwrap();
+        let mut want = Vec::new();
+        for i in 0..400u64 {
+            let line = format!("{{\"n\": {i}, \"pad\": \"{}\"}}\n", "x".repeat(60_000));
+            want.extend_from_slice(line.as_bytes());
+            out.write_lines(line.as_bytes(), 1).unwrap();
+        }
+        assert!(
+            out.started >= 2 * WRITE_BACK_EVERY,
+            "started {}",
+            out.started
+        );
+        out.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
     }
 }
