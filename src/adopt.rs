@@ -260,28 +260,54 @@ fn scan_part(first: usize, inputs: &[Input]) -> anyhow::Result<Homes> {
     // from the heap once a freed one has raised its mmap threshold), 4 GiB of memset at 4,096
     // files, more than the rest of the scan.
     let mut buf = vec![0u8; SCAN_CHUNK];
-    for (i, input) in inputs.iter().enumerate() {
-        if let Input::File(path) = input {
-            scan_file(first + i, path, &finder, &mut buf, &mut homes)?;
-            buf.truncate(SCAN_CHUNK);
+    let files: Vec<(usize, &std::path::Path)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| match input {
+            Input::File(path) => Some((first + i, path.as_path())),
+            Input::Stdin => None,
+        })
+        .collect();
+    // The next few files are opened ahead and their reading started (see `open_ahead`).
+    let mut ahead = std::collections::VecDeque::with_capacity(SCAN_AHEAD);
+    let mut next = 0;
+    for &(file, path) in &files {
+        while ahead.len() < SCAN_AHEAD && next < files.len() {
+            ahead.push_back(open_ahead(files[next].1));
+            next += 1;
         }
+        let opened = ahead.pop_front().expect("the file itself is ahead");
+        let opened = opened.with_context(|| format!("cannot open {}", path.display()))?;
+        scan_file(file, opened, &finder, &mut buf, &mut homes)?;
+        buf.truncate(SCAN_CHUNK);
     }
     Ok(homes)
 }
 
 /// Read size of the scan; a longer line grows the buffer.
 const SCAN_CHUNK: usize = 1 << 20;
+/// Files a scan thread has open ahead of the one it reads.
+const SCAN_AHEAD: usize = 8;
+
+/// Opens a file the scan reads soon and asks the kernel to start reading all of it
+/// (`POSIX_FADV_WILLNEED`), so the scan finds it in memory instead of waiting for each file's
+/// reads in turn: rank files on a parallel file system are rarely cached, and even here evicted
+/// pages made the scan wait ~400 times per 4,096 files. Only advice: its failure changes nothing.
+fn open_ahead(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let file = std::fs::File::open(path)?;
+    let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+    Ok(file)
+}
 
 fn scan_file(
     file: usize,
-    path: &std::path::Path,
+    opened: std::fs::File,
     finder: &memchr::memmem::Finder,
     buf: &mut Vec<u8>,
     homes: &mut Homes,
 ) -> anyhow::Result<()> {
     use std::io::{BufRead, Read};
-    let opened =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut buffered = std::io::BufReader::with_capacity(64 << 10, opened);
     // gzip is detected by content, as the readers do.
     let gzip = buffered
