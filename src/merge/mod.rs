@@ -950,14 +950,9 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                 emitter.push(e)?;
             }
             reading.not_all_skipped()?;
-            let checked = match checking {
-                Some(check) => Some(
-                    check
-                        .join()
-                        .map_err(|_| anyhow!("the parent check thread panicked"))??,
-                ),
-                None => None,
-            };
+            let checked = checking
+                .map(|check| join_worker(Some(check), "parent check"))
+                .transpose()?;
             report.written = emitter.finish()?;
             report.analysis = checked.unwrap_or(repairs);
         }
@@ -975,7 +970,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             // overlaps the writer's last chunks).
             let checked = check_facts(&mut reading)?;
             report.written = emitter.finish()?;
-            report.analysis = either(checked, pre)?;
+            report.analysis = check_or_first_pass(checked, pre)?;
         }
         (SortOrder::None, pre) => {
             let extra = pre.as_ref().map(&added).unwrap_or_default();
@@ -988,7 +983,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             reading.not_all_skipped()?;
             let checked = check_facts(&mut reading)?;
             report.written = emitter.finish()?;
-            report.analysis = either(checked, pre)?;
+            report.analysis = check_or_first_pass(checked, pre)?;
         }
     }
     reading.progress.done();
@@ -1007,14 +1002,31 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Joins one of merge's worker threads (`what` names it in errors): its result, or an error if it
+/// panicked or was joined already.
+fn join_worker<T>(
+    thread: Option<std::thread::JoinHandle<anyhow::Result<T>>>,
+    what: &str,
+) -> anyhow::Result<T> {
+    match thread {
+        Some(t) => t
+            .join()
+            .map_err(|_| anyhow!("the {what} thread panicked"))?,
+        None => Err(anyhow!("the {what} thread stopped")),
+    }
+}
+
 /// The parent check of a streaming merge over the facts it collected on its way; `None` when
 /// --repair's first pass did it.
 fn check_facts(reading: &mut Reading) -> anyhow::Result<Option<Analysis>> {
     reading.facts.take().map(|f| f.analyse(false)).transpose()
 }
 
-/// The first pass's analysis (--repair), else the check's.
-fn either(checked: Option<Analysis>, pre: Option<Analysis>) -> anyhow::Result<Analysis> {
+/// A streaming merge's analysis: the check's, else (--repair) the first pass's.
+fn check_or_first_pass(
+    checked: Option<Analysis>,
+    pre: Option<Analysis>,
+) -> anyhow::Result<Analysis> {
     checked
         .or(pre)
         .ok_or_else(|| anyhow!("internal: parent facts missing"))

@@ -337,12 +337,7 @@ impl FactSorter {
 
     fn join(&mut self) -> anyhow::Result<ExtSorter<FactRecord>> {
         self.tx = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("the fact sorting thread panicked"))?,
-            None => Err(anyhow::anyhow!("internal: the fact sorting thread is gone")),
-        }
+        super::join_worker(self.thread.take(), "fact sorting")
     }
 
     /// Every fact pushed, in the external sorter.

@@ -211,12 +211,7 @@ impl RunThread {
 
     fn join(&mut self) -> anyhow::Result<File> {
         self.tx = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("the merge thread panicked"))?,
-            None => Err(anyhow::anyhow!("the merge thread stopped")),
-        }
+        super::join_worker(self.thread.take(), "merge")
     }
 
     fn finish(mut self) -> anyhow::Result<File> {
