@@ -33,6 +33,9 @@ pub trait SpanWriter: Send {
     fn end(&mut self, _out: &mut Vec<u8>) {}
 }
 
+/// Renders a span's [`fragment`] ahead of its place in the output.
+pub type Render = fn(&mut Vec<u8>, fragment::Parts);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Python,
@@ -50,12 +53,7 @@ impl Format {
             Format::Console => Box::new(console::Console),
         }
     }
-}
 
-/// Renders a span's [`fragment`] ahead of its place in the output.
-pub type Render = fn(&mut Vec<u8>, fragment::Parts);
-
-impl Format {
     /// How this format renders fragments: for the formats that place them (chrome, otlp as merge
     /// writes it).
     pub fn fragments(self) -> Option<Render> {
