@@ -28,6 +28,18 @@ impl Input {
 /// Expands the command line's FILE|GLOB|- arguments, in order, each glob sorted. A pattern that
 /// matches nothing and a path that does not exist are errors naming them.
 pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
+    expand_with_mode(patterns).map(|(inputs, _)| inputs)
+}
+
+/// [`expand`], and the permission bits every input file allows (their intersection; `None`
+/// without files): what merge's output may allow, taken from the one `stat` each file gets here
+/// (stating 4,096 rank files again cost merge 5 ms before its first span).
+pub fn expand_with_mode(patterns: &[String]) -> anyhow::Result<(Vec<Input>, Option<u32>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut mode = None;
+    let mut allow = |m: &std::fs::Metadata| {
+        mode = Some(mode.unwrap_or(0o777) & m.permissions().mode() & 0o777);
+    };
     if patterns.is_empty() {
         return Err(usage(
             "no input files (give paths, glob patterns such as 'traces_*.jsonlines', or - for stdin)",
@@ -43,8 +55,12 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
                 .map_err(|e| usage(format!("bad glob pattern {pattern:?}: {e}")))?
             {
                 let path = entry.map_err(|e| anyhow!("{pattern}: {e}"))?;
-                if path.is_file() {
-                    out.push(Input::File(path));
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => {
+                        allow(&m);
+                        out.push(Input::File(path));
+                    }
+                    _ => {}
                 }
             }
             if out.len() == before {
@@ -53,7 +69,10 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
         } else {
             let path = PathBuf::from(pattern);
             match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => out.push(Input::File(path)),
+                Ok(m) if m.is_file() => {
+                    allow(&m);
+                    out.push(Input::File(path));
+                }
                 Ok(m) if m.is_dir() => {
                     return Err(usage(format!("{pattern}: is a directory (give a glob such as '{pattern}/*.jsonlines')")))
                 }
@@ -71,7 +90,7 @@ pub fn expand(patterns: &[String]) -> anyhow::Result<Vec<Input>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, mode))
 }
 
 /// Opens an input for parsed reading, decompressing gzip (detected by its magic bytes, so a

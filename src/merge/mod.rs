@@ -801,7 +801,7 @@ impl std::fmt::Display for Report {
 
 fn run(args: &MergeArgs) -> anyhow::Result<Report> {
     let filter = Filter::parse(args.trace.as_deref(), args.rank.as_deref())?;
-    let inputs = input::expand(&args.input.inputs)?;
+    let (inputs, inputs_mode) = input::expand_with_mode(&args.input.inputs)?;
     let temp_dir: PathBuf = args.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     if !temp_dir.is_dir() {
         return Err(usage(format!(
@@ -917,7 +917,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
         v
     };
 
-    let out = Output::create(args.output.as_deref(), args.format, &inputs)?;
+    let out = Output::create(args.output.as_deref(), args.format, inputs_mode)?;
     // Spans rendered as they are read, by the reading threads (for the orders that read through
     // them): the writer then only places them.
     let render = out.fragments();
@@ -1158,7 +1158,7 @@ mod tests {
         };
         let write = |decoders: usize, bad: Option<u32>| {
             let path = dir.path().join(format!("out{decoders}-{bad:?}.jsonl"));
-            let out = Output::create(Some(&path), MergeFormat::Otlp, &[]).unwrap();
+            let out = Output::create(Some(&path), MergeFormat::Otlp, None).unwrap();
             let mut writer = Writer::start(out, decoders);
             let mut rest = records(bad);
             // Batches of uneven sizes, as the emitter's last one is.

@@ -13,7 +13,6 @@ use crate::cli::MergeFormat;
 use crate::export::chrome::Chrome;
 use crate::export::fragment::Parts;
 use crate::export::{otlp, Format, SpanWriter};
-use crate::input::Input;
 use anyhow::Context;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::fs::File;
@@ -57,7 +56,7 @@ impl Output {
     pub fn create(
         path: Option<&Path>,
         format: MergeFormat,
-        inputs: &[Input],
+        inputs_mode: Option<u32>,
     ) -> anyhow::Result<Output> {
         let mut temp_file = None;
         let (sink, rename, name): (Box<dyn Write + Send>, _, _) = match path {
@@ -91,7 +90,7 @@ impl Output {
                         )
                     })?;
                 let (file, temp) = named.into_parts();
-                let mode = restrictive_mode(path, inputs);
+                let mode = restrictive_mode(path, inputs_mode);
                 file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .with_context(|| format!("-o {}: cannot set mode {mode:o}", path.display()))?;
                 remove_on_signal(&temp);
@@ -269,25 +268,16 @@ fn start_write_back(file: &File, from: u64) {
     }
 }
 
-/// The permission bits every input and an existing output allow (their intersection): the
-/// merge is never more readable than what it was made from. Stdin alone: 0600.
-fn restrictive_mode(output: &Path, inputs: &[Input]) -> u32 {
-    let mut mode = 0o7777u32;
-    let mut any = false;
-    let files = inputs.iter().filter_map(|i| match i {
-        Input::File(p) => Some(p.as_path()),
-        Input::Stdin => None,
-    });
-    for p in files.chain(std::iter::once(output)) {
-        if let Ok(m) = std::fs::metadata(p) {
-            mode &= m.permissions().mode() & 0o777;
-            any = true;
-        }
-    }
-    if any {
-        mode & 0o777
-    } else {
-        0o600
+/// The permission bits every input (`inputs_mode`, from `input::expand_with_mode`) and an
+/// existing output allow (their intersection): the merge is never more readable than what it was
+/// made from. Stdin alone: 0600.
+fn restrictive_mode(output: &Path, inputs_mode: Option<u32>) -> u32 {
+    let output_mode = std::fs::metadata(output)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777);
+    match (inputs_mode, output_mode) {
+        (None, None) => 0o600,
+        (a, b) => a.unwrap_or(0o777) & b.unwrap_or(0o777),
     }
 }
 
@@ -338,7 +328,7 @@ mod tests {
     fn an_output_written_back_early_is_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let mut out = Output::create(Some(&path), MergeFormat::Python, &[]).unwrap();
+        let mut out = Output::create(Some(&path), MergeFormat::Python, None).unwrap();
         let mut want = Vec::new();
         for i in 0..400u64 {
             let line = format!("{{\"n\": {i}, \"pad\": \"{}\"}}\n", "x".repeat(60_000));
