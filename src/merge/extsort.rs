@@ -35,13 +35,28 @@ pub trait Sortable: Ord + Send + Sized + 'static {
     fn write_to(&self, out: &mut impl Write) -> io::Result<()>;
     /// One written by `write_to`; `None` at a clean end of file.
     fn read_from(input: &mut impl Read) -> io::Result<Option<Self>>;
+    /// The slab this one's bytes share with others ([`super::slab`]), if any: which one, and
+    /// the memory it takes. `held` leaves it out: the buffer counts each slab once.
+    fn slab(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 impl Sortable for Record {
-    /// Its footprint and malloc's 16 bytes for its data. (Only here: `--sort end`'s windows count
-    /// footprints alone, and their size decides where a file out of order beyond them is written.)
+    /// Its footprint and malloc's 16 bytes for its data if that is its own. (Only here: `--sort
+    /// end`'s windows count footprints alone, and their size decides where a file out of order
+    /// beyond them is written.)
     fn held(&self) -> usize {
-        self.footprint() + 16
+        match self.data.slab() {
+            None => self.footprint() + 16,
+            Some(_) => self.footprint(),
+        }
+    }
+
+    /// The slab and the `Arc` around it.
+    fn slab(&self) -> Option<(usize, usize)> {
+        let slab = self.data.slab()?;
+        Some((slab.id(), slab.size() + 64))
     }
 
     fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
@@ -70,9 +85,16 @@ pub struct ExtSorter<T: Sortable = Record> {
     spilled: usize,
     /// The previous buffer, sorted, being written on a thread of its own ...
     spilling: Option<std::thread::JoinHandle<anyhow::Result<File>>>,
-    /// ... and the bytes of it not written yet: they count against the budget until freed.
+    /// ... and the bytes of it not written yet: they count against the budget until freed
+    /// (its records' shared blocks until it is all written).
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The slabs of the last records pushed, counted already (at most [`RECENT_SLABS`]; one
+    /// forgotten too early is counted again, never too little).
+    slabs: Vec<usize>,
 }
+
+/// Slabs remembered as counted: two per reading thread (see `read_ahead::MAX_WORKERS`).
+const RECENT_SLABS: usize = 8;
 
 impl<T: Sortable> ExtSorter<T> {
     /// `fan_in` (at least 2): how many runs are merged at once, so at most about that many per
@@ -88,11 +110,24 @@ impl<T: Sortable> ExtSorter<T> {
             spilled: 0,
             spilling: None,
             held: Default::default(),
+            slabs: Vec::with_capacity(RECENT_SLABS),
         }
     }
 
     pub fn push(&mut self, record: T) -> anyhow::Result<()> {
         self.bytes += record.held();
+        // A slab is counted whole when the first record in it comes, however few of its records
+        // are kept. Each reading thread fills one slab at a time and the merge takes their
+        // batches in turn, so the slabs of the last few records are all that need remembering.
+        if let Some((slab, size)) = record.slab() {
+            if !self.slabs.contains(&slab) {
+                if self.slabs.len() == RECENT_SLABS {
+                    self.slabs.remove(0);
+                }
+                self.slabs.push(slab);
+                self.bytes += size;
+            }
+        }
         self.buffer.push(record);
         let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
         if self.bytes + self.slack() + held >= self.budget {
@@ -117,6 +152,8 @@ impl<T: Sortable> ExtSorter<T> {
         // The buffer's unused capacity is held until the thread ends (it is freed last).
         held.store(self.bytes + slack, std::sync::atomic::Ordering::Relaxed);
         self.bytes = 0;
+        // The next buffer counts the slabs it holds records of again.
+        self.slabs.clear();
         let dir = self.temp_dir.clone();
         self.spilling = Some(
             std::thread::Builder::new()
@@ -322,7 +359,7 @@ mod tests {
             time,
             ids: [0; 24],
             hash: 0,
-            data: time.to_le_bytes().to_vec(),
+            data: time.to_le_bytes().to_vec().into(),
             file: 0,
         }
     }

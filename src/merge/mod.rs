@@ -12,6 +12,7 @@ mod output;
 mod read_ahead;
 mod record;
 mod repair;
+mod slab;
 mod stream;
 mod tree;
 mod whole_lines;
@@ -28,7 +29,7 @@ use extsort::ExtSorter;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, TracesData};
 use output::Output;
-use record::{Ids, Record};
+use record::{Data, Ids, Record};
 use repair::{Analysis, Facts, SpanFacts};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ impl Filter {
             .transpose()?;
         let ranks = ranks.map(parse_ranks).transpose()?;
         Ok(Filter { trace, ranks })
+    }
+
+    /// Whether it drops anything.
+    fn is_set(&self) -> bool {
+        self.trace.is_some() || self.ranks.is_some()
     }
 
     fn keep(&self, resource: Option<&Resource>, span: &Span) -> bool {
@@ -129,6 +135,8 @@ pub struct Reading {
     homes: Option<Homes>,
     /// Spans kept by the filter that were re-homed.
     adopted: u64,
+    /// The size of the slabs the reading threads copy lines into (`slab::slab_size`).
+    slab_size: usize,
 }
 
 impl Reading {
@@ -256,7 +264,7 @@ impl Reading {
         let content = |scratch: &mut Vec<u8>| {
             (
                 record::content_hash(&rs, scratch),
-                record::encode(&rs, None),
+                record::encode(&rs, None).into(),
             )
         };
         self.span(file, span, rs.resource.as_ref(), adopted, content, sink)
@@ -270,7 +278,7 @@ impl Reading {
         span: &Span,
         resource: Option<&Resource>,
         adopted: u64,
-        content: impl FnOnce(&mut Vec<u8>) -> (u64, Vec<u8>),
+        content: impl FnOnce(&mut Vec<u8>) -> (u64, Data),
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         if !self.filter.keep(resource, span) {
@@ -278,7 +286,12 @@ impl Reading {
         }
         self.kept += 1;
         self.adopted += adopted;
-        let (hash, data) = content(&mut self.scratch);
+        let (hash, mut data) = content(&mut self.scratch);
+        if self.filter.is_set() {
+            // Few of a block's spans may be kept: each in its own allocation, so a block is not
+            // held for them (ARCHITECTURE.md: merge's record blocks).
+            data = data.own();
+        }
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
@@ -305,8 +318,9 @@ impl Reading {
         sink: &mut dyn FnMut(Record) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let names: Vec<String> = inputs.iter().map(Input::name).collect();
-        let mut ahead = read_ahead::ReadAhead::start(inputs.to_vec(), render);
-        while let Some(mut batch) = ahead.next_batch()? {
+        let mut ahead = read_ahead::ReadAhead::start(inputs.to_vec(), render, self.slab_size);
+        while let Some((mut batch, slab)) = ahead.next_batch()? {
+            let slab = slab.as_ref();
             for item in &mut batch {
                 match item {
                     read_ahead::Item::Line {
@@ -317,10 +331,14 @@ impl Reading {
                         data,
                         rendered,
                     } => {
-                        let data = std::mem::take(data);
+                        let data = std::mem::take(data).into_data(slab);
                         // What stays in the item is freed by the reading thread that made it.
                         let mut text = match rendered {
-                            Some(rendered) => Text::Rendered { data, rendered },
+                            Some(rendered) => Text::Rendered {
+                                data,
+                                rendered,
+                                slab,
+                            },
                             None => Text::Copied(data),
                         };
                         let result = self.parsed_line(*file, &mut text, parsed, sink);
@@ -362,11 +380,13 @@ enum Parsed {
 /// content hash and span rendered for the output when it renders spans.
 enum Text<'a> {
     Lent(&'a [u8]),
-    Copied(Vec<u8>),
-    /// `data`: the line only for a step root (see `read_ahead::render_python`).
+    Copied(Data),
+    /// `data`: the line only for a step root (see `read_ahead::render_python`); `slab`: the
+    /// read-ahead batch's, which the fragment may be in.
     Rendered {
-        data: Vec<u8>,
+        data: Data,
         rendered: &'a mut read_ahead::Rendered,
+        slab: Option<&'a std::sync::Arc<slab::Slab>>,
     },
 }
 
@@ -382,16 +402,23 @@ impl Text<'_> {
 
     /// The content hash and record data (taken: once): the rendered span if there is one, unless
     /// `keep_line`.
-    fn content(&mut self, keep_line: bool) -> (u64, Vec<u8>) {
+    fn content(&mut self, keep_line: bool) -> (u64, Data) {
         match self {
-            Text::Lent(raw) => (record::line_hash(raw), record::encode_line(raw)),
+            Text::Lent(raw) => (record::line_hash(raw), record::encode_line(raw).into()),
             Text::Copied(data) => {
                 let hash = record::line_hash(record::python_text(data).unwrap_or_default());
                 (hash, std::mem::take(data))
             }
-            Text::Rendered { data, rendered } => match keep_line {
+            Text::Rendered {
+                data,
+                rendered,
+                slab,
+            } => match keep_line {
                 true => (rendered.hash, std::mem::take(data)),
-                false => (rendered.hash, std::mem::take(&mut rendered.fragment)),
+                false => {
+                    let fragment = std::mem::take(&mut rendered.fragment);
+                    (rendered.hash, fragment.into_data(*slab))
+                }
             },
         }
     }
@@ -882,6 +909,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             Some(crate::adopt::scan(&inputs)?)
         },
         adopted: 0,
+        slab_size: slab::slab_size(span_budget),
     };
     let mut report = Report::default();
 
@@ -908,7 +936,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
                     time: sort_time(sort, span),
                     ids: record::ids(&span.trace_id, &span.span_id),
                     hash: record::content_hash(rs, &mut Vec::new()),
-                    data: record::encode(rs, None),
+                    data: record::encode(rs, None).into(),
                     file: ADDED,
                 })
             })
@@ -1149,8 +1177,8 @@ mod tests {
                     ids: [0; 24],
                     hash: 0,
                     data: match bad == Some(i) {
-                        true => b"?".to_vec(),
-                        false => record::encode_line(line(i).as_bytes()),
+                        true => b"?".to_vec().into(),
+                        false => record::encode_line(line(i).as_bytes()).into(),
                     },
                     file: 0,
                 })

@@ -2,7 +2,7 @@
 //! (`--sort start`, `--sort none`, `--repair`'s first pass): these threads read the bytes, split
 //! lines and parse them as far as that goes without merge's state ([`super::parse_raw`]: the
 //! python scanner's sketch, most of a line's cost), and copy each python line into the record
-//! data it becomes. The merge's thread keeps what needs its state: the filter, adoption, the
+//! data it becomes (into the thread's slab, `slab.rs`). The merge's thread keeps what needs its state: the filter, adoption, the
 //! parent-check facts and the sort buffer. Files are independent, so with n threads each reads
 //! every n-th file; the merge takes the batches file by file, in input order, so everything
 //! (records, counts, messages) comes in the same order as from one reader.
@@ -14,6 +14,7 @@
 //! its `file:line` error, in its place: what to do with it (stop, or skip and count) is the
 //! merge's decision, as for lines read in place.
 
+use super::slab::{Filler, Placed, Slab};
 use super::{parse_raw, record, repair, Parsed};
 use crate::export::fragment::Parts;
 use crate::export::Render;
@@ -21,6 +22,7 @@ use crate::format::{is_otlp_line, python, LineError};
 use crate::input::{self, Input};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
 
 /// Lines (or bytes of lines) per batch, and batches in flight.
 const BATCH_LINES: usize = 512;
@@ -34,15 +36,16 @@ const READ_BUFFER: usize = 256 << 10;
 // Lines are nearly every item: boxing them would add an allocation to each.
 #[allow(clippy::large_enum_variant)]
 pub enum Item {
-    /// A line that parsed; `data` is a python line's record data (empty for otlp lines, which
-    /// `parsed` holds whole, and for python lines `rendered`, but for a step root's); `rendered`:
-    /// a python line's span rendered for the output, when it renders spans.
+    /// A line that parsed; `data` is a python line's record data, in the batch's slab if it
+    /// fit (empty for otlp lines, which `parsed` holds whole, and for python lines `rendered`,
+    /// but for a step root's); `rendered`: a python line's span rendered for the output, when it
+    /// renders spans.
     Line {
         file: u32,
         no: u64,
         complete: bool,
         parsed: Parsed,
-        data: Vec<u8>,
+        data: Placed,
         rendered: Option<Rendered>,
     },
     /// A line that did not read (or could not be read).
@@ -51,9 +54,13 @@ pub enum Item {
     FileDone,
 }
 
+/// A batch of items and the slab their record data is in (see [`Item::Line`]).
+pub type Batched = (Vec<Item>, Option<Arc<Slab>>);
+
 enum Message {
-    /// The next items of one file; the last batch of a file ends with `FileDone`.
-    Items(Vec<Item>),
+    /// The next items of one file, and the slab their record data is in (see [`Item::Line`]);
+    /// the last batch of a file ends with `FileDone`.
+    Items(Vec<Item>, Option<Arc<Slab>>),
     /// The file could not be opened: this worker reads nothing after it.
     Failed(anyhow::Error),
 }
@@ -79,8 +86,9 @@ impl ReadAhead {
     /// are taken file by file, in input order. The threads are not joined: they stop when their
     /// receiver is gone (at their next batch) and, if one waits on stdin then, it ends with the
     /// process.
-    /// `render`: the output's fragment renderer, if it renders spans (see [`render_python`]).
-    pub fn start(inputs: Vec<Input>, render: Option<Render>) -> ReadAhead {
+    /// `render`: the output's fragment renderer, if it renders spans (see [`render_python`]);
+    /// `slab_size`: of the slabs record data is copied into (`slab::slab_size`).
+    pub fn start(inputs: Vec<Input>, render: Option<Render>, slab_size: usize) -> ReadAhead {
         let files = inputs.len();
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -94,7 +102,7 @@ impl ReadAhead {
                 let inputs = inputs.clone();
                 std::thread::Builder::new()
                     .name("read-ahead".into())
-                    .spawn(move || read(&inputs, first, n, render, &tx, &done_rx))
+                    .spawn(move || read(&inputs, first, n, render, slab_size, &tx, &done_rx))
                     .expect("cannot start a read-ahead thread");
                 Worker { rx, done }
             })
@@ -107,18 +115,18 @@ impl ReadAhead {
         }
     }
 
-    /// The next batch of items, in input order; `None` after the last file's.
-    pub fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Item>>> {
+    /// The next batch of items, in input order, and their slab; `None` after the last file's.
+    pub fn next_batch(&mut self) -> anyhow::Result<Option<Batched>> {
         if self.file >= self.files {
             return Ok(None);
         }
         self.last = self.file % self.workers.len();
         match self.workers[self.last].rx.recv() {
-            Ok(Message::Items(items)) => {
+            Ok(Message::Items(items, block)) => {
                 if matches!(items.last(), Some(Item::FileDone)) {
                     self.file += 1;
                 }
-                Ok(Some(items))
+                Ok(Some((items, block)))
             }
             Ok(Message::Failed(e)) => {
                 self.file = self.files;
@@ -145,12 +153,14 @@ fn read(
     first: usize,
     n: usize,
     render: Option<Render>,
+    slab_size: usize,
     tx: &SyncSender<Message>,
     done: &Receiver<Vec<Item>>,
 ) {
     let mut scratch = Vec::new();
     let mut batch = Batch {
         items: Vec::with_capacity(BATCH_LINES + 1),
+        slab: Filler::new(slab_size),
         bytes: 0,
         done,
         spare: Vec::new(),
@@ -165,15 +175,16 @@ fn read(
             }
         };
         loop {
+            let slab = &mut batch.slab;
             let next = lines.next_line(|line| {
                 let parsed = match render {
                     Some(render) if !is_otlp_line(line.text) => {
-                        render_python(line.text, render, &mut scratch)
+                        render_python(line.text, render, &mut scratch, slab)
                     }
                     _ => parse_raw(line.text).map(|parsed| {
                         let data = match parsed {
-                            Parsed::Python(..) => record::encode_line(line.text),
-                            Parsed::Otlp(_) => Vec::new(),
+                            Parsed::Python(..) => record::place_line(slab, line.text),
+                            Parsed::Otlp(_) => Placed::default(),
                         };
                         (parsed, data, None)
                     }),
@@ -213,8 +224,8 @@ fn read(
 pub struct Rendered {
     /// The line's content hash (`record::line_hash`).
     pub hash: u64,
-    /// The span's record data: its fragment.
-    pub fragment: Vec<u8>,
+    /// The span's record data: its fragment, in the batch's slab if it fit.
+    pub fragment: Placed,
     /// The line's `ResourceSpans` without its resource and span (which `Parsed` has): its scope,
     /// for a span that moves into its rank's trace and is rendered again.
     pub shell: ResourceSpans,
@@ -224,13 +235,14 @@ pub struct Rendered {
 /// merge's thread gets the whole span (more than the sketch it needs), and the writer need not
 /// parse the line again. Everything a sketch checks is checked in full too, with the same
 /// reasons (`python::Detail`). The line itself is copied only for a step root, which `--repair`
-/// reads back (repair.rs). `scratch`: where the fragment is rendered, so its record data is
-/// allocated at its size (the sort buffer counts capacity).
+/// reads back (repair.rs). `scratch`: where the fragment is rendered before it is copied into
+/// `slab`.
 fn render_python(
     text: &[u8],
     render: Render,
     scratch: &mut Vec<u8>,
-) -> Result<(Parsed, Vec<u8>, Option<Rendered>), String> {
+    slab: &mut Filler,
+) -> Result<(Parsed, Placed, Option<Rendered>), String> {
     let (mut rs, shared) = python::parse(text, python::Detail::SharedResource)?;
     let shared = shared.unwrap_or_default();
     scratch.clear();
@@ -242,15 +254,15 @@ fn render_python(
             scope_spans: &rs.scope_spans,
         },
     );
-    let fragment = record::encode_fragment(scratch);
+    let fragment = record::place_fragment(slab, scratch);
     let span = rs
         .scope_spans
         .first_mut()
         .and_then(|ss| ss.spans.pop())
         .ok_or("internal: a python line without its span")?;
     let data = match repair::role(&span) {
-        repair::Role::Step => record::encode_line(text),
-        _ => Vec::new(),
+        repair::Role::Step => Placed::Own(record::encode_line(text)),
+        _ => Placed::default(),
     };
     let rendered = Rendered {
         hash: record::line_hash(text),
@@ -262,6 +274,8 @@ fn render_python(
 
 struct Batch<'a> {
     items: Vec<Item>,
+    /// The slab the items' record data is copied into.
+    slab: Filler,
     bytes: usize,
     /// Batches the merge has gone through, to free here.
     done: &'a Receiver<Vec<Item>>,
@@ -286,7 +300,7 @@ impl Batch<'_> {
         self.bytes += bytes;
         let bad = matches!(item, Item::Bad(_));
         self.items.push(item);
-        bad || self.items.len() >= BATCH_LINES || self.bytes >= BATCH_BYTES
+        bad || self.items.len() >= BATCH_LINES || self.bytes >= BATCH_BYTES || self.slab.full()
     }
 
     fn send(&mut self, tx: &SyncSender<Message>) -> Result<(), ()> {
@@ -310,7 +324,8 @@ impl Batch<'_> {
             .spare
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BATCH_LINES + 1));
-        send(tx, Message::Items(std::mem::replace(&mut self.items, next)))
+        let items = std::mem::replace(&mut self.items, next);
+        send(tx, Message::Items(items, self.slab.hand_out()))
     }
 }
 

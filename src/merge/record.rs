@@ -3,11 +3,13 @@
 //! accounting exact, spill to temporary files as they are, and give a content order that breaks
 //! ties the same way whatever order the inputs came in (so merging is order-independent).
 
+use super::slab::{Filler, Placed, Slab};
 use crate::export::Format;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 use std::cmp::Ordering;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// Trace id (16 bytes) followed by span id (8 bytes).
 pub type Ids = [u8; 24];
@@ -35,6 +37,77 @@ const FRAGMENT: u8 = b'F';
 /// Longest record data read back from a temporary file (see [`Record::read_from`]).
 const MAX_RECORD_DATA: usize = 1 << 30;
 
+/// A record's bytes (its tag first): an allocation of its own, or a range of a slab a reading
+/// thread copied it into, shared with the other records copied there (see [`super::slab`]).
+#[derive(Debug, Clone)]
+pub enum Data {
+    Own(Vec<u8>),
+    Shared {
+        slab: Arc<Slab>,
+        start: u32,
+        len: u32,
+    },
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data::Own(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(v: Vec<u8>) -> Self {
+        Data::Own(v)
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Own(v) => v,
+            Data::Shared { slab, start, len } => slab.bytes(*start, *len),
+        }
+    }
+}
+
+impl Data {
+    /// The same bytes in an allocation of their own: kept long or alone, a record must not hold
+    /// a slab.
+    pub fn own(self) -> Data {
+        match self {
+            Data::Own(v) => Data::Own(v),
+            shared => Data::Own(shared.to_vec()),
+        }
+    }
+
+    /// The slab these bytes are in, if shared.
+    pub fn slab(&self) -> Option<&Slab> {
+        match self {
+            Data::Own(_) => None,
+            Data::Shared { slab, .. } => Some(slab),
+        }
+    }
+
+    /// Heap bytes this data holds by itself (a slab is counted as a whole, elsewhere).
+    fn own_capacity(&self) -> usize {
+        match self {
+            Data::Own(v) => v.capacity(),
+            Data::Shared { .. } => 0,
+        }
+    }
+}
+
+/// A python line's record data ([`encode_line`]), in the reading thread's slab if it fits.
+pub fn place_line(filler: &mut Filler, line: &[u8]) -> Placed {
+    filler.put(PYTHON_LINE, line)
+}
+
+/// A rendered span's record data ([`fragment_data`]), in the reading thread's slab if it fits.
+pub fn place_fragment(filler: &mut Filler, fragment: &[u8]) -> Placed {
+    filler.put(FRAGMENT, fragment)
+}
+
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Start or end time (ns) for the time orders; 0 where only the ids matter.
@@ -46,8 +119,8 @@ pub struct Record {
     /// idempotent); 0 for facts.
     pub hash: u64,
     /// For spans: a tag byte, then a protobuf `ResourceSpans` holding the span alone or the
-    /// python line it was read from. Facts (see repair.rs) put their own layout here.
-    pub data: Vec<u8>,
+    /// python line it was read from, or the span rendered for the output.
+    pub data: Data,
     /// Index of the input file it came from: for messages only, not part of the order.
     pub file: u32,
 }
@@ -55,7 +128,7 @@ pub struct Record {
 impl Record {
     /// Bytes this record holds in memory, for the sort buffer's budget.
     pub fn footprint(&self) -> usize {
-        self.data.capacity() + std::mem::size_of::<Record>()
+        self.data.own_capacity() + std::mem::size_of::<Record>()
     }
 
     pub fn same_key(&self, other: &Record) -> bool {
@@ -140,7 +213,7 @@ impl Record {
             time,
             ids,
             hash,
-            data,
+            data: Data::Own(data),
             file,
         }))
     }
@@ -166,7 +239,7 @@ impl Ord for Record {
             .cmp(&other.time)
             .then_with(|| self.ids.cmp(&other.ids))
             .then_with(|| self.hash.cmp(&other.hash))
-            .then_with(|| self.data.cmp(&other.data))
+            .then_with(|| (*self.data).cmp(&*other.data))
     }
 }
 
@@ -215,13 +288,6 @@ pub fn fragment_data(fragment: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.push(FRAGMENT);
     out.extend_from_slice(fragment);
-}
-
-/// Record data for a span rendered ahead (`export::fragment`), allocated at its size.
-pub fn encode_fragment(fragment: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(1 + fragment.len());
-    fragment_data(fragment, &mut data);
-    data
 }
 
 /// The python line in record data made by [`encode_line`].
@@ -280,13 +346,13 @@ mod tests {
             time: 0,
             ids: [0; 24],
             hash: 0,
-            data: encode(&rs, Some(line)),
+            data: encode(&rs, Some(line)).into(),
             file: 0,
         };
         assert_eq!(r.python_line(), Some(&line[..]));
         assert_eq!(r.decode().unwrap(), rs);
         let p = Record {
-            data: encode(&rs, None),
+            data: encode(&rs, None).into(),
             ..r
         };
         assert_eq!((p.python_line(), p.decode().unwrap()), (None, rs));
@@ -315,7 +381,7 @@ mod tests {
             time: 42,
             ids: [7; 24],
             hash: 5,
-            data: vec![1, 2, 3],
+            data: vec![1, 2, 3].into(),
             file: 9,
         };
         let mut buf = Vec::new();
@@ -341,7 +407,7 @@ mod tests {
             time,
             ids: [id; 24],
             hash: 0,
-            data: data.to_vec(),
+            data: data.to_vec().into(),
             file: 0,
         };
         let mut v = [r(2, 1, b"a"), r(1, 2, b"b"), r(1, 2, b"a"), r(1, 1, b"z")];

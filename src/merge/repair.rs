@@ -109,9 +109,14 @@ impl Facts {
             let keep = self
                 .steps
                 .get(&record.ids)
-                .is_none_or(|kept| (record.hash, &record.data) < (kept.hash, &kept.data));
+                .is_none_or(|kept| (record.hash, &*record.data) < (kept.hash, &*kept.data));
             if keep {
-                self.steps.insert(record.ids, record.clone());
+                // Kept to the end: in an allocation of its own, not holding its block.
+                let step = Record {
+                    data: record.data.clone().own(),
+                    ..record.clone()
+                };
+                self.steps.insert(record.ids, step);
             }
         }
         self.sorter.push(Fact {
@@ -749,7 +754,7 @@ mod tests {
                     time: 0,
                     ids: *ids,
                     hash: *hash,
-                    data: Vec::new(),
+                    data: Vec::new().into(),
                     file: *file,
                 };
                 facts.add(span, &record, Resource::default).unwrap();

@@ -101,7 +101,7 @@ mod tests {
             time,
             ids: [0; 24],
             hash: 0,
-            data: Vec::new(),
+            data: Vec::new().into(),
             file: 0,
         }
     }
