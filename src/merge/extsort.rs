@@ -40,6 +40,8 @@ pub trait Sortable: Ord + Send + Sized + 'static {
     fn slab(&self) -> Option<(usize, usize)> {
         None
     }
+    /// Asks the CPU to start loading what is read of this one when it is written out.
+    fn prefetch(&self) {}
 }
 
 impl Sortable for Record {
@@ -50,6 +52,18 @@ impl Sortable for Record {
         match self.data.slab() {
             None => self.footprint() + 16,
             Some(_) => self.footprint(),
+        }
+    }
+
+    /// Sorted in memory, spans are written in an order unrelated to where their bytes are:
+    /// each line's first access missed the cache and the TLB (a third of the merge thread's work
+    /// after the reading, `--sort start` at 4,096 files).
+    fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint: it never faults and changes no memory.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().cast());
         }
     }
 
@@ -344,11 +358,19 @@ impl<T: Sortable> Iterator for Sorted<T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Sorted::Memory(it) => it.next().map(Ok),
+            Sorted::Memory(it) => {
+                if let Some(ahead) = it.as_slice().get(PREFETCH_AHEAD) {
+                    ahead.prefetch();
+                }
+                it.next().map(Ok)
+            }
             Sorted::Runs(merge) => merge.next_record().transpose(),
         }
     }
 }
+
+/// How many records ahead of the one handed out the next one's bytes are asked for.
+const PREFETCH_AHEAD: usize = 8;
 
 #[cfg(test)]
 mod tests {
