@@ -100,7 +100,7 @@ pub struct ExtSorter<T: Sortable = Record> {
     /// The previous buffer, sorted, being written on a thread of its own ...
     spilling: Option<std::thread::JoinHandle<anyhow::Result<File>>>,
     /// ... and the bytes of it not written yet: they count against the budget until freed
-    /// (its records' shared blocks until it is all written).
+    /// (its records' slabs until it is all written).
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The slabs of the last records pushed, counted already (at most [`RECENT_SLABS`]; one
     /// forgotten too early is counted again, never too little).

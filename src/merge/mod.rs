@@ -288,8 +288,8 @@ impl Reading {
         self.adopted += adopted;
         let (hash, mut data) = content(&mut self.scratch);
         if self.filter.is_set() {
-            // Few of a block's spans may be kept: each in its own allocation, so a block is not
-            // held for them (ARCHITECTURE.md: merge's record blocks).
+            // Few of a slab's spans may be kept: each in its own allocation, so no slab is held
+            // for them (ARCHITECTURE.md: merge's record slabs).
             data = data.own();
         }
         let record = Record {

@@ -2,8 +2,9 @@
 //! (`--sort start`, `--sort none`, `--repair`'s first pass): these threads read the bytes, split
 //! lines and parse them as far as that goes without merge's state ([`super::parse_raw`]: the
 //! python scanner's sketch, most of a line's cost), and copy each python line into the record
-//! data it becomes (into the thread's slab, `slab.rs`). The merge's thread keeps what needs its state: the filter, adoption, the
-//! parent-check facts and the sort buffer. Files are independent, so with n threads each reads
+//! data it becomes (into the thread's slab, `slab.rs`). The merge's thread keeps what needs its
+//! state: the filter, adoption, the parent-check facts and the sort buffer. Files are
+//! independent, so with n threads each reads
 //! every n-th file; the merge takes the batches file by file, in input order, so everything
 //! (records, counts, messages) comes in the same order as from one reader.
 //!
@@ -122,11 +123,11 @@ impl ReadAhead {
         }
         self.last = self.file % self.workers.len();
         match self.workers[self.last].rx.recv() {
-            Ok(Message::Items(items, block)) => {
+            Ok(Message::Items(items, slab)) => {
                 if matches!(items.last(), Some(Item::FileDone)) {
                     self.file += 1;
                 }
-                Ok(Some((items, block)))
+                Ok(Some((items, slab)))
             }
             Ok(Message::Failed(e)) => {
                 self.file = self.files;

@@ -111,7 +111,7 @@ impl Facts {
                 .get(&record.ids)
                 .is_none_or(|kept| (record.hash, &*record.data) < (kept.hash, &*kept.data));
             if keep {
-                // Kept to the end: in an allocation of its own, not holding its block.
+                // Kept to the end: in an allocation of its own, not holding its slab.
                 let step = Record {
                     data: record.data.clone().own(),
                     ..record.clone()
