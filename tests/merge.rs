@@ -775,6 +775,42 @@ fn external_sort_spills_and_streaming_merge_reorders_within_its_window() {
     assert!(stats(&err)["out_of_order"] > 0);
 }
 
+/// Lines are read into slabs the sort buffer counts whole (ARCHITECTURE.md: merge's record
+/// slabs); a filter that keeps a few spans of every slab must not make it count all of them.
+#[test]
+fn a_filter_that_keeps_few_spans_of_every_file_does_not_fill_the_sort_buffer() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut g = Gen::new(7);
+    let (job, other): ([u8; 16], [u8; 16]) = (g.rng.random(), g.rng.random());
+    let mut args = Vec::new();
+    for r in 0..64 {
+        let mut spans = g.rank(job, r, 400);
+        // Every 40th span is in another trace: a few in every 256 KiB of every file.
+        for rs in spans.iter_mut().step_by(40) {
+            rs.scope_spans[0].spans[0].trace_id = other.to_vec();
+        }
+        let name = format!("r{r}.jsonl");
+        write(&d.join(&name), LineFormat::Python, &spans);
+        args.push(name);
+    }
+    let size: u64 = args
+        .iter()
+        .map(|f| std::fs::metadata(d.join(f)).unwrap().len())
+        .sum();
+    assert!(size > 8 << 20, "{size} bytes: many slabs' worth");
+    let hex: String = other.iter().map(|b| format!("{b:02x}")).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--trace", &hex, "--no-adopt"]);
+    let whole = merged_bytes(d, &args);
+    // 704 spans of ~0.4 KB are kept: they fit a 1 MiB --buffer-size (768 KiB for spans) if
+    // each takes only its own bytes, but not if each held its slab (~40 of 256 KiB).
+    args.extend(["--buffer-size", "1", "-o", "small.jsonl"]);
+    let s = merge_ok(d, &args);
+    assert_eq!((s["written"], s["sort_runs"]), (64 * 11, 0), "{s:?}");
+    assert_eq!(std::fs::read(d.join("small.jsonl")).unwrap(), whole);
+}
+
 #[test]
 fn streaming_merge_of_more_files_than_the_open_file_limit_goes_in_passes() {
     let dir = tempdir();
