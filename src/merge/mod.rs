@@ -135,8 +135,9 @@ pub struct Reading {
     homes: Option<Homes>,
     /// Spans kept by the filter that were re-homed.
     adopted: u64,
-    /// The size of the slabs the reading threads copy lines into (`slab::slab_size`).
-    slab_size: usize,
+    /// The size of the slabs the reading threads copy lines into (`slab::slab_size`); `None`
+    /// with a filter, which keeps few spans of a slab (ARCHITECTURE.md: merge's record slabs).
+    slab_size: Option<usize>,
 }
 
 impl Reading {
@@ -286,12 +287,7 @@ impl Reading {
         }
         self.kept += 1;
         self.adopted += adopted;
-        let (hash, mut data) = content(&mut self.scratch);
-        if self.filter.is_set() {
-            // Few of a slab's spans may be kept: each in its own allocation, so no slab is held
-            // for them (ARCHITECTURE.md: merge's record slabs).
-            data = data.own();
-        }
+        let (hash, data) = content(&mut self.scratch);
         let record = Record {
             time: sort_time(self.sort, span),
             ids: record::ids(&span.trace_id, &span.span_id),
@@ -889,6 +885,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
              once: use --sort start",
         ));
     }
+    let slab_size = (!filter.is_set()).then(|| slab::slab_size(span_budget));
     let mut reading = Reading {
         filter,
         sort,
@@ -909,7 +906,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<Report> {
             Some(crate::adopt::scan(&inputs)?)
         },
         adopted: 0,
-        slab_size: slab::slab_size(span_budget),
+        slab_size,
     };
     let mut report = Report::default();
 

@@ -4,9 +4,9 @@
 //! python scanner's sketch, most of a line's cost), and copy each python line into the record
 //! data it becomes (into the thread's slab, `slab.rs`). The merge's thread keeps what needs its
 //! state: the filter, adoption, the parent-check facts and the sort buffer. Files are
-//! independent, so with n threads each reads
-//! every n-th file; the merge takes the batches file by file, in input order, so everything
-//! (records, counts, messages) comes in the same order as from one reader.
+//! independent, so with n threads each reads every n-th file; the merge takes the batches file
+//! by file, in input order, so everything (records, counts, messages) comes in the same order as
+//! from one reader.
 //!
 //! Batches go through bounded channels (a few hundred KiB in flight per thread) and go back to
 //! the thread that read them to be freed there: memory freed by another thread than the one that
@@ -88,8 +88,12 @@ impl ReadAhead {
     /// receiver is gone (at their next batch) and, if one waits on stdin then, it ends with the
     /// process.
     /// `render`: the output's fragment renderer, if it renders spans (see [`render_python`]);
-    /// `slab_size`: of the slabs record data is copied into (`slab::slab_size`).
-    pub fn start(inputs: Vec<Input>, render: Option<Render>, slab_size: usize) -> ReadAhead {
+    /// `slab_size`: of the slabs record data is copied into (`slab::slab_size`; `None`: none).
+    pub fn start(
+        inputs: Vec<Input>,
+        render: Option<Render>,
+        slab_size: Option<usize>,
+    ) -> ReadAhead {
         let files = inputs.len();
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -154,7 +158,7 @@ fn read(
     first: usize,
     n: usize,
     render: Option<Render>,
-    slab_size: usize,
+    slab_size: Option<usize>,
     tx: &SyncSender<Message>,
     done: &Receiver<Vec<Item>>,
 ) {

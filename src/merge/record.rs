@@ -98,14 +98,21 @@ impl Data {
     }
 }
 
-/// A python line's record data ([`encode_line`]), in the reading thread's slab if it fits.
+/// A python line's record data ([`encode_line`]), in the reading thread's slab if it goes there.
 pub fn place_line(filler: &mut Filler, line: &[u8]) -> Placed {
-    filler.put(PYTHON_LINE, line)
+    filler
+        .put(PYTHON_LINE, line)
+        .unwrap_or_else(|| Placed::Own(encode_line(line)))
 }
 
-/// A rendered span's record data ([`fragment_data`]), in the reading thread's slab if it fits.
+/// A rendered span's record data ([`fragment_data`]), in the reading thread's slab if it goes
+/// there.
 pub fn place_fragment(filler: &mut Filler, fragment: &[u8]) -> Placed {
-    filler.put(FRAGMENT, fragment)
+    filler.put(FRAGMENT, fragment).unwrap_or_else(|| {
+        let mut data = Vec::with_capacity(1 + fragment.len());
+        fragment_data(fragment, &mut data);
+        Placed::Own(data)
+    })
 }
 
 #[derive(Debug, Clone)]

@@ -154,7 +154,7 @@ impl Placed {
 
 /// One reading thread's slab being filled.
 pub struct Filler {
-    /// The size of new slabs ([`slab_size`]).
+    /// The size of new slabs ([`slab_size`]); 0: no slabs (see [`Filler::new`]).
     size: usize,
     slab: Option<Arc<Slab>>,
     /// Bytes written, and of those the ones handed out.
@@ -163,31 +163,30 @@ pub struct Filler {
 }
 
 impl Filler {
-    /// Fills slabs of `size` bytes.
-    pub fn new(size: usize) -> Filler {
+    /// Fills slabs of `size` bytes; `None`: fills none, every record's data gets an allocation
+    /// of its own (a filtered merge keeps few spans of a slab, and must not hold slabs for them).
+    pub fn new(size: Option<usize>) -> Filler {
         Filler {
-            size: size.max(MIN_SLAB),
+            size: size.map_or(0, |s| s.max(MIN_SLAB)),
             slab: None,
             filled: 0,
             handed: 0,
         }
     }
 
-    /// `tag` then `bytes` as record data: in the slab if there is room, else in an allocation
-    /// of their own.
-    pub fn put(&mut self, tag: u8, bytes: &[u8]) -> Placed {
+    /// `tag` then `bytes` as record data in the slab; `None` if they do not go there (too long,
+    /// no room, no slabs): the caller gives them an allocation of their own.
+    pub fn put(&mut self, tag: u8, bytes: &[u8]) -> Option<Placed> {
         let len = 1 + bytes.len();
-        if len > MAX_IN_SLAB || self.size - self.filled < len {
-            return own(tag, bytes);
+        if len > MAX_IN_SLAB || self.size < self.filled + len {
+            return None;
         }
         if self.slab.is_none() {
             self.slab = Slab::new(self.size).map(Arc::new);
             self.filled = 0;
             self.handed = 0;
         }
-        let Some(slab) = &self.slab else {
-            return own(tag, bytes);
-        };
+        let slab = self.slab.as_ref()?;
         let start = self.filled;
         // SAFETY: `start..start + len` is in the mapping (`size - filled >= len`, checked above)
         // and beyond everything handed out, so nothing else reads or writes it (see the module's
@@ -198,15 +197,15 @@ impl Filler {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), at.add(1), bytes.len());
         }
         self.filled += len;
-        Placed::InSlab {
+        Some(Placed::InSlab {
             start: start as u32,
             len: len as u32,
-        }
+        })
     }
 
     /// Whether the slab has too little room left for a batch to go on filling it.
     pub fn full(&self) -> bool {
-        self.slab.is_some() && self.size - self.filled < MAX_IN_SLAB
+        self.slab.is_some() && self.size < self.filled + MAX_IN_SLAB
     }
 
     /// The slab, to go with a batch whose items were placed since the last hand-out (`None` if
@@ -226,26 +225,19 @@ impl Filler {
     }
 }
 
-fn own(tag: u8, bytes: &[u8]) -> Placed {
-    let mut v = Vec::with_capacity(1 + bytes.len());
-    v.push(tag);
-    v.extend_from_slice(bytes);
-    Placed::Own(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ranges_read_back_as_written_across_slabs_and_hand_outs() {
-        let mut filler = Filler::new(MIN_SLAB);
+        let mut filler = Filler::new(Some(MIN_SLAB));
         let mut batches = Vec::new();
         let mut items = Vec::new();
         let mut expected = Vec::new();
         for i in 0..20_000u32 {
             let line = vec![(i % 251) as u8; (i as usize * 7919) % 700];
-            items.push(filler.put(b'J', &line));
+            items.push(filler.put(b'J', &line).expect("room: handed out when full"));
             expected.push(line);
             if filler.full() || i % 97 == 0 {
                 batches.push((std::mem::take(&mut items), filler.hand_out()));
@@ -253,7 +245,8 @@ mod tests {
         }
         batches.push((items, filler.hand_out()));
         let big = vec![7u8; MAX_IN_SLAB];
-        assert!(matches!(filler.put(b'J', &big), Placed::Own(_)));
+        assert!(filler.put(b'J', &big).is_none(), "too long for a slab");
+        assert!(Filler::new(None).put(b'J', b"x").is_none(), "no slabs");
         let mut slabs = std::collections::HashSet::new();
         let mut n = 0;
         for (items, slab) in batches {
@@ -278,16 +271,16 @@ mod tests {
     fn a_slab_whose_records_are_gone_is_used_again() {
         // A size no other test uses, so none of them takes this slab in between.
         let size = MIN_SLAB + 4096;
-        let mut filler = Filler::new(size);
-        let placed = filler.put(b'J', b"first");
+        let mut filler = Filler::new(Some(size));
+        let placed = filler.put(b'J', b"first").expect("room");
         let slab = filler.hand_out().expect("placed");
         let first = slab.id();
         let data = placed.into_data(Some(&slab));
         drop((slab, filler));
         assert_eq!(&data[..], b"Jfirst", "still held by its record");
         drop(data);
-        let mut filler = Filler::new(size);
-        let placed = filler.put(b'J', b"second");
+        let mut filler = Filler::new(Some(size));
+        let placed = filler.put(b'J', b"second").expect("room");
         let slab = filler.hand_out().expect("placed");
         assert_eq!(slab.id(), first, "the spare slab");
         assert_eq!(&placed.into_data(Some(&slab))[..], b"Jsecond");
