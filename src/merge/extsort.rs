@@ -82,6 +82,18 @@ impl Sortable for Record {
     }
 }
 
+/// Fills `head` with the start of the next thing a run holds: `false` at a clean end of the run
+/// (nothing more), an error if the run ends inside `head`. Every `Sortable::read_from` starts here.
+pub fn read_head(input: &mut impl Read, head: &mut [u8]) -> io::Result<bool> {
+    match input.read_exact(&mut head[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    input.read_exact(&mut head[1..])?;
+    Ok(true)
+}
+
 /// Read buffer per run while merging, at most; less when many runs share the budget.
 const RUN_BUFFER_MAX: usize = 1 << 20;
 const RUN_BUFFER_MIN: usize = 16 << 10;
@@ -179,11 +191,13 @@ impl<T: Sortable> ExtSorter<T> {
                         held.fetch_sub(r.held(), std::sync::atomic::Ordering::Relaxed);
                     }
                     drop(buffer);
-                    // The records were freed into the reading threads' malloc arenas while the
-                    // next buffer filled them again, not always in the same places: give the
-                    // pages left free back, or peak RSS ran 10-15 MiB past the budget. (Facts own
-                    // no heap memory, but their freed buffer is given back the same way: without
-                    // it `--sort end` at 4,096 files peaked ~3 MiB higher.)
+                    // Records with bytes of their own (read from otlp lines, filtered, adopted)
+                    // were freed into the reading threads' malloc arenas while the next buffer
+                    // filled them again, not always in the same places: give the pages left free
+                    // back, or peak RSS ran 10-15 MiB past the budget (measured before slabs,
+                    // when every record had its own bytes). Facts own no heap memory, but their
+                    // freed buffer is given back the same way: without it `--sort end` at 4,096
+                    // files peaked ~3 MiB higher.
                     // SAFETY: malloc_trim only releases free memory; any thread may call it.
                     unsafe { libc::malloc_trim(0) };
                     run.finish()

@@ -190,12 +190,9 @@ impl Record {
     /// Reads one record written by [`Record::write_to`]; `None` at a clean end of file.
     pub fn read_from(input: &mut impl Read) -> io::Result<Option<Record>> {
         let mut head = [0u8; 8 + 24 + 8 + 4 + 4];
-        match input.read_exact(&mut head[..1]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        if !super::extsort::read_head(input, &mut head)? {
+            return Ok(None);
         }
-        input.read_exact(&mut head[1..])?;
         let time = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
         let ids: Ids = head[8..32].try_into().expect("24 bytes");
         let hash = u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"));

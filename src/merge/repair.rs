@@ -269,12 +269,9 @@ impl Sortable for FactRecord {
 
     fn read_from(input: &mut impl std::io::Read) -> std::io::Result<Option<Self>> {
         let mut b = [0u8; FACT_BYTES];
-        match input.read_exact(&mut b[..1]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        if !super::extsort::read_head(input, &mut b)? {
+            return Ok(None);
         }
-        input.read_exact(&mut b[1..])?;
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         Ok(Some(FactRecord {
             ids: [u64_at(0), u64_at(8), u64_at(16)],
